@@ -1,0 +1,5 @@
+import sys
+
+from smesh.cli import main
+
+sys.exit(main())

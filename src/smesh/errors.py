@@ -1,0 +1,152 @@
+"""The exceptions smesh raises.
+
+Every exception derives from :class:`SmeshError`. Misuse of the API (a bad argument, an
+unknown name) is kept apart from failures that happen at run time (a server that does not
+answer, a model that replies with garbage), so callers can catch one without the other::
+
+    SmeshError
+    ├── UsageError                 misuse: the caller can fix it by changing the call
+    │   ├── InvalidSignal          a value outside its domain (intensity > 1, ttl <= 0, ...)
+    │   ├── UnknownName            an unknown topology, decay, backend or trust model
+    │   └── NotPermitted           e.g. withdrawing or renewing a signal you did not emit
+    └── RuntimeFailure             something outside the caller's control went wrong
+        ├── SignalNotFound         the address is not live (expired, withdrawn, never emitted)
+        ├── BackendError           an LLM or tool backend failed (carries ``.backend``)
+        │   ├── BackendUnavailable     not installed, not reachable, circuit open
+        │   ├── AuthenticationFailed   401/403 from a provider
+        │   ├── RateLimited            429; ``.retry_after`` in seconds when known
+        │   ├── BackendTimeout         no answer in time
+        │   ├── BadResponse            malformed, truncated or schema-violating output
+        │   └── ModelNotFound          the model file or wheel is missing or corrupt
+        ├── BudgetExceeded         a hard budget (calls, tokens, cost, time) ran out
+        └── TransportError         the mesh transport failed (carries ``.node``)
+            └── InvalidMessage         a malformed, forged or replayed network message
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationFailed",
+    "BackendError",
+    "BackendTimeout",
+    "BackendUnavailable",
+    "BadResponse",
+    "BudgetExceeded",
+    "InvalidMessage",
+    "InvalidSignal",
+    "ModelNotFound",
+    "NotPermitted",
+    "RateLimited",
+    "RuntimeFailure",
+    "SignalNotFound",
+    "SmeshError",
+    "TransportError",
+    "UnknownName",
+    "UsageError",
+]
+
+
+class SmeshError(Exception):
+    """Root of every exception raised by smesh.
+
+    Attributes:
+        node: id of the node involved, if any.
+        signal: address of the signal involved, if any.
+        backend: name of the backend involved, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        node: str | None = None,
+        signal: str | None = None,
+        backend: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.node = node
+        self.signal = signal
+        self.backend = backend
+
+
+class UsageError(SmeshError, ValueError):
+    """The API was called wrongly; changing the call fixes it."""
+
+
+class InvalidSignal(UsageError):
+    """A signal, decay or node parameter lies outside its domain."""
+
+
+class UnknownName(UsageError, LookupError):
+    """A name (topology, decay, backend, trust model, ...) that smesh does not know."""
+
+
+class NotPermitted(UsageError):
+    """The operation is not allowed for this caller, e.g. renewing another node's signal."""
+
+
+class RuntimeFailure(SmeshError):
+    """Something outside the caller's control failed at run time."""
+
+
+class SignalNotFound(RuntimeFailure, KeyError):
+    """The address names no live signal."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we don't want that
+        return str(self.args[0]) if self.args else ""
+
+
+class BackendError(RuntimeFailure):
+    """A backend (LLM, tool, human) failed to answer usefully."""
+
+
+class BackendUnavailable(BackendError):
+    """The backend cannot be used now: not installed, unreachable, or its circuit is open."""
+
+
+class AuthenticationFailed(BackendError):
+    """The provider refused the credentials (HTTP 401/403)."""
+
+
+class RateLimited(BackendError):
+    """The provider asked us to slow down (HTTP 429).
+
+    Attributes:
+        retry_after: seconds the provider asked us to wait, if it said.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        node: str | None = None,
+        signal: str | None = None,
+        backend: str | None = None,
+    ) -> None:
+        super().__init__(message, node=node, signal=signal, backend=backend)
+        self.retry_after = retry_after
+
+
+class BackendTimeout(BackendError, TimeoutError):
+    """The backend did not answer within its timeout."""
+
+
+class BadResponse(BackendError):
+    """The backend answered, but the answer is malformed, truncated or violates the schema."""
+
+
+class ModelNotFound(BackendError):
+    """A model file or model wheel is missing, partial or corrupt."""
+
+
+class BudgetExceeded(RuntimeFailure):
+    """A hard budget on calls, tokens, cost or wall time ran out."""
+
+
+class TransportError(RuntimeFailure):
+    """The mesh transport failed."""
+
+
+class InvalidMessage(TransportError):
+    """A network message was malformed, oversized, forged or replayed and was dropped."""
