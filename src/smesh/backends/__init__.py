@@ -1,0 +1,91 @@
+"""LLM (and other) backends behind one async interface.
+
+``resolve_backend("local")`` gives the embedded model; ``ollama:MODEL``, ``openai:MODEL``,
+``openrouter:MODEL`` and ``anthropic:MODEL`` give remote ones. Wrap any backend in
+:func:`resilient` (timeouts, retries, circuit breaker, rate limits) and :class:`Accounting`
+(tokens and cost per agent and per run).
+
+Importing this package is cheap: httpx and xllamacpp load only when a backend that needs
+them is resolved or used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from smesh.backends.accounting import (
+    DEFAULT_PRICES,
+    Accounting,
+    Budget,
+    Ledger,
+    Price,
+    PriceTable,
+    Usage,
+)
+from smesh.backends.base import (
+    Backend,
+    BackendBase,
+    Message,
+    Request,
+    Response,
+    StreamingBackend,
+    TruncatedResponse,
+    aclose_backend,
+)
+from smesh.backends.registry import (
+    backend_kinds,
+    parse_backend,
+    register_backend,
+    resolve_backend,
+)
+from smesh.backends.resilience import (
+    CircuitBreaker,
+    CircuitOpen,
+    RateLimit,
+    RateLimiter,
+    Retry,
+    Timeout,
+    resilient,
+)
+
+if TYPE_CHECKING:
+    from smesh.backends.probe import probe_backends
+
+__all__ = [
+    "DEFAULT_PRICES",
+    "Accounting",
+    "Backend",
+    "BackendBase",
+    "Budget",
+    "CircuitBreaker",
+    "CircuitOpen",
+    "Ledger",
+    "Message",
+    "Price",
+    "PriceTable",
+    "RateLimit",
+    "RateLimiter",
+    "Request",
+    "Response",
+    "Retry",
+    "StreamingBackend",
+    "Timeout",
+    "TruncatedResponse",
+    "Usage",
+    "aclose_backend",
+    "backend_kinds",
+    "parse_backend",
+    "probe_backends",
+    "register_backend",
+    "resilient",
+    "resolve_backend",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # probe pulls in the Ollama/model helpers; load it only when status asks.
+    if name == "probe_backends":
+        from smesh.backends.probe import probe_backends  # noqa: PLC0415
+
+        return probe_backends
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
