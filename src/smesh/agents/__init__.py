@@ -1,0 +1,24 @@
+"""Agents that coordinate through a field alone."""
+
+from smesh.agents.agent import Agent, FunctionAgent, Judgement, WorkContext
+from smesh.agents.board import TaskBoard, TaskState
+from smesh.agents.protocol import TaskSpec, VerifySpec
+from smesh.agents.runtime import Budget, Runtime, Settings
+from smesh.agents.team import RunReport, TaskReport, Team
+
+__all__ = [
+    "Agent",
+    "Budget",
+    "FunctionAgent",
+    "Judgement",
+    "RunReport",
+    "Runtime",
+    "Settings",
+    "TaskBoard",
+    "TaskReport",
+    "TaskSpec",
+    "TaskState",
+    "Team",
+    "VerifySpec",
+    "WorkContext",
+]

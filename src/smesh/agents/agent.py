@@ -1,0 +1,636 @@
+"""Agents: nodes with a backend, a role and skills, each running its own loop.
+
+An agent reacts to its task board (woken when a task of its skill opens or a result it can
+verify appears) and follows the protocol of :mod:`smesh.agents.protocol` on its own: it bids
+for tasks, holds and renews a lease while it works, posts results, judges other agents'
+results blind, votes, and emits a decision when the votes it sees reach quorum. Nothing
+tells it what to do.
+
+Customize by subclassing and overriding :meth:`Agent.perform` (do a task) and
+:meth:`Agent.judge` (verify a result), or pass plain functions to :class:`FunctionAgent`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import msgspec
+
+from smesh.agents.board import TaskState
+from smesh.agents.protocol import (
+    KIND_CLAIM,
+    KIND_DECISION,
+    KIND_FEEDBACK,
+    KIND_PRESSURE,
+    KIND_RESULT,
+    KIND_VOTE,
+    ClaimView,
+    Outcome,
+    TaskSpec,
+    Verdict,
+    claim_winner,
+    concedes,
+    tally,
+)
+from smesh.agents.runtime import Runtime
+from smesh.backends.base import Backend, Request, Response
+from smesh.decay import Step
+from smesh.errors import (
+    BackendError,
+    BudgetExceeded,
+    InvalidSignal,
+    RateLimited,
+    SignalNotFound,
+    UsageError,
+)
+from smesh.node import Node
+
+__all__ = ["Agent", "FunctionAgent", "Judgement", "WorkContext"]
+
+_STEP = Step()
+_SAMPLE = 16  # open tasks an agent looks at per pick when many are open
+
+JUDGEMENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "verdict": {"type": "string", "enum": ["approve", "reject"]},
+        "reason": {"type": "string"},
+    },
+    "required": ["verdict", "reason"],
+}
+
+
+class Judgement(msgspec.Struct, frozen=True):
+    """A verifier's verdict on one result, with its reason."""
+
+    verdict: Verdict
+    reason: str = ""
+
+
+class WorkContext(msgspec.Struct, frozen=True, kw_only=True):
+    """What an agent knows when it performs a task.
+
+    Attributes:
+        task: the task.
+        attempt: 1 for the first try, then 2, 3 ... after rejections.
+        feedback: why earlier attempts were rejected, most recent first.
+    """
+
+    task: TaskSpec
+    attempt: int
+    feedback: tuple[str, ...] = ()
+
+
+class Agent:
+    """An autonomous participant of a field.
+
+    Args:
+        id: unique node id.
+        backend: the LLM (or tool, or human) it asks; needed by the default perform/judge.
+        role: its system prompt.
+        skills: skill -> affinity in [0, 1] for the tasks it can do.
+        verifies: skill -> affinity for the results it can judge.
+        slots: tasks it works on at once.
+        verify_slots: results it judges at once.
+        max_tokens: cap per backend call.
+        temperature: sampling temperature per backend call.
+        call_retries: extra tries of a backend call that fails or answers malformed output.
+    """
+
+    def __init__(
+        self,
+        id: str,  # noqa: A002 - the natural name
+        *,
+        backend: Backend | None = None,
+        role: str = "",
+        skills: Mapping[str, float] | None = None,
+        verifies: Mapping[str, float] | None = None,
+        slots: int = 1,
+        verify_slots: int = 1,
+        max_tokens: int = 256,
+        temperature: float = 0.2,
+        call_retries: int = 2,
+    ) -> None:
+        if slots < 0 or verify_slots < 0:
+            raise UsageError("slots and verify_slots must be >= 0", node=id)
+        self.node = Node(id, skills=skills or {})
+        self.id = id
+        self.backend = backend
+        self.role = role
+        self.verifies: dict[str, float] = dict(verifies or {})
+        self.slots = slots
+        self.verify_slots = verify_slots
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.call_retries = call_retries
+        self._wake = asyncio.Event()
+        self._busy = 0
+        self._verifying = 0
+        self._in_flight: set[tuple[str, int]] = set()
+        self._done_votes: set[tuple[str, int]] = set()
+        self._conceded: set[tuple[str, int]] = set()
+        self._crashed = False
+        self._rt: Runtime | None = None
+        self._rng = random.Random(id)
+
+    # -- what a subclass customizes --------------------------------------------------------
+
+    async def perform(self, ctx: WorkContext) -> Any:
+        """Do the task and return a JSON-compatible output.
+
+        The default asks the backend, with the role as system prompt. When the task's
+        verification carries a JSON schema, the reply is constrained to it and the parsed
+        value is returned.
+        """
+        spec = ctx.task
+        prompt = spec.description
+        if spec.input is not None:
+            prompt += "\n\nInput:\n" + json.dumps(spec.input, ensure_ascii=False)
+        if ctx.feedback:
+            prompt += "\n\nAn earlier attempt was rejected. Reviewers said:\n" + "\n".join(
+                f"- {reason}" for reason in ctx.feedback
+            )
+        schema = spec.verify.schema if spec.verify is not None else None
+        response = await self.ask(prompt, json_schema=schema)
+        return response.parsed if schema is not None else response.text.strip()
+
+    async def judge(self, task: TaskSpec, output: Any) -> Judgement:
+        """Judge a result blind: from the task and the output alone, never from others' votes.
+
+        The default asks the backend for ``{"verdict": "approve"|"reject", "reason": ...}``.
+        """
+        shown = output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
+        prompt = (
+            f"Task: {task.description}\n\nProposed result:\n{shown}\n\n"
+            "Does the result correctly and completely do the task? Answer with JSON: "
+            '{"verdict": "approve" or "reject", "reason": "one short sentence"}.'
+        )
+        response = await self.ask(prompt, json_schema=JUDGEMENT_SCHEMA, max_tokens=128)
+        parsed = response.parsed
+        return Judgement(verdict=parsed["verdict"], reason=str(parsed.get("reason", "")))
+
+    # -- backend access --------------------------------------------------------------------
+
+    async def ask(
+        self,
+        prompt: str,
+        *,
+        json_schema: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
+    ) -> Response:
+        """Ask the backend, honouring budgets and pressure, retrying bad or failed answers."""
+        if self.backend is None:
+            raise UsageError(f"agent {self.id} has no backend to ask", node=self.id)
+        request = Request.of(
+            prompt,
+            system=self.role or None,
+            max_tokens=max_tokens or self.max_tokens,
+            temperature=self.temperature,
+            json_schema=json_schema,
+            agent=self.id,
+        )
+        last: BackendError | None = None
+        for _ in range(self.call_retries + 1):
+            await self._respect_pressure()
+            rt = self.runtime
+            rt.budget.check()
+            try:
+                response = await self.backend.complete(request)
+            except RateLimited as exc:
+                self._signal_pressure(exc.retry_after, "rate limited")
+                rt.budget.charge(calls=1)
+                last = exc
+                continue
+            except BackendError as exc:
+                rt.budget.charge(calls=1)
+                last = exc
+                continue
+            rt.budget.charge(tokens=response.input_tokens + response.output_tokens)
+            return response
+        assert last is not None
+        raise last
+
+    def _backend_name(self) -> str:
+        return getattr(self.backend, "name", "backend")
+
+    def _signal_pressure(self, hold_s: float | None, reason: str) -> None:
+        rt = self.runtime
+        hold = hold_s if hold_s is not None else rt.settings.pressure_hold_s
+        rt.field.emit(
+            KIND_PRESSURE,
+            {"backend": self._backend_name(), "reason": reason, "hold_s": hold},
+            origin=self.id,
+            decay=_STEP,
+            ttl=max(hold, 0.001),
+        )
+        rt.record(self.id, "pressure", None, backend=self._backend_name(), hold_s=hold)
+
+    async def _respect_pressure(self) -> None:
+        """Wait while a live pressure signal covers this agent's backend."""
+        rt = self.runtime
+        name = self._backend_name()
+        now = rt.now()
+        until = now
+        for sensed in rt.field.sense(0.0, kind=KIND_PRESSURE, now=now):
+            payload = sensed.signal.payload
+            if isinstance(payload, dict) and payload.get("backend") == name:
+                until = max(until, sensed.signal.created_at + float(payload.get("hold_s", 0)))
+        if until > now:
+            await asyncio.sleep(min(until - now, rt.settings.work_timeout_s))
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime of the run this agent is in."""
+        if self._rt is None:
+            raise UsageError(f"agent {self.id} is not running", node=self.id)
+        return self._rt
+
+    def wake(self) -> None:
+        """Ask the agent to look at its board again."""
+        self._wake.set()
+
+    def crash(self) -> None:
+        """Simulate a crash: from now on the agent cleans nothing up (its leases lapse)."""
+        self._crashed = True
+
+    def attach(self, rt: Runtime) -> None:
+        """Join a run: register on its board and seed this agent's RNG."""
+        self._rt = rt
+        self._rng = random.Random(f"{rt.seed}:{self.id}")
+        self.node.trust = rt.board.trust
+        skills = [s for s, a in self.node.skills.items() if a > 0]
+        verifies = [s for s, a in self.verifies.items() if a > 0]
+        rt.board.register(self, skills=skills, verifies=verifies)
+
+    async def run(self, rt: Runtime) -> None:
+        """The agent's own loop; returns when the run stops."""
+        if self._rt is not rt:
+            self.attach(rt)
+        async with asyncio.TaskGroup() as group:
+            children: set[asyncio.Task[None]] = set()
+            while not rt.stopping:
+                self._wake.clear()
+                for child in self._dispatch(group):
+                    children.add(child)
+                    child.add_done_callback(children.discard)
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=rt.settings.poll_s)
+                except TimeoutError:
+                    pass
+            for child in list(children):  # the run is over: stop in-flight work
+                child.cancel()
+
+    def _dispatch(self, group: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
+        rt = self.runtime
+        started: list[asyncio.Task[None]] = []
+        if self.verifies:
+            while self._verifying < self.verify_slots:
+                found = self._pick_result()
+                if found is None:
+                    break
+                task, attempt = found
+                self._verifying += 1
+                self._in_flight.add((task.spec.task_id, attempt))
+                started.append(group.create_task(self._verify(task, attempt)))
+        while self._busy < self.slots and not rt.budget.exceeded:
+            task = self._pick_task()
+            if task is None:
+                break
+            self._busy += 1
+            self._conceded.add((task.spec.task_id, task.attempt))  # one bid per attempt
+            started.append(group.create_task(self._attempt(task, task.attempt)))
+        return started
+
+    # -- claiming --------------------------------------------------------------------------
+
+    def score(self, task: TaskState, now: float) -> float:
+        """``affinity(skill) × effective intensity × trust(task origin)``."""
+        rt = self.runtime
+        return (
+            self.node.affinity(task.spec.skill)
+            * task.signal.effective(now)
+            * rt.board.trust.get(task.signal.origin, now)
+        )
+
+    def bid(self, task: TaskState, now: float) -> float:
+        """The claim's bid: the affinity, scaled by this agent's earned reputation
+        (``0.5 + trust``: 1 for a newcomer), so trust changes who wins the next claim."""
+        reputation = self.runtime.board.trust.get(self.id, now)
+        return round(self.node.affinity(task.spec.skill) * (0.5 + reputation), 6)
+
+    def _pick_task(self) -> TaskState | None:
+        rt = self.runtime
+        now = rt.now()
+        board = rt.board
+        best: tuple[float, float, TaskState] | None = None
+        for skill, affinity in self.node.skills.items():
+            if affinity <= 0:
+                continue
+            for task_id in board.open_tasks(skill).sample(self._rng, _SAMPLE):
+                task = board.tasks[task_id]
+                if (task_id, task.attempt) in self._conceded or not task.is_open:
+                    continue
+                score = self.score(task, now)
+                if score < self.node.sense_threshold:
+                    continue
+                key = (score, self._rng.random())  # random tie-break spreads equal agents
+                if best is None or key > best[:2]:
+                    best = (key[0], key[1], task)
+        return None if best is None else best[2]
+
+    async def _attempt(self, task: TaskState, attempt: int) -> None:
+        rt = self.runtime
+        spec = task.spec
+        field = rt.field
+        settings = rt.settings
+        now = rt.now()
+        bid = self.bid(task, now)
+        claim = field.emit(
+            KIND_CLAIM,
+            {"task_id": spec.task_id, "attempt": attempt, "bid": bid, "state": "bid"},
+            origin=self.id,
+            scope="origin",
+            decay=_STEP,
+            ttl=settings.lease_s,
+        )
+        held: str | None = None
+        try:
+            # let every rival woken by the same change bid before anyone resolves
+            await asyncio.sleep(settings.claim_settle_s)
+            mine = ClaimView(self.id, bid, False)
+            if task.attempt != attempt or task.final or concedes(mine, task.claim_views()):
+                rt.record(self.id, "concede", spec.task_id, attempt=attempt, bid=bid,
+                          rivals=[msgspec.to_builtins(c) for c in task.claim_views()])
+                return
+            field.withdraw(claim.address, by=self.id)
+            lease = field.emit(
+                KIND_CLAIM,
+                {"task_id": spec.task_id, "attempt": attempt, "bid": bid, "state": "held"},
+                origin=self.id,
+                scope="origin",
+                decay=_STEP,
+                ttl=settings.lease_s,
+            )
+            held = lease.address
+            rt.record(
+                self.id,
+                "claim",
+                spec.task_id,
+                attempt=attempt,
+                bid=bid,
+                score=round(self.score(task, now), 6),
+                triggers=[{
+                    "address": task.signal.address,
+                    "kind": task.signal.kind,
+                    "intensity": round(task.signal.effective(now), 6),
+                    "trust_origin": round(rt.board.trust.get(task.signal.origin, now), 6),
+                }],
+            )
+            await self._work(task, attempt, held)
+        except BudgetExceeded as exc:
+            rt.record(self.id, "budget", spec.task_id, reason=str(exc))
+        finally:
+            if not self._crashed:
+                for address in (claim.address, held):
+                    if address is not None and field.get(address) is not None:
+                        field.withdraw(address, by=self.id)
+            self._busy -= 1
+            self.wake()
+
+    async def _renew(self, address: str, deadline: float) -> None:
+        rt = self.runtime
+        interval = rt.settings.lease_s / 3
+        while True:
+            await asyncio.sleep(interval)
+            if self._crashed or rt.now() >= deadline:
+                return  # a crashed or hung worker stops renewing; its lease will lapse
+            try:
+                rt.field.renew(address, by=self.id)
+            except SignalNotFound:
+                return
+
+    async def _work(self, task: TaskState, attempt: int, lease: str) -> None:
+        rt = self.runtime
+        spec = task.spec
+        settings = rt.settings
+        previous = task.feedback.get(attempt - 1, {})
+        earlier = task.results.get(attempt - 1)
+        feedback = [previous[v] for v in sorted(previous)]
+        if earlier is not None and earlier.payload.get("error"):
+            feedback.append(f"the previous attempt failed: {earlier.payload['error']}")
+        ctx = WorkContext(task=spec, attempt=attempt, feedback=tuple(feedback))
+        deadline = rt.now() + settings.work_timeout_s
+        output: Any = None
+        error: str | None = None
+        async with asyncio.TaskGroup() as group:
+            renewer = group.create_task(self._renew(lease, deadline))
+            try:
+                output = await asyncio.wait_for(self.perform(ctx), settings.work_timeout_s)
+            except BudgetExceeded:
+                renewer.cancel()
+                raise
+            except TimeoutError:
+                error = f"no result within {settings.work_timeout_s:g} s"
+            except (BackendError, InvalidSignal, UsageError) as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            renewer.cancel()
+        if self._crashed:
+            return
+        if task.attempt != attempt or task.final or claim_winner(task.claim_views()) != self.id:
+            rt.record(self.id, "lost-lease", spec.task_id, attempt=attempt)
+            return
+        try:
+            rt.field.emit(
+                KIND_RESULT,
+                {"task_id": spec.task_id, "attempt": attempt, "output": output, "error": error},
+                origin=self.id,
+                scope="origin",
+                decay=_STEP,
+                ttl=settings.result_ttl_s,
+            )
+        except InvalidSignal as exc:
+            error = f"output is not JSON-compatible: {exc}"
+            rt.field.emit(
+                KIND_RESULT,
+                {"task_id": spec.task_id, "attempt": attempt, "output": None, "error": error},
+                origin=self.id,
+                scope="origin",
+                decay=_STEP,
+                ttl=settings.result_ttl_s,
+            )
+        rt.record(self.id, "result", spec.task_id, attempt=attempt, error=error,
+                  triggers=[{"address": lease, "kind": KIND_CLAIM}],
+                  output=_preview(output))
+        if error is not None:
+            self._decide(task, attempt, "rejected")
+            return
+        if spec.verify is None:
+            self._decide(task, attempt, "accepted")
+            return
+        # Wait for the verifiers (without holding the lease: the result is posted).
+        rt.field.withdraw(lease, by=self.id)
+        future = rt.board.wait_decision(spec.task_id)
+        try:
+            await asyncio.wait_for(future, spec.verify.timeout_s)
+        except TimeoutError:
+            if attempt not in task.decisions and not task.final:
+                rt.record(self.id, "no-consensus", spec.task_id, attempt=attempt,
+                          ballots=task.ballots(attempt))
+                self._decide(task, attempt, "rejected")
+
+    # -- verifying -------------------------------------------------------------------------
+
+    def _pick_result(self) -> tuple[TaskState, int] | None:
+        board = self.runtime.board
+        for skill, affinity in self.verifies.items():
+            if affinity <= 0:
+                continue
+            for task_id in board.awaiting(skill):
+                task = board.tasks[task_id]
+                attempt = task.attempt
+                key = (task_id, attempt)
+                result = task.results.get(attempt)
+                if (
+                    result is None
+                    or result.origin == self.id
+                    or key in self._in_flight
+                    or key in self._done_votes
+                    or attempt in task.decisions
+                ):
+                    continue
+                return task, attempt
+        return None
+
+    async def _verify(self, task: TaskState, attempt: int) -> None:
+        rt = self.runtime
+        spec = task.spec
+        key = (spec.task_id, attempt)
+        try:
+            result = task.results[attempt]
+            try:
+                judgement = await asyncio.wait_for(
+                    self.judge(spec, result.payload.get("output")), rt.settings.work_timeout_s
+                )
+            except (BackendError, TimeoutError, KeyError, TypeError, UsageError) as exc:
+                rt.record(self.id, "abstain", spec.task_id, attempt=attempt,
+                          reason=f"{type(exc).__name__}: {exc}")
+                return
+            if attempt in task.decisions or self._crashed:
+                return
+            vote = rt.field.emit(
+                KIND_VOTE,
+                {"task_id": spec.task_id, "attempt": attempt, "result": result.address,
+                 "verdict": judgement.verdict},
+                origin=self.id,
+                decay=_STEP,
+                ttl=rt.settings.result_ttl_s,
+            )
+            if judgement.verdict == "reject":
+                rt.field.emit(
+                    KIND_FEEDBACK,
+                    {"task_id": spec.task_id, "attempt": attempt, "reason": judgement.reason},
+                    origin=self.id,
+                    scope="origin",
+                    decay=_STEP,
+                    ttl=rt.settings.result_ttl_s,
+                )
+            now = rt.now()
+            rt.record(
+                self.id, "vote", spec.task_id, attempt=attempt, verdict=judgement.verdict,
+                reason=judgement.reason,
+                trust_self=round(rt.board.trust.get(self.id, now), 6),
+                triggers=[{"address": result.address, "kind": KIND_RESULT,
+                           "worker": result.origin,
+                           "trust_worker": round(rt.board.trust.get(result.origin, now), 6)},
+                          {"address": vote.address, "kind": KIND_VOTE}],
+            )
+            self._try_decide(task, attempt)
+        except BudgetExceeded as exc:
+            rt.record(self.id, "budget", spec.task_id, reason=str(exc))
+        finally:
+            self._in_flight.discard(key)
+            self._done_votes.add(key)
+            self._verifying -= 1
+            self.wake()
+
+    def _try_decide(self, task: TaskState, attempt: int) -> None:
+        """Tally the ballots on ``attempt``; emit the decision if they settle it."""
+        if attempt in task.decisions or task.final or task.spec.verify is None:
+            return
+        result = task.results[attempt]
+        trust = self.runtime.board.trust
+        verify = task.spec.verify
+        outcome = tally(
+            task.ballots(attempt),
+            lambda voter: trust.get(voter, result.created_at),
+            quorum=verify.quorum,
+            margin=verify.margin,
+        )
+        if outcome.outcome is not None:
+            self._decide(task, attempt, outcome.outcome, approve=outcome.approve,
+                         reject=outcome.reject)
+
+    def _decide(self, task: TaskState, attempt: int, outcome: Outcome, **detail: float) -> None:
+        rt = self.runtime
+        if attempt in task.decisions or task.final:
+            return
+        if outcome == "rejected" and attempt >= task.spec.max_attempts:
+            outcome = "failed"
+        rt.field.emit(
+            KIND_DECISION,
+            {"task_id": task.spec.task_id, "attempt": attempt, "verdict": outcome},
+            origin=self.id,
+            decay=_STEP,
+            ttl=rt.settings.decision_ttl_s,
+        )
+        rt.record(self.id, "decide", task.spec.task_id, attempt=attempt, verdict=outcome,
+                  **{k: round(v, 6) for k, v in detail.items()})
+
+
+def _preview(output: Any, limit: int = 200) -> str:
+    text = output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+Perform = Callable[[WorkContext], Awaitable[Any]]
+Judge = Callable[[TaskSpec, Any], Awaitable[Judgement]]
+
+
+class FunctionAgent(Agent):
+    """An agent whose work and judgement are plain async functions (a tool, a test run,
+    a schema check, a human prompt...).
+
+    Args:
+        id: node id.
+        perform: ``async (WorkContext) -> output``; None if it does no tasks.
+        judge: ``async (TaskSpec, output) -> Judgement``; None if it verifies nothing.
+        **options: as for :class:`Agent` (skills, verifies, slots, backend, role ...).
+    """
+
+    def __init__(
+        self,
+        id: str,  # noqa: A002
+        *,
+        perform: Perform | None = None,
+        judge: Judge | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(id, **options)
+        self._perform_fn = perform
+        self._judge_fn = judge
+
+    async def perform(self, ctx: WorkContext) -> Any:
+        if self._perform_fn is None:
+            return await super().perform(ctx)
+        return await self._perform_fn(ctx)
+
+    async def judge(self, task: TaskSpec, output: Any) -> Judgement:
+        if self._judge_fn is None:
+            return await super().judge(task, output)
+        return await self._judge_fn(task, output)

@@ -1,0 +1,359 @@
+"""The task board: a read model of the coordination signals in one field.
+
+Agents could rediscover everything by sensing the field, but a thousand agents re-scanning
+thousands of signals on every change would spend their time searching. The board follows
+the field's events once per process and keeps, per task, the live claims, results, votes
+and decisions, plus an index of *open* tasks by skill. It also learns reputation from
+decisions: every agent in a process would compute the same trust from the same public
+outcomes, so they share one table.
+
+The board decides nothing. It wakes the agents a change concerns (workers of the task's
+skill, verifiers of a result's skill); each agent then applies the protocol itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+from smesh.agents.protocol import (
+    FINAL,
+    KIND_CLAIM,
+    KIND_DECISION,
+    KIND_FEEDBACK,
+    KIND_RESULT,
+    KIND_TASK,
+    KIND_VOTE,
+    ClaimView,
+    TaskSpec,
+    Verdict,
+)
+from smesh.field import Field, FieldEvent
+from smesh.signal import Signal
+from smesh.trust import TrustTable
+
+__all__ = ["Listener", "TaskBoard", "TaskState"]
+
+
+class Listener(Protocol):
+    """What the board needs from an agent: a way to wake it."""
+
+    id: str
+
+    def wake(self) -> None:
+        """Ask the agent to look at the board again soon."""
+
+
+class TaskState:
+    """Everything the field says about one task."""
+
+    __slots__ = (
+        "attempt",
+        "claims",
+        "decisions",
+        "feedback",
+        "outcome",
+        "results",
+        "signal",
+        "spec",
+        "votes",
+        "watchers",
+    )
+
+    def __init__(self, spec: TaskSpec, signal: Signal) -> None:
+        self.spec = spec
+        self.signal = signal
+        self.attempt = 1
+        self.claims: dict[str, Signal] = {}  # agent -> live claim for the current attempt
+        self.results: dict[int, Signal] = {}
+        self.votes: dict[int, dict[str, Signal]] = {}  # attempt -> verdict -> vote signal
+        self.feedback: dict[int, dict[str, str]] = {}  # attempt -> verifier -> reason
+        self.decisions: dict[int, Signal] = {}
+        self.outcome: str | None = None  # "accepted" or "failed" once final
+        self.watchers: list[asyncio.Future[Signal]] = []
+
+    @property
+    def final(self) -> bool:
+        """Whether the task is accepted or failed for good."""
+        return self.outcome is not None
+
+    @property
+    def holder(self) -> str | None:
+        """The agent holding a lease on the current attempt, if any."""
+        for agent, claim in self.claims.items():
+            if claim.payload["state"] == "held":
+                return agent
+        return None
+
+    @property
+    def is_open(self) -> bool:
+        """Not final, no lease held, and no result yet for the current attempt."""
+        return (
+            self.outcome is None
+            and self.attempt not in self.results
+            and self.holder is None
+        )
+
+    def claim_views(self) -> list[ClaimView]:
+        """The live claims on the current attempt, as the claim rules see them."""
+        return [
+            ClaimView(agent, float(c.payload["bid"]), c.payload["state"] == "held")
+            for agent, c in self.claims.items()
+        ]
+
+    def ballots(self, attempt: int) -> dict[Verdict, list[str]]:
+        """Voters behind each verdict on ``attempt``: a vote's origin plus its reinforcers."""
+        out: dict[Verdict, list[str]] = {}
+        for verdict, vote in self.votes.get(attempt, {}).items():
+            out[verdict] = [vote.origin, *vote.reinforcers]  # type: ignore[index]
+        return out
+
+    def voters(self, attempt: int) -> set[str]:
+        """Everyone who voted on ``attempt``."""
+        return {v for voters in self.ballots(attempt).values() for v in voters}
+
+
+class _OpenSet:
+    """Open task ids of one skill: O(1) add, remove and uniform random pick."""
+
+    __slots__ = ("_ids", "_pos")
+
+    def __init__(self) -> None:
+        self._ids: list[str] = []
+        self._pos: dict[str, int] = {}
+
+    def add(self, task_id: str) -> None:
+        if task_id not in self._pos:
+            self._pos[task_id] = len(self._ids)
+            self._ids.append(task_id)
+
+    def discard(self, task_id: str) -> None:
+        i = self._pos.pop(task_id, None)
+        if i is None:
+            return
+        last = self._ids.pop()
+        if i < len(self._ids):
+            self._ids[i] = last
+            self._pos[last] = i
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._ids))
+
+    def sample(self, rng: random.Random, k: int) -> list[str]:
+        if len(self._ids) <= k:
+            return list(self._ids)
+        return rng.sample(self._ids, k)
+
+
+class TaskBoard:
+    """Follows one field's coordination signals and wakes the agents they concern.
+
+    Args:
+        field: the field to follow.
+        trust: the shared reputation table (learned from decisions).
+        task_kinds: signal kinds that carry tasks.
+    """
+
+    def __init__(
+        self,
+        field: Field,
+        *,
+        trust: TrustTable | None = None,
+        task_kinds: frozenset[str] = frozenset({KIND_TASK}),
+    ) -> None:
+        self.field = field
+        self.trust = trust if trust is not None else TrustTable()
+        self.task_kinds = task_kinds
+        self.tasks: dict[str, TaskState] = {}
+        self._open: dict[str, _OpenSet] = {}
+        self._awaiting: dict[str, dict[str, None]] = {}  # skill -> tasks awaiting a verdict
+        self._workers: dict[str, list[Listener]] = {}
+        self._verifiers: dict[str, list[Listener]] = {}
+        self._all: list[Listener] = []
+        self._on_change: list[Callable[[TaskState, str], None]] = []
+        self.trust_log: list[tuple[float, str, str, float]] = []  # (time, peer, cause, value)
+        kinds = {KIND_CLAIM, KIND_RESULT, KIND_VOTE, KIND_FEEDBACK, KIND_DECISION, *task_kinds}
+        self._subscription = field.subscribe(self._on_event, kinds=kinds)
+        for signal in field.signals():  # adopt what the field already holds
+            if signal.kind in kinds:
+                self._apply(FieldEvent(type="emit", signal=signal, by=signal.origin, time=0.0))
+
+    def close(self) -> None:
+        """Stop following the field."""
+        self._subscription.cancel()
+
+    # -- registration ----------------------------------------------------------------------
+
+    def register(self, agent: Listener, *, skills: Any = (), verifies: Any = ()) -> None:
+        """Wake ``agent`` on open tasks of ``skills`` and on results of ``verifies``."""
+        self._all.append(agent)
+        for skill in skills:
+            self._workers.setdefault(skill, []).append(agent)
+        for skill in verifies:
+            self._verifiers.setdefault(skill, []).append(agent)
+
+    def on_change(self, callback: Callable[[TaskState, str], None]) -> None:
+        """Call ``callback(task, what)`` after every change to a task (for views, journals)."""
+        self._on_change.append(callback)
+
+    def wake_all(self) -> None:
+        """Wake every registered agent (used at shutdown)."""
+        for agent in self._all:
+            agent.wake()
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def open_tasks(self, skill: str) -> _OpenSet:
+        """Open tasks needing ``skill``."""
+        return self._open.get(skill) or _OpenSet()
+
+    def awaiting(self, skill: str) -> list[str]:
+        """Tasks of ``skill`` whose current attempt has a result and no decision yet."""
+        return list(self._awaiting.get(skill, ()))
+
+    def all_final(self) -> bool:
+        """Whether every task on the board is accepted or failed."""
+        return all(t.final for t in self.tasks.values())
+
+    def wait_decision(self, task_id: str) -> asyncio.Future[Signal]:
+        """A future resolved with the next decision on ``task_id``."""
+        future: asyncio.Future[Signal] = asyncio.get_running_loop().create_future()
+        self.tasks[task_id].watchers.append(future)
+        return future
+
+    # -- event handling --------------------------------------------------------------------
+
+    def _on_event(self, event: FieldEvent) -> None:
+        self._apply(event)
+
+    def _apply(self, event: FieldEvent) -> None:
+        signal = event.signal
+        kind = signal.kind
+        if kind in self.task_kinds:
+            self._on_task(event)
+            return
+        payload = signal.payload
+        if not isinstance(payload, dict):
+            return
+        task = self.tasks.get(str(payload.get("task_id")))
+        if task is None:
+            return
+        if kind == KIND_CLAIM:
+            self._on_claim(task, event)
+        elif kind == KIND_RESULT and event.type == "emit":
+            attempt = int(payload["attempt"])
+            task.results.setdefault(attempt, signal)
+            self._refresh(task)
+            if attempt == task.attempt:
+                for agent in self._verifiers.get(task.spec.skill, ()):
+                    agent.wake()
+            self._changed(task, "result")
+        elif kind == KIND_VOTE and event.type in ("emit", "reinforce"):
+            task.votes.setdefault(int(payload["attempt"]), {})[payload["verdict"]] = signal
+            self._changed(task, "vote")
+        elif kind == KIND_FEEDBACK and event.type == "emit":
+            task.feedback.setdefault(int(payload["attempt"]), {})[signal.origin] = str(
+                payload.get("reason", "")
+            )
+        elif kind == KIND_DECISION and event.type == "emit":
+            self._on_decision(task, signal)
+
+    def _on_task(self, event: FieldEvent) -> None:
+        signal = event.signal
+        task_id = str(signal.payload.get("task_id")) if isinstance(signal.payload, dict) else None
+        if task_id is None:
+            return
+        task = self.tasks.get(task_id)
+        if event.type == "emit" and task is None:
+            spec = TaskSpec.from_payload(signal.payload, signal.kind)
+            task = self.tasks[task_id] = TaskState(spec, signal)
+            self._refresh(task)
+            self._changed(task, "task")
+        elif task is not None and event.type in ("expire", "withdraw") and not task.final:
+            # the task faded away or was withdrawn by its poster before it was done
+            task.outcome = "failed"
+            self._refresh(task)
+            self._changed(task, "task-gone")
+            self._resolve_watchers(task, signal)
+        elif task is not None and event.type in ("reinforce", "renew"):
+            task.signal = signal
+
+    def _on_claim(self, task: TaskState, event: FieldEvent) -> None:
+        claim = event.signal
+        if int(claim.payload["attempt"]) != task.attempt:
+            return
+        agent = claim.origin
+        if event.type in ("emit", "renew", "reinforce"):
+            task.claims[agent] = claim
+        elif task.claims.get(agent) is not None and task.claims[agent].address == claim.address:
+            del task.claims[agent]  # withdrawn, or a lease that lapsed
+        self._refresh(task)
+        self._changed(task, "claim-" + event.type)
+
+    def _on_decision(self, task: TaskState, decision: Signal) -> None:
+        attempt = int(decision.payload["attempt"])
+        if attempt in task.decisions:
+            return  # the same decision emitted again by another agent reinforces, not repeats
+        task.decisions[attempt] = decision
+        verdict = decision.payload["verdict"]
+        self._learn(task, attempt, verdict, decision.created_at)
+        if verdict in FINAL:
+            task.outcome = verdict
+        elif attempt == task.attempt:
+            task.attempt = attempt + 1
+            task.claims.clear()
+        self._refresh(task)
+        self._changed(task, "decision")
+        self._resolve_watchers(task, decision)
+
+    def _resolve_watchers(self, task: TaskState, signal: Signal) -> None:
+        watchers, task.watchers = task.watchers, []
+        for future in watchers:
+            if not future.done():
+                future.set_result(signal)
+
+    def _learn(self, task: TaskState, attempt: int, verdict: str, when: float) -> None:
+        """Update reputation from a verified outcome: the worker, and every voter."""
+        result = task.results.get(attempt)
+        if result is not None:
+            worker = result.origin
+            value = self.trust.record(worker, verdict == "accepted", when)
+            self.trust_log.append((when, worker, f"{task.spec.task_id}#{attempt} {verdict}", value))
+        winning = "approve" if verdict == "accepted" else "reject"
+        for ballot, voters in task.ballots(attempt).items():
+            for voter in voters:
+                value = self.trust.record(voter, ballot == winning, when)
+                self.trust_log.append(
+                    (when, voter, f"voted {ballot} on {task.spec.task_id}#{attempt}", value)
+                )
+
+    def _refresh(self, task: TaskState) -> None:
+        skill = task.spec.skill
+        if task.is_open:
+            was = len(self._open.setdefault(skill, _OpenSet()))
+            self._open[skill].add(task.spec.task_id)
+            if len(self._open[skill]) != was:
+                for agent in self._workers.get(skill, ()):
+                    agent.wake()
+        else:
+            open_set = self._open.get(skill)
+            if open_set is not None:
+                open_set.discard(task.spec.task_id)
+        waiting = self._awaiting.setdefault(skill, {})
+        if (
+            task.outcome is None
+            and task.attempt in task.results
+            and task.attempt not in task.decisions
+        ):
+            waiting[task.spec.task_id] = None
+        else:
+            waiting.pop(task.spec.task_id, None)
+
+    def _changed(self, task: TaskState, what: str) -> None:
+        for callback in self._on_change:
+            callback(task, what)

@@ -1,0 +1,166 @@
+"""What the agents of one run share: the field, its board, the budget and the settings.
+
+The runtime holds no opinions about tasks; it carries the things every agent needs and the
+stop flag that ends the run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from smesh.agents.board import TaskBoard
+from smesh.errors import BudgetExceeded, InvalidSignal
+from smesh.field import Field
+
+if TYPE_CHECKING:
+    from smesh.journal import Journal
+
+__all__ = ["Budget", "Runtime", "Settings"]
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Timing of the protocol, in seconds of the run's clock.
+
+    Attributes:
+        lease_s: ttl of a held claim; the holder renews it every ``lease_s / 3``.
+        claim_settle_s: how long a bidder waits for rival bids before resolving (0 waits one
+            event-loop turn, enough when the field is in-process; raise it over a network).
+        poll_s: how often an idle agent looks at the board without being woken.
+        work_timeout_s: longest an attempt may run; past it the lease is not renewed.
+        task_ttl_s: how long a task signal lives.
+        result_ttl_s: how long results, votes and feedback live.
+        decision_ttl_s: how long decisions live (durable by default).
+        tick_s: how often the run expires due signals.
+        idle_timeout_s: end the run if nothing happens in the field for this long.
+        pressure_hold_s: default back-off when a backend says "slow down" without a delay.
+    """
+
+    lease_s: float = 30.0
+    claim_settle_s: float = 0.0
+    poll_s: float = 5.0
+    work_timeout_s: float = 300.0
+    task_ttl_s: float = 24 * 3600.0
+    result_ttl_s: float = 24 * 3600.0
+    decision_ttl_s: float = 10 * 365 * 24 * 3600.0
+    tick_s: float = 0.25
+    idle_timeout_s: float = 600.0
+    pressure_hold_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise InvalidSignal(f"{name} must be a finite number >= 0, got {value}")
+        if self.lease_s <= 0 or self.tick_s <= 0 or self.poll_s <= 0:
+            raise InvalidSignal("lease_s, tick_s and poll_s must be > 0")
+
+
+class Budget:
+    """Hard limits on LLM calls, tokens, cost and wall time for a run.
+
+    Args:
+        calls: most backend calls.
+        tokens: most input + output tokens.
+        cost: most spend, in the price table's currency.
+        wall_s: most seconds of real time from :meth:`start`.
+    """
+
+    def __init__(
+        self,
+        *,
+        calls: int | None = None,
+        tokens: int | None = None,
+        cost: float | None = None,
+        wall_s: float | None = None,
+    ) -> None:
+        self.limits: dict[str, float | None] = {
+            "calls": calls, "tokens": tokens, "cost": cost, "wall_s": wall_s,
+        }
+        self.calls = 0
+        self.tokens = 0
+        self.cost = 0.0
+        self._started: float | None = None
+        self.exceeded: str | None = None
+
+    def start(self) -> None:
+        """Start the wall-time clock."""
+        self._started = time.monotonic()
+
+    @property
+    def elapsed_s(self) -> float:
+        """Seconds of real time since :meth:`start`."""
+        return 0.0 if self._started is None else time.monotonic() - self._started
+
+    def check(self) -> None:
+        """Raise :class:`BudgetExceeded` if any limit has been reached."""
+        if self.exceeded is None:
+            used = {
+                "calls": self.calls, "tokens": self.tokens, "cost": self.cost,
+                "wall_s": self.elapsed_s,
+            }
+            for name, limit in self.limits.items():
+                if limit is not None and used[name] >= limit:
+                    self.exceeded = f"{name} budget of {limit:g} reached"
+                    break
+        if self.exceeded is not None:
+            raise BudgetExceeded(self.exceeded)
+
+    def charge(self, *, calls: int = 1, tokens: int = 0, cost: float = 0.0) -> None:
+        """Record usage."""
+        self.calls += calls
+        self.tokens += tokens
+        self.cost += cost
+
+    def usage(self) -> dict[str, Any]:
+        """What has been used so far."""
+        return {"calls": self.calls, "tokens": self.tokens, "cost": round(self.cost, 6),
+                "wall_s": round(self.elapsed_s, 3)}
+
+
+class Runtime:
+    """The shared context of the agents in one process.
+
+    Args:
+        field: the shared field.
+        board: its task board.
+        settings: protocol timing.
+        budget: hard limits.
+        journal: where actions are recorded, if anywhere.
+        seed: base seed; each agent derives its own RNG from it and its id.
+    """
+
+    def __init__(
+        self,
+        field: Field,
+        board: TaskBoard,
+        *,
+        settings: Settings | None = None,
+        budget: Budget | None = None,
+        journal: Journal | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.field = field
+        self.board = board
+        self.settings = settings or Settings()
+        self.budget = budget or Budget()
+        self.journal = journal
+        self.seed = seed
+        self.stopping = False
+
+    def now(self) -> float:
+        """The field's clock."""
+        return self.field.clock.now()
+
+    def record(self, agent: str, action: str, task_id: str | None = None, **detail: Any) -> None:
+        """Journal an agent action (no-op without a journal)."""
+        if self.journal is not None:
+            self.journal.action(self.now(), agent, action, task_id, detail)
+
+    def stop(self) -> None:
+        """Ask every agent to stop."""
+        self.stopping = True
+        self.board.wake_all()

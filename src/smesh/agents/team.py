@@ -1,0 +1,270 @@
+"""Running a team: start the agents, post the tasks, stop when the work is done.
+
+:class:`Team` is plumbing, not a manager. It holds the shared field, starts every agent's
+own loop in one task group, expires due signals on a timer, and watches for the end of the
+run: every task accepted or failed (quiescence), a budget spent, or nothing happening for
+too long. Who does what is decided by the agents alone. The team also posts the tasks, as
+their owner; at the end of a run it gives up its own unfinished tasks, so every task ends
+accepted or explicitly failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import msgspec
+
+from smesh.agents.agent import Agent
+from smesh.agents.board import TaskBoard, TaskState
+from smesh.agents.protocol import KIND_DECISION, TaskSpec, task_intensity
+from smesh.agents.runtime import Budget, Runtime, Settings
+from smesh.clock import Clock, SystemClock
+from smesh.decay import Step
+from smesh.errors import BudgetExceeded, UsageError
+from smesh.field import Field, FieldStats
+from smesh.trust import TrustTable
+
+__all__ = ["RunReport", "TaskReport", "Team"]
+
+_STEP = Step()
+
+
+class TaskReport(msgspec.Struct, frozen=True, kw_only=True):
+    """How one task ended."""
+
+    id: str
+    skill: str
+    status: str  # "accepted" or "failed"
+    claimed_by: str | None
+    attempts: int
+    reason: str | None = None
+    output: Any = None
+
+
+class RunReport(msgspec.Struct, frozen=True, kw_only=True):
+    """How a run ended; the first keys are the stable ``smesh agents --json`` contract."""
+
+    run_id: str
+    duration_s: float
+    llm_calls: int
+    tokens: int
+    tasks: list[TaskReport]
+    stopped_by: str
+    cost: float = 0.0
+    trust: dict[str, float] = {}
+    signals: FieldStats | None = None
+
+    @property
+    def accepted(self) -> int:
+        """Number of accepted tasks."""
+        return sum(t.status == "accepted" for t in self.tasks)
+
+
+class Team:
+    """Agents sharing one field.
+
+    Args:
+        agents: the participants.
+        field: the shared field (default: a fresh in-process field on ``clock``).
+        clock: the clock for a fresh field (default: the system clock).
+        settings: protocol timing.
+        budget: hard limits for the run.
+        journal: an open :class:`smesh.journal.Journal` to record the run in.
+        seed: base seed of every agent's RNG.
+        run_id: id of the run (default: random).
+        poster: node id under which the team posts tasks.
+        task_kinds: signal kinds that carry tasks.
+        trust: the shared reputation table (default: fresh).
+    """
+
+    def __init__(
+        self,
+        agents: Sequence[Agent],
+        *,
+        field: Field | None = None,
+        clock: Clock | None = None,
+        settings: Settings | None = None,
+        budget: Budget | None = None,
+        journal: Any = None,
+        seed: int = 0,
+        run_id: str | None = None,
+        poster: str = "team",
+        task_kinds: Iterable[str] = ("task",),
+        trust: TrustTable | None = None,
+    ) -> None:
+        ids = [a.id for a in agents]
+        if len(set(ids)) != len(ids):
+            raise UsageError("agent ids must be unique")
+        if poster in ids:
+            raise UsageError(f"the poster id {poster!r} clashes with an agent id")
+        self.agents = list(agents)
+        self.field = field if field is not None else Field(clock or SystemClock())
+        self.settings = settings or Settings()
+        self.budget = budget or Budget()
+        self.journal = journal
+        self.seed = seed
+        self.run_id = run_id or uuid.uuid4().hex[:12]
+        self.poster = poster
+        self.board = TaskBoard(self.field, trust=trust, task_kinds=frozenset(task_kinds))
+        self.runtime = Runtime(
+            self.field, self.board, settings=self.settings, budget=self.budget,
+            journal=journal, seed=seed,
+        )
+        self._agent_tasks: dict[str, asyncio.Task[None]] = {}
+        self._changed = asyncio.Event()
+        self._last_change = 0.0
+        self.board.on_change(self._note_change)
+        for agent in self.agents:
+            agent.attach(self.runtime)
+        if journal is not None:
+            journal.attach(self.field, self.run_id)
+
+    def _note_change(self, task: TaskState, what: str) -> None:
+        self._changed.set()
+        self._last_change = _loop_time()
+
+    def submit(self, spec: TaskSpec) -> str:
+        """Post a task into the field; returns its signal address."""
+        signal = self.field.emit(
+            spec.kind,
+            spec.payload(),
+            origin=self.poster,
+            intensity=task_intensity(spec.priority),
+            decay=_STEP,
+            ttl=self.settings.task_ttl_s,
+        )
+        return signal.address
+
+    def kill(self, agent_id: str) -> None:
+        """Crash an agent mid-run: it stops at once and cleans nothing up."""
+        agent = next(a for a in self.agents if a.id == agent_id)
+        agent.crash()
+        task = self._agent_tasks.get(agent_id)
+        if task is not None:
+            task.cancel()
+
+    async def run(
+        self,
+        tasks: Iterable[TaskSpec] = (),
+        *,
+        on_change: Callable[[TaskState, str], None] | None = None,
+    ) -> RunReport:
+        """Post ``tasks``, let the agents work, and return the report when the run ends."""
+        if on_change is not None:
+            self.board.on_change(on_change)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        self._last_change = started
+        self.budget.start()
+        for spec in tasks:
+            self.submit(spec)
+        rt = self.runtime
+        async with asyncio.TaskGroup() as group:
+            for agent in self.agents:
+                # a killed agent's task ends cancelled, which a task group ignores
+                self._agent_tasks[agent.id] = group.create_task(
+                    agent.run(rt), name=f"agent:{agent.id}"
+                )
+            ticker = group.create_task(self._tick(), name="ticker")
+            stopped_by = await self._until_done()
+            rt.stop()
+            ticker.cancel()
+        duration = loop.time() - started
+        return self._finish(stopped_by, duration)
+
+    async def _tick(self) -> None:
+        while not self.runtime.stopping:
+            await asyncio.sleep(self.settings.tick_s)
+            self.field.tick()
+
+    async def _until_done(self) -> str:
+        settings = self.settings
+        while True:
+            if self.board.tasks and self.board.all_final():
+                return "quiescent"
+            try:
+                self.budget.check()
+            except BudgetExceeded:
+                return "budget"
+            idle = _loop_time() - self._last_change
+            if idle >= settings.idle_timeout_s:
+                return "idle"
+            self._changed.clear()
+            wait = min(settings.poll_s, settings.idle_timeout_s - idle)
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout=max(wait, 1e-3))
+            except TimeoutError:
+                pass
+
+    def _finish(self, stopped_by: str, duration: float) -> RunReport:
+        now = self.field.clock.now()
+        reports: list[TaskReport] = []
+        for task in self.board.tasks.values():
+            reason: str | None = None
+            if not task.final:
+                # the poster gives up on its own unfinished task: an explicit failure
+                reason = f"unfinished when the run stopped ({stopped_by})"
+                self.field.emit(
+                    KIND_DECISION,
+                    {"task_id": task.spec.task_id, "attempt": task.attempt, "verdict": "failed"},
+                    origin=self.poster,
+                    decay=_STEP,
+                    ttl=self.settings.decision_ttl_s,
+                )
+                if self.journal is not None:
+                    self.journal.action(now, self.poster, "give-up", task.spec.task_id,
+                                        {"reason": reason})
+            accepted = task.outcome == "accepted"
+            last = max(task.decisions) if task.decisions else task.attempt
+            result = task.results.get(last)
+            if not accepted and reason is None:
+                reason = _failure_reason(task)
+            reports.append(
+                TaskReport(
+                    id=task.spec.task_id,
+                    skill=task.spec.skill,
+                    status="accepted" if accepted else "failed",
+                    claimed_by=result.origin if result is not None else None,
+                    attempts=len(task.results) or (1 if task.claims else 0),
+                    reason=reason,
+                    output=result.payload.get("output") if result is not None else None,
+                )
+            )
+        usage = self.budget.usage()
+        report = RunReport(
+            run_id=self.run_id,
+            duration_s=round(duration, 3),
+            llm_calls=usage["calls"],
+            tokens=usage["tokens"],
+            cost=usage["cost"],
+            tasks=reports,
+            stopped_by=stopped_by,
+            trust={peer: round(v, 4) for peer, v in sorted(self.board.trust.snapshot(now).items())},
+            signals=self.field.stats(),
+        )
+        if self.journal is not None:
+            self.journal.finish(self.run_id, report)
+        return report
+
+
+def _failure_reason(task: TaskState) -> str:
+    last = max(task.decisions) if task.decisions else None
+    if last is None:
+        return "failed"
+    result = task.results.get(last)
+    if result is not None and result.payload.get("error"):
+        return str(result.payload["error"])
+    reasons = task.feedback.get(last, {})
+    if reasons:
+        return "; ".join(reasons[v] for v in sorted(reasons))
+    return f"rejected on attempt {last} of {task.spec.max_attempts}"
+
+
+def _loop_time() -> float:
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return 0.0
