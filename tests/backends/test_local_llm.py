@@ -1,0 +1,77 @@
+"""End to end on the real embedded model (marked ``llm``; one model shared by the session).
+
+Structure only: non-empty text, valid JSON for a schema, truncation reported. Prompts are
+short and ``max_tokens`` small so the whole module runs in a few seconds on two cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from smesh.backends import Request, TruncatedResponse
+from smesh.backends.openai import OpenAIBackend
+
+pytestmark = [pytest.mark.llm, pytest.mark.asyncio(loop_scope="session")]
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"answer": {"type": "integer"}},
+    "required": ["answer"],
+}
+
+
+async def test_plain_completion_is_non_empty(local_backend: Any) -> None:
+    response = await local_backend.complete(
+        Request.of("What is 2+2? Reply with just the number.", max_tokens=8, temperature=0)
+    )
+    assert response.text.strip()
+    assert response.finish_reason == "stop"
+    assert response.input_tokens > 0 and response.output_tokens > 0
+    assert response.latency_s > 0
+    assert response.backend == "local"
+
+
+async def test_schema_constrained_reply_is_valid_json(local_backend: Any) -> None:
+    response = await local_backend.complete(
+        Request.of("What is 2+2? Reply as JSON.", max_tokens=24, temperature=0, json_schema=SCHEMA)
+    )
+    assert isinstance(response.parsed, dict)
+    assert isinstance(response.parsed["answer"], int)
+
+
+async def test_reply_cut_at_max_tokens_is_reported_not_returned(local_backend: Any) -> None:
+    with pytest.raises(TruncatedResponse) as info:
+        await local_backend.complete(
+            Request.of("Write a long poem about the sea.", max_tokens=3, temperature=0)
+        )
+    assert info.value.max_tokens == 3
+
+
+async def test_concurrent_calls_share_the_parallel_slots(local_backend: Any) -> None:
+    prompts = [f"Name the number after {i}. Reply with the number only." for i in range(4)]
+    async with asyncio.TaskGroup() as tg:
+        tasks = [
+            tg.create_task(local_backend.complete(Request.of(p, max_tokens=8, temperature=0)))
+            for p in prompts
+        ]
+    assert all(t.result().text.strip() for t in tasks)
+
+
+async def test_openai_backend_against_the_embedded_endpoint(local_backend: Any) -> None:
+    url = local_backend.base_url
+    assert url.startswith("http://127.0.0.1:")
+    async with OpenAIBackend("qwen2.5-coder-0.5b", base_url=url) as backend:
+        plain = await backend.complete(
+            Request.of("Say hello.", max_tokens=12, temperature=0, allow_truncated=True)
+        )
+        structured = await backend.complete(
+            Request.of(
+                "What is 3+4? Reply as JSON.", max_tokens=24, temperature=0, json_schema=SCHEMA
+            )
+        )
+    assert plain.text.strip() and plain.backend == "openai:qwen2.5-coder-0.5b"
+    assert plain.output_tokens > 0
+    assert isinstance(structured.parsed, dict) and isinstance(structured.parsed["answer"], int)
