@@ -101,6 +101,8 @@ class NetworkField(Field):
         self._src: IntArray = np.asarray(src, dtype=np.int64)
         self._dst: IntArray = np.asarray(dst, dtype=np.int64)
         self._strength: FloatArray = np.asarray(strength, dtype=np.float64)
+        # a link of strength 0 carries nothing: it is never a relay candidate
+        self._open = self._strength > 0.0
         capacity = 64
         self._hops = np.full((capacity, n), -1, dtype=np.int16)
         self._gain = np.zeros((capacity, n), dtype=np.float64)
@@ -143,7 +145,8 @@ class NetworkField(Field):
             self._radius[row] = signal.radius
             origin = self.network._index.get(signal.origin)
             self._origin_col[row] = self._n if origin is None else origin
-            self._active[row] = signal.radius > 0
+        # a new emitter may open edges again for a signal that had settled
+        self._active[row] = signal.radius > 0
         self._signal_of_row[row] = signal
         self._hops[row, at] = 0
         self._gain[row, at] = 1.0
@@ -157,23 +160,25 @@ class NetworkField(Field):
 
     # -- field API -------------------------------------------------------------------------
 
-    def emit(  # type: ignore[override]
+    def emit(
         self, signal: Signal | str, payload: Any = None, /, *, at: str | None = None, **options: Any
     ) -> Signal:
         """Emit at node ``at`` (default: the signal's origin, which must be in the network).
 
         A signal already live elsewhere is reinforced and now also present at ``at``.
         """
-        live = super().emit(signal, payload, **options)  # type: ignore[call-overload]
-        emitter = at if at is not None else (
-            signal.origin if isinstance(signal, Signal) else options["origin"]
-        )
-        if emitter not in self.network:
+        if not isinstance(signal, Signal):
+            signal = self.new_signal(signal, payload, **options)
+        elif payload is not None or options:
+            raise InvalidSignal("emit(Signal) takes no payload or options")
+        emitter = at if at is not None else signal.origin
+        if emitter not in self.network:  # check before the field changes
             raise InvalidSignal(
                 f"emitter {emitter!r} is not a node of this network; pass at= a node id",
                 node=emitter,
-                signal=live.address,
+                signal=signal.address,
             )
+        live = super().emit(signal)
         self._place(live, self.network.index(emitter))
         return live
 
@@ -264,7 +269,7 @@ class NetworkField(Field):
         radius = self._radius[rows]
         hops = self._hops[rows]
         hs = hops[:, self._src]
-        candidate = (hs >= 0) & (hops[:, self._dst] < 0) & (hs < radius[:, None])
+        candidate = (hs >= 0) & (hops[:, self._dst] < 0) & (hs < radius[:, None]) & self._open
         si, ei = np.nonzero(candidate)
         spreading = np.zeros(rows.size, dtype=bool)
         spreading[si] = True
