@@ -121,8 +121,8 @@ def barabasi_albert(n: int, rng: random.Random, *, m: int = 2) -> Adjacency:
     """
     if m < 1:
         raise InvalidSignal(f"scale-free graphs need m >= 1, got {m}")
-    if n <= m + 1:
-        return full_mesh(n)
+    if n <= m:
+        return full_mesh(n)  # too few nodes for a star of m + 1
     nbrs = [set[int]() for _ in range(n)]
     for leaf in range(1, m + 1):
         nbrs[0].add(leaf)
