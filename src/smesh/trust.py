@@ -132,10 +132,12 @@ class TrustTable:
             value = current * p_good / (current * p_good + (1.0 - current) * p_bad)
         else:
             if old is not None:
-                # relax the counts toward the prior in step with the value
+                # relax in step with the value: the evidence shrinks toward the prior's 2
+                # and is split so that its mean is the relaxed trust ``current``
                 f = math.exp(-self.relaxation * max(0.0, now - old.updated_at))
-                alpha = 1.0 + (old.alpha - 1.0) * f
-                beta = 1.0 + (old.beta - 1.0) * f
+                total = 2.0 + (old.alpha + old.beta - 2.0) * f
+                alpha = current * total
+                beta = total - alpha
             if success:
                 alpha += weight
             else:
