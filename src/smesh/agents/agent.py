@@ -132,7 +132,7 @@ class Agent:
         self._verifying = 0
         self._in_flight: set[tuple[str, int]] = set()
         self._done_votes: set[tuple[str, int]] = set()
-        self._conceded: set[tuple[str, int]] = set()
+        self._conceded: set[tuple[str, int, int]] = set()  # (task, attempt, offer)
         self._crashed = False
         self._rt: Runtime | None = None
         self._rng = random.Random(id)
@@ -303,7 +303,8 @@ class Agent:
             if task is None:
                 break
             self._busy += 1
-            self._conceded.add((task.spec.task_id, task.attempt))  # one bid per attempt
+            # one bid per offer: a loser concedes until the task is offered again
+            self._conceded.add((task.spec.task_id, task.attempt, task.offer))
             started.append(group.create_task(self._attempt(task, task.attempt)))
         return started
 
@@ -334,7 +335,7 @@ class Agent:
                 continue
             for task_id in board.open_tasks(skill).sample(self._rng, _SAMPLE):
                 task = board.tasks[task_id]
-                if (task_id, task.attempt) in self._conceded or not task.is_open:
+                if (task_id, task.attempt, task.offer) in self._conceded or not task.is_open:
                     continue
                 score = self.score(task, now)
                 if score < self.node.sense_threshold:
@@ -468,10 +469,10 @@ class Agent:
                   triggers=[{"address": lease, "kind": KIND_CLAIM}],
                   output=_preview(output))
         if error is not None:
-            self._decide(task, attempt, "rejected")
+            self._decide(task, attempt, "rejected", basis="error")
             return
         if spec.verify is None:
-            self._decide(task, attempt, "accepted")
+            self._decide(task, attempt, "accepted", basis="unverified")
             return
         # Wait for the verifiers (without holding the lease: the result is posted).
         rt.field.withdraw(lease, by=self.id)
@@ -482,7 +483,7 @@ class Agent:
             if attempt not in task.decisions and not task.final:
                 rt.record(self.id, "no-consensus", spec.task_id, attempt=attempt,
                           ballots=task.ballots(attempt))
-                self._decide(task, attempt, "rejected")
+                self._decide(task, attempt, "rejected", basis="timeout")
 
     # -- verifying -------------------------------------------------------------------------
 
@@ -573,10 +574,18 @@ class Agent:
             margin=verify.margin,
         )
         if outcome.outcome is not None:
-            self._decide(task, attempt, outcome.outcome, approve=outcome.approve,
-                         reject=outcome.reject)
+            self._decide(task, attempt, outcome.outcome, basis="votes",
+                         approve=outcome.approve, reject=outcome.reject)
 
-    def _decide(self, task: TaskState, attempt: int, outcome: Outcome, **detail: float) -> None:
+    def _decide(
+        self, task: TaskState, attempt: int, outcome: Outcome, *, basis: str, **detail: float
+    ) -> None:
+        """Emit the decision on ``attempt``.
+
+        ``basis`` says what it rests on: ``votes`` (a quorum of verifiers), ``error`` (the
+        attempt produced nothing), ``timeout`` (no consensus in time) or ``unverified``
+        (the task asked for no verification). Only verified bases teach trust.
+        """
         rt = self.runtime
         if attempt in task.decisions or task.final:
             return
@@ -584,13 +593,14 @@ class Agent:
             outcome = "failed"
         rt.field.emit(
             KIND_DECISION,
-            {"task_id": task.spec.task_id, "attempt": attempt, "verdict": outcome},
+            {"task_id": task.spec.task_id, "attempt": attempt, "verdict": outcome,
+             "basis": basis},
             origin=self.id,
             decay=_STEP,
             ttl=rt.settings.decision_ttl_s,
         )
         rt.record(self.id, "decide", task.spec.task_id, attempt=attempt, verdict=outcome,
-                  **{k: round(v, 6) for k, v in detail.items()})
+                  basis=basis, **{k: round(v, 6) for k, v in detail.items()})
 
 
 def _preview(output: Any, limit: int = 200) -> str:

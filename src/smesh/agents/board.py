@@ -54,6 +54,7 @@ class TaskState:
         "claims",
         "decisions",
         "feedback",
+        "offer",
         "outcome",
         "results",
         "signal",
@@ -66,6 +67,9 @@ class TaskState:
         self.spec = spec
         self.signal = signal
         self.attempt = 1
+        #: bumped each time a lease lapses or is released without a result, so agents that
+        #: conceded to the old holder may bid again
+        self.offer = 0
         self.claims: dict[str, Signal] = {}  # agent -> live claim for the current attempt
         self.results: dict[int, Signal] = {}
         self.votes: dict[int, dict[str, Signal]] = {}  # attempt -> verdict -> vote signal
@@ -176,7 +180,7 @@ class TaskBoard:
         self._verifiers: dict[str, list[Listener]] = {}
         self._all: list[Listener] = []
         self._on_change: list[Callable[[TaskState, str], None]] = []
-        self.trust_log: list[tuple[float, str, str, float]] = []  # (time, peer, cause, value)
+        self._on_trust: list[Callable[[float, str, str, str, float], None]] = []
         kinds = {KIND_CLAIM, KIND_RESULT, KIND_VOTE, KIND_FEEDBACK, KIND_DECISION, *task_kinds}
         self._subscription = field.subscribe(self._on_event, kinds=kinds)
         for signal in field.signals():  # adopt what the field already holds
@@ -200,6 +204,10 @@ class TaskBoard:
     def on_change(self, callback: Callable[[TaskState, str], None]) -> None:
         """Call ``callback(task, what)`` after every change to a task (for views, journals)."""
         self._on_change.append(callback)
+
+    def on_trust(self, callback: Callable[[float, str, str, str, float], None]) -> None:
+        """Call ``callback(time, peer, task_id, cause, value)`` after every trust update."""
+        self._on_trust.append(callback)
 
     def wake_all(self) -> None:
         """Wake every registered agent (used at shutdown)."""
@@ -292,6 +300,8 @@ class TaskBoard:
             task.claims[agent] = claim
         elif task.claims.get(agent) is not None and task.claims[agent].address == claim.address:
             del task.claims[agent]  # withdrawn, or a lease that lapsed
+            if claim.payload["state"] == "held" and task.attempt not in task.results:
+                task.offer += 1  # the holder is gone without a result: offer it again
         self._refresh(task)
         self._changed(task, "claim-" + event.type)
 
@@ -301,12 +311,13 @@ class TaskBoard:
             return  # the same decision emitted again by another agent reinforces, not repeats
         task.decisions[attempt] = decision
         verdict = decision.payload["verdict"]
-        self._learn(task, attempt, verdict, decision.created_at)
+        self._learn(task, attempt, verdict, str(decision.payload.get("basis")), decision.created_at)
         if verdict in FINAL:
             task.outcome = verdict
         elif attempt == task.attempt:
             task.attempt = attempt + 1
             task.claims.clear()
+            task.offer += 1
         self._refresh(task)
         self._changed(task, "decision")
         self._resolve_watchers(task, decision)
@@ -317,20 +328,27 @@ class TaskBoard:
             if not future.done():
                 future.set_result(signal)
 
-    def _learn(self, task: TaskState, attempt: int, verdict: str, when: float) -> None:
-        """Update reputation from a verified outcome: the worker, and every voter."""
+    def _learn(self, task: TaskState, attempt: int, verdict: str, basis: str, when: float) -> None:
+        """Update reputation from a verified outcome: the worker, and every voter.
+
+        Only a quorum of votes verifies a result; an attempt that failed outright (``error``)
+        still counts against its worker. Timeouts and unverified acceptances teach nothing.
+        """
+        task_id = task.spec.task_id
         result = task.results.get(attempt)
-        if result is not None:
-            worker = result.origin
-            value = self.trust.record(worker, verdict == "accepted", when)
-            self.trust_log.append((when, worker, f"{task.spec.task_id}#{attempt} {verdict}", value))
-        winning = "approve" if verdict == "accepted" else "reject"
-        for ballot, voters in task.ballots(attempt).items():
-            for voter in voters:
-                value = self.trust.record(voter, ballot == winning, when)
-                self.trust_log.append(
-                    (when, voter, f"voted {ballot} on {task.spec.task_id}#{attempt}", value)
-                )
+        updates: list[tuple[str, bool, str]] = []
+        if result is not None and basis in ("votes", "error"):
+            updates.append((result.origin, verdict == "accepted", f"work {verdict}"))
+        if basis == "votes":
+            winning = "approve" if verdict == "accepted" else "reject"
+            for ballot, voters in task.ballots(attempt).items():
+                for voter in voters:
+                    cause = f"voted {ballot}, decision {verdict}"
+                    updates.append((voter, ballot == winning, cause))
+        for peer, success, cause in updates:
+            value = self.trust.record(peer, success, when)
+            for callback in self._on_trust:
+                callback(when, peer, task_id, f"attempt {attempt}: {cause}", value)
 
     def _refresh(self, task: TaskState) -> None:
         skill = task.spec.skill

@@ -78,6 +78,8 @@ class Team:
         poster: node id under which the team posts tasks.
         task_kinds: signal kinds that carry tasks.
         trust: the shared reputation table (default: fresh).
+        resume: continue ``run_id`` from ``journal``: replay its tasks, results, votes and
+            decisions, so accepted work is not redone.
     """
 
     def __init__(
@@ -94,6 +96,7 @@ class Team:
         poster: str = "team",
         task_kinds: Iterable[str] = ("task",),
         trust: TrustTable | None = None,
+        resume: bool = False,
     ) -> None:
         ids = [a.id for a in agents]
         if len(set(ids)) != len(ids):
@@ -108,6 +111,11 @@ class Team:
         self.seed = seed
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self.poster = poster
+        self.resumed = 0
+        if resume:
+            if journal is None or run_id is None:
+                raise UsageError("resuming needs a journal and the run_id to resume")
+            self.resumed = journal.replay(run_id, self.field)
         self.board = TaskBoard(self.field, trust=trust, task_kinds=frozenset(task_kinds))
         self.runtime = Runtime(
             self.field, self.board, settings=self.settings, budget=self.budget,
@@ -121,6 +129,11 @@ class Team:
             agent.attach(self.runtime)
         if journal is not None:
             journal.attach(self.field, self.run_id)
+            self.board.on_trust(
+                lambda when, peer, task_id, cause, value: journal.action(
+                    when, peer, "trust", task_id, {"cause": cause, "value": round(value, 6)}
+                )
+            )
 
     def _note_change(self, task: TaskState, what: str) -> None:
         self._changed.set()
@@ -179,6 +192,8 @@ class Team:
         while not self.runtime.stopping:
             await asyncio.sleep(self.settings.tick_s)
             self.field.tick()
+            if self.journal is not None:
+                self.journal.flush()
 
     async def _until_done(self) -> str:
         settings = self.settings

@@ -30,9 +30,9 @@ def cli() -> None:
 def _register() -> None:
     # Imported here so that `import smesh.cli` stays cheap and each command module can
     # import its own (possibly heavy) dependencies lazily.
-    from smesh.cli import bench, sim, status
+    from smesh.cli import agents, bench, compare, sim, status, trace
 
-    for module in (status, sim, bench):
+    for module in (status, sim, bench, agents, compare, trace):
         cli.add_command(module.command)
 
 

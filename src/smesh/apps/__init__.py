@@ -1,0 +1,1 @@
+"""Applications built on the agent runtime (the demo team, review, swarm, code)."""
