@@ -502,7 +502,7 @@ class Field:
             if sub.kinds is None or signal.kind in sub.kinds:
                 try:
                     sub.callback(event)
-                except Exception as exc:  # noqa: BLE001 - one bad subscriber must not starve others
+                except Exception as exc:
                     errors.append(exc)
         if errors:
             raise errors[0]

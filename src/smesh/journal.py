@@ -186,8 +186,12 @@ class Journal:
             "SELECT run_id, started, finished, report FROM runs ORDER BY started DESC"
         ).fetchall()
         return [
-            {"run_id": r[0], "started": r[1], "finished": r[2],
-             "report": json.loads(r[3]) if r[3] else None}
+            {
+                "run_id": r[0],
+                "started": r[1],
+                "finished": r[2],
+                "report": json.loads(r[3]) if r[3] else None,
+            }
             for r in rows
         ]
 

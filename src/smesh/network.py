@@ -106,7 +106,7 @@ class Network:
 
     def to_networkx(self) -> nx.Graph[Any]:
         """This network as a networkx graph, with ``strength`` on each edge."""
-        import networkx as nx  # noqa: PLC0415 - optional at import time, heavy
+        import networkx as nx
 
         graph: nx.Graph[Any] = nx.DiGraph() if self.directed else nx.Graph()
         graph.add_nodes_from(self.ids)

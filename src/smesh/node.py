@@ -25,7 +25,7 @@ class Node:
 
     def __init__(
         self,
-        id: str,  # noqa: A002 - "id" is the natural name here
+        id: str,
         *,
         skills: Mapping[str, float] | None = None,
         sense_threshold: float = 0.1,

@@ -151,7 +151,7 @@ class Signal(msgspec.Struct, frozen=True, kw_only=True):
             and kind
             and type(origin) is str
             and origin
-            and (scope == "content" or scope == "origin")
+            and (scope in {"content", "origin"})
             and isinstance(decay, Decay)
         ):
             _reject(kind, origin, intensity, confidence, ttl, decay, radius, scope)

@@ -143,12 +143,12 @@ def run_simulation(
         _reinforce(field, rng, config.reinforce_prob, threshold, now)
         intensities: list[float] = []
         for address in addresses:
-            signal = field.get(address, now)
-            if signal is not None:
+            live = field.get(address, now)
+            if live is not None:
                 spread = field.spread(address)
                 reached[address] = max(reached[address], spread.reached)
                 max_hops = max(max_hops, spread.max_hops)
-                intensities.append(signal.effective(now))
+                intensities.append(live.effective(now))
         after = field.stats()
         coverage = sum(reached.values()) / (n * len(addresses)) if addresses else 0.0
         for level, first in ticks_to.items():

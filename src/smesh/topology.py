@@ -185,14 +185,20 @@ def erdos_renyi(n: int, rng: random.Random, *, p: float = 0.3) -> Adjacency:
 TOPOLOGIES: dict[str, tuple[Callable[[int, random.Random], Adjacency], bool]] = {
     "ring": (lambda n, rng: ring(n), True),
     "full_mesh": (lambda n, rng: full_mesh(n), True),
-    "small_world": (lambda n, rng: watts_strogatz(n, rng), True),
-    "scale_free": (lambda n, rng: barabasi_albert(n, rng), True),
+    "small_world": (watts_strogatz, True),
+    "scale_free": (barabasi_albert, True),
     "grid": (lambda n, rng: grid(n), True),
-    "random": (lambda n, rng: erdos_renyi(n, rng), False),
+    "random": (erdos_renyi, False),
 }
 
-_ALIASES = {"mesh": "full_mesh", "fullmesh": "full_mesh", "smallworld": "small_world",
-            "scalefree": "scale_free", "erdos_renyi": "random", "lattice": "grid"}
+_ALIASES = {
+    "mesh": "full_mesh",
+    "fullmesh": "full_mesh",
+    "smallworld": "small_world",
+    "scalefree": "scale_free",
+    "erdos_renyi": "random",
+    "lattice": "grid",
+}
 
 
 def canonical_name(name: str) -> str:

@@ -103,9 +103,9 @@ class SignalArray:
                 rows = range(len(age)) if idx is None else idx.tolist()
                 f = np.array(
                     [
-                        1.0 if age[i] < 0.0 else self.signals[i].decay.factor(
-                            float(age[i]), float(self.ttl[i])
-                        )
+                        1.0
+                        if age[i] < 0.0
+                        else self.signals[i].decay.factor(float(age[i]), float(self.ttl[i]))
                         for i in rows
                     ],
                     dtype=np.float64,

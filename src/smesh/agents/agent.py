@@ -13,6 +13,7 @@ Customize by subclassing and overriding :meth:`Agent.perform` (do a task) and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 from collections.abc import Awaitable, Callable, Mapping
@@ -103,7 +104,7 @@ class Agent:
 
     def __init__(
         self,
-        id: str,  # noqa: A002 - the natural name
+        id: str,
         *,
         backend: Backend | None = None,
         role: str = "",
@@ -279,10 +280,8 @@ class Agent:
                 for child in self._dispatch(group):
                     children.add(child)
                     child.add_done_callback(children.discard)
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=rt.settings.poll_s)
-                except TimeoutError:
-                    pass
             for child in list(children):  # the run is over: stop in-flight work
                 child.cancel()
 
@@ -294,10 +293,10 @@ class Agent:
                 found = self._pick_result()
                 if found is None:
                     break
-                task, attempt = found
+                judged, attempt = found
                 self._verifying += 1
-                self._in_flight.add((task.spec.task_id, attempt))
-                started.append(group.create_task(self._verify(task, attempt)))
+                self._in_flight.add((judged.spec.task_id, attempt))
+                started.append(group.create_task(self._verify(judged, attempt)))
         while self._busy < self.slots and not rt.budget.exceeded:
             task = self._pick_task()
             if task is None:
@@ -366,8 +365,14 @@ class Agent:
             await asyncio.sleep(settings.claim_settle_s)
             mine = ClaimView(self.id, bid, False)
             if task.attempt != attempt or task.final or concedes(mine, task.claim_views()):
-                rt.record(self.id, "concede", spec.task_id, attempt=attempt, bid=bid,
-                          rivals=[msgspec.to_builtins(c) for c in task.claim_views()])
+                rt.record(
+                    self.id,
+                    "concede",
+                    spec.task_id,
+                    attempt=attempt,
+                    bid=bid,
+                    rivals=[msgspec.to_builtins(c) for c in task.claim_views()],
+                )
                 return
             field.withdraw(claim.address, by=self.id)
             lease = field.emit(
@@ -386,12 +391,14 @@ class Agent:
                 attempt=attempt,
                 bid=bid,
                 score=round(self.score(task, now), 6),
-                triggers=[{
-                    "address": task.signal.address,
-                    "kind": task.signal.kind,
-                    "intensity": round(task.signal.effective(now), 6),
-                    "trust_origin": round(rt.board.trust.get(task.signal.origin, now), 6),
-                }],
+                triggers=[
+                    {
+                        "address": task.signal.address,
+                        "kind": task.signal.kind,
+                        "intensity": round(task.signal.effective(now), 6),
+                        "trust_origin": round(rt.board.trust.get(task.signal.origin, now), 6),
+                    }
+                ],
             )
             await self._work(task, attempt, held)
         except BudgetExceeded as exc:
@@ -465,9 +472,15 @@ class Agent:
                 decay=_STEP,
                 ttl=settings.result_ttl_s,
             )
-        rt.record(self.id, "result", spec.task_id, attempt=attempt, error=error,
-                  triggers=[{"address": lease, "kind": KIND_CLAIM}],
-                  output=_preview(output))
+        rt.record(
+            self.id,
+            "result",
+            spec.task_id,
+            attempt=attempt,
+            error=error,
+            triggers=[{"address": lease, "kind": KIND_CLAIM}],
+            output=_preview(output),
+        )
         if error is not None:
             self._decide(task, attempt, "rejected", basis="error")
             return
@@ -481,8 +494,13 @@ class Agent:
             await asyncio.wait_for(future, spec.verify.timeout_s)
         except TimeoutError:
             if attempt not in task.decisions and not task.final:
-                rt.record(self.id, "no-consensus", spec.task_id, attempt=attempt,
-                          ballots=task.ballots(attempt))
+                rt.record(
+                    self.id,
+                    "no-consensus",
+                    spec.task_id,
+                    attempt=attempt,
+                    ballots=task.ballots(attempt),
+                )
                 self._decide(task, attempt, "rejected", basis="timeout")
 
     # -- verifying -------------------------------------------------------------------------
@@ -519,15 +537,24 @@ class Agent:
                     self.judge(spec, result.payload.get("output")), rt.settings.work_timeout_s
                 )
             except (BackendError, TimeoutError, KeyError, TypeError, UsageError) as exc:
-                rt.record(self.id, "abstain", spec.task_id, attempt=attempt,
-                          reason=f"{type(exc).__name__}: {exc}")
+                rt.record(
+                    self.id,
+                    "abstain",
+                    spec.task_id,
+                    attempt=attempt,
+                    reason=f"{type(exc).__name__}: {exc}",
+                )
                 return
             if attempt in task.decisions or self._crashed:
                 return
             vote = rt.field.emit(
                 KIND_VOTE,
-                {"task_id": spec.task_id, "attempt": attempt, "result": result.address,
-                 "verdict": judgement.verdict},
+                {
+                    "task_id": spec.task_id,
+                    "attempt": attempt,
+                    "result": result.address,
+                    "verdict": judgement.verdict,
+                },
                 origin=self.id,
                 decay=_STEP,
                 ttl=rt.settings.result_ttl_s,
@@ -543,13 +570,22 @@ class Agent:
                 )
             now = rt.now()
             rt.record(
-                self.id, "vote", spec.task_id, attempt=attempt, verdict=judgement.verdict,
+                self.id,
+                "vote",
+                spec.task_id,
+                attempt=attempt,
+                verdict=judgement.verdict,
                 reason=judgement.reason,
                 trust_self=round(rt.board.trust.get(self.id, now), 6),
-                triggers=[{"address": result.address, "kind": KIND_RESULT,
-                           "worker": result.origin,
-                           "trust_worker": round(rt.board.trust.get(result.origin, now), 6)},
-                          {"address": vote.address, "kind": KIND_VOTE}],
+                triggers=[
+                    {
+                        "address": result.address,
+                        "kind": KIND_RESULT,
+                        "worker": result.origin,
+                        "trust_worker": round(rt.board.trust.get(result.origin, now), 6),
+                    },
+                    {"address": vote.address, "kind": KIND_VOTE},
+                ],
             )
             self._try_decide(task, attempt)
         except BudgetExceeded as exc:
@@ -574,8 +610,14 @@ class Agent:
             margin=verify.margin,
         )
         if outcome.outcome is not None:
-            self._decide(task, attempt, outcome.outcome, basis="votes",
-                         approve=outcome.approve, reject=outcome.reject)
+            self._decide(
+                task,
+                attempt,
+                outcome.outcome,
+                basis="votes",
+                approve=outcome.approve,
+                reject=outcome.reject,
+            )
 
     def _decide(
         self, task: TaskState, attempt: int, outcome: Outcome, *, basis: str, **detail: float
@@ -593,14 +635,20 @@ class Agent:
             outcome = "failed"
         rt.field.emit(
             KIND_DECISION,
-            {"task_id": task.spec.task_id, "attempt": attempt, "verdict": outcome,
-             "basis": basis},
+            {"task_id": task.spec.task_id, "attempt": attempt, "verdict": outcome, "basis": basis},
             origin=self.id,
             decay=_STEP,
             ttl=rt.settings.decision_ttl_s,
         )
-        rt.record(self.id, "decide", task.spec.task_id, attempt=attempt, verdict=outcome,
-                  basis=basis, **{k: round(v, 6) for k, v in detail.items()})
+        rt.record(
+            self.id,
+            "decide",
+            task.spec.task_id,
+            attempt=attempt,
+            verdict=outcome,
+            basis=basis,
+            **{k: round(v, 6) for k, v in detail.items()},
+        )
 
 
 def _preview(output: Any, limit: int = 200) -> str:
@@ -625,7 +673,7 @@ class FunctionAgent(Agent):
 
     def __init__(
         self,
-        id: str,  # noqa: A002
+        id: str,
         *,
         perform: Perform | None = None,
         judge: Judge | None = None,

@@ -94,11 +94,7 @@ class TaskState:
     @property
     def is_open(self) -> bool:
         """Not final, no lease held, and no result yet for the current attempt."""
-        return (
-            self.outcome is None
-            and self.attempt not in self.results
-            and self.holder is None
-        )
+        return self.outcome is None and self.attempt not in self.results and self.holder is None
 
     def claim_views(self) -> list[ClaimView]:
         """The live claims on the current attempt, as the claim rules see them."""

@@ -78,7 +78,10 @@ class Budget:
         wall_s: float | None = None,
     ) -> None:
         self.limits: dict[str, float | None] = {
-            "calls": calls, "tokens": tokens, "cost": cost, "wall_s": wall_s,
+            "calls": calls,
+            "tokens": tokens,
+            "cost": cost,
+            "wall_s": wall_s,
         }
         self.calls = 0
         self.tokens = 0
@@ -99,7 +102,9 @@ class Budget:
         """Raise :class:`BudgetExceeded` if any limit has been reached."""
         if self.exceeded is None:
             used = {
-                "calls": self.calls, "tokens": self.tokens, "cost": self.cost,
+                "calls": self.calls,
+                "tokens": self.tokens,
+                "cost": self.cost,
                 "wall_s": self.elapsed_s,
             }
             for name, limit in self.limits.items():
@@ -117,8 +122,12 @@ class Budget:
 
     def usage(self) -> dict[str, Any]:
         """What has been used so far."""
-        return {"calls": self.calls, "tokens": self.tokens, "cost": round(self.cost, 6),
-                "wall_s": round(self.elapsed_s, 3)}
+        return {
+            "calls": self.calls,
+            "tokens": self.tokens,
+            "cost": round(self.cost, 6),
+            "wall_s": round(self.elapsed_s, 3),
+        }
 
 
 class Runtime:

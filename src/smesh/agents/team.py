@@ -11,6 +11,7 @@ accepted or explicitly failed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -118,8 +119,12 @@ class Team:
             self.resumed = journal.replay(run_id, self.field)
         self.board = TaskBoard(self.field, trust=trust, task_kinds=frozenset(task_kinds))
         self.runtime = Runtime(
-            self.field, self.board, settings=self.settings, budget=self.budget,
-            journal=journal, seed=seed,
+            self.field,
+            self.board,
+            settings=self.settings,
+            budget=self.budget,
+            journal=journal,
+            seed=seed,
         )
         self._agent_tasks: dict[str, asyncio.Task[None]] = {}
         self._changed = asyncio.Event()
@@ -209,10 +214,8 @@ class Team:
                 return "idle"
             self._changed.clear()
             wait = min(settings.poll_s, settings.idle_timeout_s - idle)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout=max(wait, 1e-3))
-            except TimeoutError:
-                pass
 
     def _finish(self, stopped_by: str, duration: float) -> RunReport:
         now = self.field.clock.now()
@@ -230,8 +233,9 @@ class Team:
                     ttl=self.settings.decision_ttl_s,
                 )
                 if self.journal is not None:
-                    self.journal.action(now, self.poster, "give-up", task.spec.task_id,
-                                        {"reason": reason})
+                    self.journal.action(
+                        now, self.poster, "give-up", task.spec.task_id, {"reason": reason}
+                    )
             accepted = task.outcome == "accepted"
             last = max(task.decisions) if task.decisions else task.attempt
             result = task.results.get(last)

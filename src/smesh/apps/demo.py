@@ -160,7 +160,10 @@ async def run_python_checks(code: str, checks: str, *, timeout_s: float = 10.0) 
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(code + "\n\n" + checks)
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-I", "-S", path,
+            sys.executable,
+            "-I",
+            "-S",
+            path,
             cwd=workdir,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -174,7 +177,9 @@ async def run_python_checks(code: str, checks: str, *, timeout_s: float = 10.0) 
     if proc.returncode == 0:
         return Judgement("approve", "all checks passed")
     last = err.decode(errors="replace").strip().splitlines()
-    return Judgement("reject", f"checks failed: {last[-1] if last else 'exit ' + str(proc.returncode)}")
+    return Judgement(
+        "reject", f"checks failed: {last[-1] if last else 'exit ' + str(proc.returncode)}"
+    )
 
 
 async def _test_code(task: TaskSpec, output: Any) -> Judgement:
@@ -212,8 +217,14 @@ def demo_agents(backend: Backend, count: int = 4) -> list[Agent]:
         prompt, skills, verifies = ROLES[role]
         agent_id = role if count <= len(names) else f"{role}-{i // len(names) + 1}"
         agents.append(
-            Agent(agent_id, backend=backend, role=prompt, skills=skills, verifies=verifies,
-                  max_tokens=256)
+            Agent(
+                agent_id,
+                backend=backend,
+                role=prompt,
+                skills=skills,
+                verifies=verifies,
+                max_tokens=256,
+            )
         )
     agents.append(FunctionAgent("tester", judge=_test_code, verifies={"code": 1.0}))
     agents.append(

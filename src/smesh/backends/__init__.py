@@ -85,7 +85,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # probe pulls in the Ollama/model helpers; load it only when status asks.
     if name == "probe_backends":
-        from smesh.backends.probe import probe_backends  # noqa: PLC0415
+        from smesh.backends.probe import probe_backends
 
         return probe_backends
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

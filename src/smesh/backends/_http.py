@@ -97,7 +97,7 @@ class HTTPBackend(BackendBase):
 
     def _get_client(self) -> httpx.AsyncClient:
         if self._client is None:
-            import httpx  # noqa: PLC0415 - lazy: keeps `import smesh` fast
+            import httpx
 
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
@@ -129,7 +129,7 @@ class HTTPBackend(BackendBase):
             BadResponse: a body that is not a JSON object.
             BackendError: any other non-2xx answer.
         """
-        import httpx  # noqa: PLC0415 - lazy: keeps `import smesh` fast
+        import httpx
 
         url = f"{self.base_url}{path}"
         try:

@@ -51,7 +51,7 @@ def resolve_model_path(model: str | None) -> tuple[Path | None, str, str]:
 
 def _import_xllamacpp() -> Any:
     try:
-        import xllamacpp  # noqa: PLC0415 - optional and heavy
+        import xllamacpp
     except ImportError:
         raise BackendUnavailable(
             "the embedded model needs xllamacpp; run: pip install 'smesh[local]'",

@@ -18,7 +18,7 @@ __all__ = ["ollama_models", "probe_backends"]
 
 def ollama_models(timeout: float = 2.0) -> list[str] | str:
     """Return the models Ollama has pulled, or a one-line reason it cannot be asked."""
-    import httpx  # noqa: PLC0415 - lazy: keeps `import smesh` fast
+    import httpx
 
     url = f"{ollama_url()}/api/tags"
     try:

@@ -77,7 +77,7 @@ def parse_backend(spec: str) -> tuple[str, str | None]:
 
 def _entry_point_factories() -> dict[str, Any]:
     # Imported here: importlib.metadata is slow to import and only needed on lookup.
-    from importlib.metadata import entry_points  # noqa: PLC0415
+    from importlib.metadata import entry_points
 
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 

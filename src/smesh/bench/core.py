@@ -82,9 +82,7 @@ def _payloads(n: int) -> list[dict[str, object]]:
 
 
 def _signals(n: int, *, created_at: float = 0.0) -> list[Signal]:
-    return [
-        Signal.create("task", p, origin="bench", created_at=created_at) for p in _payloads(n)
-    ]
+    return [Signal.create("task", p, origin="bench", created_at=created_at) for p in _payloads(n)]
 
 
 def bench_signal_creation(repeats: int) -> float:
@@ -113,7 +111,7 @@ def bench_effective(repeats: int) -> float:
 
 
 def bench_effective_vectorized(repeats: int, n: int) -> float:
-    from smesh.vectorized import SignalArray  # noqa: PLC0415 - numpy only when needed
+    from smesh.vectorized import SignalArray
 
     rng = random.Random(7)
     signals = [
@@ -199,7 +197,7 @@ def bench_network_tick(repeats: int, live: int, nodes: int = 100) -> float:
     Ticks are timed during the spreading phase (the first ticks after emission), when relays
     actually happen; a network whose signals have all settled ticks for free.
     """
-    from smesh.diffusion import NetworkField  # noqa: PLC0415 - numpy only when needed
+    from smesh.diffusion import NetworkField
 
     network = Network.build("small_world", nodes, seed=1)
     samples: list[float] = []
@@ -277,8 +275,12 @@ def run(*, quick: bool = False, progress: Progress = None) -> list[BenchResult]:
     say("effective_intensity")
     add("effective_intensity", bench_effective(r), "ns", "Signal.effective, one signal")
     say("effective_intensity_vectorized")
-    add("effective_intensity_vectorized", bench_effective_vectorized(r, 100_000), "ns",
-        "SignalArray.effective over 100k signals, per signal")
+    add(
+        "effective_intensity_vectorized",
+        bench_effective_vectorized(r, 100_000),
+        "ns",
+        "SignalArray.effective over 100k signals, per signal",
+    )
     say("reinforcement")
     add("reinforcement", bench_reinforcement(r), "ns", "Field.reinforce by a new node")
     say("field_emit_1000")
@@ -290,11 +292,19 @@ def run(*, quick: bool = False, progress: Progress = None) -> list[BenchResult]:
     say("field_expire_10000")
     add("field_expire_10000", bench_expire(r), "µs", "tick that expires all 10,000")
     say("network_tick_100_5")
-    add("network_tick_100_5", bench_network_tick(r, 5), "µs",
-        "100-node small world, 5 spreading signals")
+    add(
+        "network_tick_100_5",
+        bench_network_tick(r, 5),
+        "µs",
+        "100-node small world, 5 spreading signals",
+    )
     say("network_tick_100_1000")
-    add("network_tick_100_1000", bench_network_tick(max(3, r // 3), 1000), "µs",
-        "100-node small world, 1,000 spreading signals")
+    add(
+        "network_tick_100_1000",
+        bench_network_tick(max(3, r // 3), 1000),
+        "µs",
+        "100-node small world, 1,000 spreading signals",
+    )
     for topology in ("ring", "small_world", "full_mesh"):
         for n in (50, 100, 500):
             name = f"topology_{topology}_{n}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Group
@@ -16,6 +16,9 @@ from smesh.agents.board import TaskBoard, TaskState
 from smesh.agents.runtime import Budget
 from smesh.cli._common import console, err_console, print_json
 from smesh.journal import DEFAULT_JOURNAL, Journal
+
+if TYPE_CHECKING:
+    from smesh.backends.base import Backend
 
 
 def _status(task: TaskState) -> str:
@@ -68,9 +71,12 @@ def _summary(report: RunReport) -> Table:
         text = detail if isinstance(detail, str) else str(detail)
         text = " ".join(text.split())
         table.add_row(
-            t.id, t.skill,
+            t.id,
+            t.skill,
             "[green]accepted[/green]" if t.status == "accepted" else "[red]failed[/red]",
-            t.claimed_by or "-", str(t.attempts), text[:90],
+            t.claimed_by or "-",
+            str(t.attempts),
+            text[:90],
         )
     table.caption = (
         f"{report.accepted}/{len(report.tasks)} accepted · {report.duration_s:.1f} s · "
@@ -81,19 +87,49 @@ def _summary(report: RunReport) -> Table:
 
 @click.command("agents")
 @click.option("--demo", is_flag=True, help="Run the built-in demo team and tasks.")
-@click.option("--agents", "count", type=click.IntRange(min=1, max=64), default=4,
-              show_default=True, help="LLM agents (roles cycle coder, reviewer, analyst, writer).")
-@click.option("--backend", default="local", show_default=True,
-              help="Backend for the LLM agents, e.g. local, ollama:qwen2.5-coder, scripted.")
+@click.option(
+    "--agents",
+    "count",
+    type=click.IntRange(min=1, max=64),
+    default=4,
+    show_default=True,
+    help="LLM agents (roles cycle coder, reviewer, analyst, writer).",
+)
+@click.option(
+    "--backend",
+    default="local",
+    show_default=True,
+    help="Backend for the LLM agents, e.g. local, ollama:qwen2.5-coder, scripted.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the agents' RNGs.")
-@click.option("--max-calls", type=click.IntRange(min=1), default=200, show_default=True,
-              help="Hard budget on LLM calls.")
-@click.option("--max-seconds", type=click.FloatRange(min=1), default=170.0, show_default=True,
-              help="Hard budget on wall time.")
-@click.option("--journal", "journal_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=DEFAULT_JOURNAL, show_default=True, help="SQLite journal of the run.")
-@click.option("--resume", "resume_id", metavar="RUN_ID",
-              help="Continue a crashed run from the journal without redoing accepted work.")
+@click.option(
+    "--max-calls",
+    type=click.IntRange(min=1),
+    default=200,
+    show_default=True,
+    help="Hard budget on LLM calls.",
+)
+@click.option(
+    "--max-seconds",
+    type=click.FloatRange(min=1),
+    default=170.0,
+    show_default=True,
+    help="Hard budget on wall time.",
+)
+@click.option(
+    "--journal",
+    "journal_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_JOURNAL,
+    show_default=True,
+    help="SQLite journal of the run.",
+)
+@click.option(
+    "--resume",
+    "resume_id",
+    metavar="RUN_ID",
+    help="Continue a crashed run from the journal without redoing accepted work.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON.")
 def command(
     demo: bool,
@@ -117,18 +153,25 @@ def command(
         _run_demo(count, backend, seed, max_calls, max_seconds, journal_path, resume_id, as_json)
     )
     if as_json:
-        print_json({
-            "run_id": report.run_id,
-            "duration_s": report.duration_s,
-            "llm_calls": report.llm_calls,
-            "tokens": report.tokens,
-            "stopped_by": report.stopped_by,
-            "tasks": [
-                {"id": t.id, "skill": t.skill, "status": t.status, "claimed_by": t.claimed_by,
-                 "attempts": t.attempts}
-                for t in report.tasks
-            ],
-        })
+        print_json(
+            {
+                "run_id": report.run_id,
+                "duration_s": report.duration_s,
+                "llm_calls": report.llm_calls,
+                "tokens": report.tokens,
+                "stopped_by": report.stopped_by,
+                "tasks": [
+                    {
+                        "id": t.id,
+                        "skill": t.skill,
+                        "status": t.status,
+                        "claimed_by": t.claimed_by,
+                        "attempts": t.attempts,
+                    }
+                    for t in report.tasks
+                ],
+            }
+        )
     else:
         console.print(_summary(report))
         console.print(f"journal: {journal_path} · trace it with: smesh trace {report.run_id}")
@@ -144,19 +187,20 @@ async def _run_demo(
     resume_id: str | None,
     as_json: bool,
 ) -> RunReport:
-    from smesh.apps.demo import demo_agents, demo_tasks, demo_trust  # noqa: PLC0415
-    from smesh.backends import resolve_backend  # noqa: PLC0415
-    from smesh.backends.base import aclose_backend  # noqa: PLC0415
-    from smesh.clock import SystemClock  # noqa: PLC0415
-    from smesh.field import Field  # noqa: PLC0415
+    from smesh.apps.demo import demo_agents, demo_tasks, demo_trust
+    from smesh.backends import resolve_backend
+    from smesh.backends.base import aclose_backend
+    from smesh.clock import SystemClock
+    from smesh.field import Field
 
-    backend_options: dict[str, Any] = {}
-    if backend_spec == "scripted" or backend_spec.startswith("scripted:"):
-        from smesh.apps.demo_script import demo_script_backend  # noqa: PLC0415
+    backend: Backend
+    if backend_spec == "scripted":
+        # the scripted backend knows the demo's right answers: no model needed
+        from smesh.apps.demo_script import demo_script_backend
 
         backend = demo_script_backend()
     else:
-        backend = resolve_backend(backend_spec, **backend_options)
+        backend = resolve_backend(backend_spec)
     clock = SystemClock()
     journal = Journal(journal_path)
     try:
@@ -179,6 +223,7 @@ async def _run_demo(
         if as_json:
             return await team.run(demo_tasks())
         with Live(_view(team.board, clock.now()), console=console, refresh_per_second=4) as live:
+
             def refresh(task: TaskState, what: str) -> None:
                 live.update(_view(team.board, clock.now()))
 

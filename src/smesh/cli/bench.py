@@ -42,28 +42,45 @@ def _table(suite: str, results: list[BenchResult]) -> Table:
 
 @click.command("bench")
 @click.option("--quick", is_flag=True, help="Fewer repeats: a faster, noisier run.")
-@click.option("--suite", "suites", type=click.Choice(sorted(SUITES)), multiple=True,
-              help="Suite to run (repeatable). Default: core.")
-@click.option("--json", "as_json", is_flag=True, help="Print {\"results\": [...]} as JSON.")
+@click.option(
+    "--suite",
+    "suites",
+    type=click.Choice(sorted(SUITES)),
+    multiple=True,
+    help="Suite to run (repeatable). Default: core.",
+)
+@click.option("--json", "as_json", is_flag=True, help='Print {"results": [...]} as JSON.')
 def command(quick: bool, suites: tuple[str, ...], as_json: bool) -> None:
     """Run the benchmarks and print our medians beside SMESH-Rust's published figures.
 
     Ratios are ours over theirs (below 1 means faster). Figures depend on the machine.
     """
     results: dict[str, list[BenchResult]] = {}
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=err_console,
-                  transient=True, disable=as_json) as progress:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        console=err_console,
+        transient=True,
+        disable=as_json,
+    ) as progress:
         task = progress.add_task("starting", total=None)
         for suite in suites or ("core",):
-            results[suite] = list(run_suite(
-                suite, quick=quick,
-                progress=lambda name: progress.update(task, description=f"{suite}: {name}"),
-            ))
+
+            def report(name: str, suite: str = suite) -> None:
+                progress.update(task, description=f"{suite}: {name}")
+
+            results[suite] = list(run_suite(suite, quick=quick, progress=report))
     if as_json:
         flat = [
-            {"name": r.name, "value": r.value, "unit": r.unit, "reference": r.reference,
-             "target": r.target}
-            for rs in results.values() for r in rs
+            {
+                "name": r.name,
+                "value": r.value,
+                "unit": r.unit,
+                "reference": r.reference,
+                "target": r.target,
+            }
+            for rs in results.values()
+            for r in rs
         ]
         print_json({"results": flat})
         return

@@ -53,7 +53,7 @@ class CompareResult(msgspec.Struct, frozen=True, kw_only=True):
 
 def default_backends(timeout: float = 2.0) -> list[str]:
     """``local`` plus every remote backend that looks usable here."""
-    from smesh.backends.probe import ollama_models  # noqa: PLC0415 - only when asked
+    from smesh.backends.probe import ollama_models
 
     specs = ["local"]
     models = ollama_models(timeout)
@@ -86,7 +86,7 @@ def _failure(spec: str, prompt_id: str, error: BaseException) -> CompareResult:
 async def _run_backend(
     spec: str, prompts: dict[str, str], *, max_tokens: int, timeout: float
 ) -> list[CompareResult]:
-    from smesh.backends import (  # noqa: PLC0415 - keep `smesh --help` fast
+    from smesh.backends import (
         Request,
         Timeout,
         aclose_backend,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 from pathlib import Path
@@ -31,12 +32,8 @@ def _check_plot_path(path: Path) -> None:
         raise click.BadParameter(f"directory {str(parent)!r} does not exist", param_hint="'--plot'")
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise click.BadParameter(f"cannot write {str(path)!r}", param_hint="'--plot'")
-    try:
-        import matplotlib  # noqa: F401, PLC0415 - probe only
-    except ImportError:
-        raise click.UsageError(
-            "--plot needs matplotlib: pip install 'smesh[plot]'"
-        ) from None
+    if importlib.util.find_spec("matplotlib") is None:
+        raise click.UsageError("--plot needs matplotlib: pip install 'smesh[plot]'")
 
 
 def _stats_table(step: SimTick | None) -> Table:
@@ -77,10 +74,10 @@ def _summary(result: SimResult) -> Table:
 
 def write_plot(result: SimResult, path: Path) -> None:
     """Plot coverage and mean intensity per tick to a PNG or SVG file."""
-    import matplotlib  # noqa: PLC0415 - optional dependency
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     ticks = [s.tick for s in result.trace]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
@@ -100,25 +97,60 @@ def write_plot(result: SimResult, path: Path) -> None:
 
 
 @click.command("sim")
-@click.option("--nodes", type=click.IntRange(min=1), default=50, show_default=True,
-              help="Number of nodes.")
-@click.option("--topology", type=click.Choice(list(TOPOLOGIES)), default="small_world",
-              show_default=True, help="Network topology.")
-@click.option("--ticks", type=click.IntRange(min=0), default=100, show_default=True,
-              help="Ticks to run.")
-@click.option("--signals", type=click.IntRange(min=0), default=10, show_default=True,
-              help="Signals emitted at tick 0 from distinct random nodes.")
+@click.option(
+    "--nodes", type=click.IntRange(min=1), default=50, show_default=True, help="Number of nodes."
+)
+@click.option(
+    "--topology",
+    type=click.Choice(list(TOPOLOGIES)),
+    default="small_world",
+    show_default=True,
+    help="Network topology.",
+)
+@click.option(
+    "--ticks", type=click.IntRange(min=0), default=100, show_default=True, help="Ticks to run."
+)
+@click.option(
+    "--signals",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="Signals emitted at tick 0 from distinct random nodes.",
+)
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of the one RNG.")
-@click.option("--dt", type=click.FloatRange(min=0, min_open=True), default=0.1,
-              show_default=True, help="Virtual seconds per tick.")
-@click.option("--ttl", type=click.FloatRange(min=0, min_open=True), default=60.0,
-              show_default=True, help="Signal ttl in seconds.")
-@click.option("--radius", type=click.IntRange(min=0), default=5, show_default=True,
-              help="Maximum hops per signal.")
-@click.option("--delay", type=click.FloatRange(min=0), default=0.0,
-              help="Real seconds to pause per tick, to watch the live view.")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write a PNG or SVG plot of coverage and mean intensity per tick.")
+@click.option(
+    "--dt",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.1,
+    show_default=True,
+    help="Virtual seconds per tick.",
+)
+@click.option(
+    "--ttl",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Signal ttl in seconds.",
+)
+@click.option(
+    "--radius",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    help="Maximum hops per signal.",
+)
+@click.option(
+    "--delay",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    help="Real seconds to pause per tick, to watch the live view.",
+)
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a PNG or SVG plot of coverage and mean intensity per tick.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def command(
     nodes: int,
@@ -137,7 +169,13 @@ def command(
     if plot_path is not None:
         _check_plot_path(plot_path)
     config = SimConfig(
-        nodes=nodes, topology=topology, ticks=ticks, signals=signals, seed=seed, dt=dt, ttl=ttl,
+        nodes=nodes,
+        topology=topology,
+        ticks=ticks,
+        signals=signals,
+        seed=seed,
+        dt=dt,
+        ttl=ttl,
         radius=radius,
     )
     try:
@@ -146,10 +184,22 @@ def command(
         raise click.UsageError(str(exc)) from None
     if as_json:
         result = run_simulation(config)
-        payload = {k: getattr(result, k) for k in (
-            "nodes", "edges", "topology", "ticks", "coverage", "max_hops", "ticks_to_50",
-            "ticks_to_90", "active_signals", "reinforcements", "expired",
-        )}
+        payload = {
+            k: getattr(result, k)
+            for k in (
+                "nodes",
+                "edges",
+                "topology",
+                "ticks",
+                "coverage",
+                "max_hops",
+                "ticks_to_50",
+                "ticks_to_90",
+                "active_signals",
+                "reinforcements",
+                "expired",
+            )
+        }
         if plot_path is not None:
             write_plot(result, plot_path)
             payload["plot"] = str(plot_path)
@@ -160,8 +210,9 @@ def command(
         TextColumn("[bold]tick"), BarColumn(), MofNCompleteColumn(), console=console
     )
     task = progress.add_task("sim", total=ticks)
-    with Live(Group(progress, _stats_table(None)), console=console, transient=False,
-              refresh_per_second=12) as live:
+    with Live(
+        Group(progress, _stats_table(None)), console=console, transient=False, refresh_per_second=12
+    ) as live:
 
         def on_tick(step: SimTick) -> None:
             progress.update(task, completed=step.tick)

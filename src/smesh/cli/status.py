@@ -33,7 +33,7 @@ def _probe_part(dist: str, module: str) -> dict[str, Any]:
         return {"installed": False, "works": False, "version": None, "detail": "not installed"}
     try:
         importlib.import_module(module)
-    except Exception as exc:  # noqa: BLE001 - any import failure means "broken", with its reason
+    except Exception as exc:
         return {
             "installed": True,
             "works": False,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+
 import click
 from rich.table import Table
 
@@ -47,8 +48,14 @@ def _describe(a: JournalAction) -> str:
 @click.command("trace")
 @click.argument("run_id", required=False)
 @click.argument("task_id", required=False)
-@click.option("--journal", "journal_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=DEFAULT_JOURNAL, show_default=True, help="The SQLite journal.")
+@click.option(
+    "--journal",
+    "journal_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_JOURNAL,
+    show_default=True,
+    help="The SQLite journal.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the actions as JSON.")
 def command(run_id: str | None, task_id: str | None, journal_path: Path, as_json: bool) -> None:
     """Explain a run from its journal (default: the latest run).

@@ -30,11 +30,11 @@ Reply = str | dict[str, Any] | list[Any] | Response | BaseException
 Sleep = Callable[[float], Awaitable[None]]
 
 
-class UnexpectedCall(AssertionError):  # noqa: N818 - reads as what happened
+class UnexpectedCall(AssertionError):
     """A double was called with no reply left to give (or a call it was told to refuse)."""
 
 
-class UnconsumedReplies(AssertionError):  # noqa: N818
+class UnconsumedReplies(AssertionError):
     """A :class:`ScriptedBackend` was closed with canned replies nobody asked for."""
 
 
