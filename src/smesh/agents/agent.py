@@ -49,6 +49,7 @@ from smesh.errors import (
     UsageError,
 )
 from smesh.node import Node
+from smesh.signal import Signal
 
 __all__ = ["Agent", "FunctionAgent", "Judgement", "WorkContext"]
 
@@ -280,8 +281,10 @@ class Agent:
                 for child in self._dispatch(group):
                     children.add(child)
                     child.add_done_callback(children.discard)
+                # asyncio.timeout rather than wait_for: no helper task per wait
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=rt.settings.poll_s)
+                    async with asyncio.timeout(rt.settings.poll_s):
+                        await self._wake.wait()
             for child in list(children):  # the run is over: stop in-flight work
                 child.cancel()
 
@@ -304,7 +307,8 @@ class Agent:
             self._busy += 1
             # one bid per offer: a loser concedes until the task is offered again
             self._conceded.add((task.spec.task_id, task.attempt, task.offer))
-            started.append(group.create_task(self._attempt(task, task.attempt)))
+            claim, bid = self._place_bid(task)
+            started.append(group.create_task(self._attempt(task, task.attempt, claim, bid)))
         return started
 
     # -- claiming --------------------------------------------------------------------------
@@ -325,40 +329,64 @@ class Agent:
         return round(self.node.affinity(task.spec.skill) * (0.5 + reputation), 6)
 
     def _pick_task(self) -> TaskState | None:
+        """The open task this agent would bid on now, or None.
+
+        With many open tasks it looks at a random sample first (equal agents then spread
+        over different tasks instead of all bidding on the same one) and scans everything
+        only when the sample holds nothing it may bid on.
+        """
+        board = self.runtime.board
+        pools = [
+            board.open_tasks(skill) for skill, affinity in self.node.skills.items() if affinity > 0
+        ]
+        sampled = [tid for pool in pools for tid in pool.sample(self._rng, _SAMPLE)]
+        best = self._best_of(sampled)
+        if best is None and any(len(pool) > _SAMPLE for pool in pools):
+            best = self._best_of([tid for pool in pools for tid in pool])
+        return best
+
+    def _best_of(self, task_ids: list[str]) -> TaskState | None:
         rt = self.runtime
         now = rt.now()
         board = rt.board
         best: tuple[float, float, TaskState] | None = None
-        for skill, affinity in self.node.skills.items():
-            if affinity <= 0:
+        for task_id in task_ids:
+            task = board.tasks[task_id]
+            if (task_id, task.attempt, task.offer) in self._conceded or not task.is_open:
                 continue
-            for task_id in board.open_tasks(skill).sample(self._rng, _SAMPLE):
-                task = board.tasks[task_id]
-                if (task_id, task.attempt, task.offer) in self._conceded or not task.is_open:
-                    continue
-                score = self.score(task, now)
-                if score < self.node.sense_threshold:
-                    continue
-                key = (score, self._rng.random())  # random tie-break spreads equal agents
-                if best is None or key > best[:2]:
-                    best = (key[0], key[1], task)
+            score = self.score(task, now)
+            if score < self.node.sense_threshold:
+                continue
+            if task.claims and concedes(
+                ClaimView(self.id, self.bid(task, now), False), task.claim_views()
+            ):
+                continue  # a rival's live claim already beats mine: don't bid
+            key = (score, self._rng.random())  # random tie-break spreads equal agents
+            if best is None or key > best[:2]:
+                best = (key[0], key[1], task)
         return None if best is None else best[2]
 
-    async def _attempt(self, task: TaskState, attempt: int) -> None:
+    def _place_bid(self, task: TaskState) -> tuple[Signal, float]:
+        """Emit a bid on the task's current attempt, at once, so that rivals dispatching
+        after this see it and need not bid at all."""
+        rt = self.runtime
+        bid = self.bid(task, rt.now())
+        claim = rt.field.emit(
+            KIND_CLAIM,
+            {"task_id": task.spec.task_id, "attempt": task.attempt, "bid": bid, "state": "bid"},
+            origin=self.id,
+            scope="origin",
+            decay=_STEP,
+            ttl=rt.settings.lease_s,
+        )
+        return claim, bid
+
+    async def _attempt(self, task: TaskState, attempt: int, claim: Signal, bid: float) -> None:
         rt = self.runtime
         spec = task.spec
         field = rt.field
         settings = rt.settings
         now = rt.now()
-        bid = self.bid(task, now)
-        claim = field.emit(
-            KIND_CLAIM,
-            {"task_id": spec.task_id, "attempt": attempt, "bid": bid, "state": "bid"},
-            origin=self.id,
-            scope="origin",
-            decay=_STEP,
-            ttl=settings.lease_s,
-        )
         held: str | None = None
         try:
             # let every rival woken by the same change bid before anyone resolves
@@ -411,17 +439,25 @@ class Agent:
             self._busy -= 1
             self.wake()
 
-    async def _renew(self, address: str, deadline: float) -> None:
+    def _renew(self, address: str, deadline: float) -> _Renewal:
+        """Renew the lease every ``lease_s / 3`` until ``deadline``; cancel the returned
+        renewal when the work ends. A timer, not a task: renewing is one field call."""
         rt = self.runtime
         interval = rt.settings.lease_s / 3
-        while True:
-            await asyncio.sleep(interval)
-            if self._crashed or rt.now() >= deadline:
+        loop = asyncio.get_running_loop()
+        renewal = _Renewal()
+
+        def tick() -> None:
+            if self._crashed or rt.stopping or rt.now() >= deadline:
                 return  # a crashed or hung worker stops renewing; its lease will lapse
             try:
                 rt.field.renew(address, by=self.id)
             except SignalNotFound:
                 return
+            renewal.handle = loop.call_later(interval, tick)
+
+        renewal.handle = loop.call_later(interval, tick)
+        return renewal
 
     async def _work(self, task: TaskState, attempt: int, lease: str) -> None:
         rt = self.runtime
@@ -436,18 +472,16 @@ class Agent:
         deadline = rt.now() + settings.work_timeout_s
         output: Any = None
         error: str | None = None
-        async with asyncio.TaskGroup() as group:
-            renewer = group.create_task(self._renew(lease, deadline))
-            try:
-                output = await asyncio.wait_for(self.perform(ctx), settings.work_timeout_s)
-            except BudgetExceeded:
-                renewer.cancel()
-                raise
-            except TimeoutError:
-                error = f"no result within {settings.work_timeout_s:g} s"
-            except (BackendError, InvalidSignal, UsageError) as exc:
-                error = f"{type(exc).__name__}: {exc}"
-            renewer.cancel()
+        renewal = self._renew(lease, deadline)
+        try:
+            async with asyncio.timeout(settings.work_timeout_s):
+                output = await self.perform(ctx)
+        except TimeoutError:
+            error = f"no result within {settings.work_timeout_s:g} s"
+        except (BackendError, InvalidSignal, UsageError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            renewal.cancel()
         if self._crashed:
             return
         if task.attempt != attempt or task.final or claim_winner(task.claim_views()) != self.id:
@@ -491,7 +525,8 @@ class Agent:
         rt.field.withdraw(lease, by=self.id)
         future = rt.board.wait_decision(spec.task_id)
         try:
-            await asyncio.wait_for(future, spec.verify.timeout_s)
+            async with asyncio.timeout(spec.verify.timeout_s):
+                await future
         except TimeoutError:
             if attempt not in task.decisions and not task.final:
                 rt.record(
@@ -533,9 +568,8 @@ class Agent:
         try:
             result = task.results[attempt]
             try:
-                judgement = await asyncio.wait_for(
-                    self.judge(spec, result.payload.get("output")), rt.settings.work_timeout_s
-                )
+                async with asyncio.timeout(rt.settings.work_timeout_s):
+                    judgement = await self.judge(spec, result.payload.get("output"))
             except (BackendError, TimeoutError, KeyError, TypeError, UsageError) as exc:
                 rt.record(
                     self.id,
@@ -649,6 +683,19 @@ class Agent:
             basis=basis,
             **{k: round(v, 6) for k, v in detail.items()},
         )
+
+
+class _Renewal:
+    """The pending timer of one lease's renewal."""
+
+    __slots__ = ("handle",)
+
+    def __init__(self) -> None:
+        self.handle: asyncio.TimerHandle | None = None
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
 
 
 def _preview(output: Any, limit: int = 200) -> str:

@@ -170,6 +170,7 @@ class TaskBoard:
         self.trust = trust if trust is not None else TrustTable()
         self.task_kinds = task_kinds
         self.tasks: dict[str, TaskState] = {}
+        self._unfinished = 0
         self._open: dict[str, _OpenSet] = {}
         self._awaiting: dict[str, dict[str, None]] = {}  # skill -> tasks awaiting a verdict
         self._workers: dict[str, list[Listener]] = {}
@@ -222,7 +223,7 @@ class TaskBoard:
 
     def all_final(self) -> bool:
         """Whether every task on the board is accepted or failed."""
-        return all(t.final for t in self.tasks.values())
+        return self._unfinished == 0
 
     def wait_decision(self, task_id: str) -> asyncio.Future[Signal]:
         """A future resolved with the next decision on ``task_id``."""
@@ -276,11 +277,13 @@ class TaskBoard:
         if event.type == "emit" and task is None:
             spec = TaskSpec.from_payload(signal.payload, signal.kind)
             task = self.tasks[task_id] = TaskState(spec, signal)
+            self._unfinished += 1
             self._refresh(task)
             self._changed(task, "task")
         elif task is not None and event.type in ("expire", "withdraw") and not task.final:
             # the task faded away or was withdrawn by its poster before it was done
             task.outcome = "failed"
+            self._unfinished -= 1
             self._refresh(task)
             self._changed(task, "task-gone")
             self._resolve_watchers(task, signal)
@@ -310,6 +313,7 @@ class TaskBoard:
         self._learn(task, attempt, verdict, str(decision.payload.get("basis")), decision.created_at)
         if verdict in FINAL:
             task.outcome = verdict
+            self._unfinished -= 1
         elif attempt == task.attempt:
             task.attempt = attempt + 1
             task.claims.clear()

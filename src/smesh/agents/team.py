@@ -141,8 +141,9 @@ class Team:
             )
 
     def _note_change(self, task: TaskState, what: str) -> None:
-        self._changed.set()
         self._last_change = _loop_time()
+        if task.final:
+            self._changed.set()  # only a task ending can end the run
 
     def submit(self, spec: TaskSpec) -> str:
         """Post a task into the field; returns its signal address."""
@@ -215,7 +216,8 @@ class Team:
             self._changed.clear()
             wait = min(settings.poll_s, settings.idle_timeout_s - idle)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout=max(wait, 1e-3))
+                async with asyncio.timeout(max(wait, 1e-3)):
+                    await self._changed.wait()
 
     def _finish(self, stopped_by: str, duration: float) -> RunReport:
         now = self.field.clock.now()

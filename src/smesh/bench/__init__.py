@@ -20,6 +20,7 @@ __all__ = ["SUITES", "BenchResult", "run_suite"]
 SUITES: dict[str, str] = {
     "core": "smesh.bench.core",
     "backends": "smesh.bench.backends",
+    "agents": "smesh.bench.agents",
 }
 
 
