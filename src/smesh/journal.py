@@ -21,6 +21,7 @@ from typing import Any
 
 import msgspec
 
+from smesh.decay import Exponential, Linear, Sigmoid, Step
 from smesh.errors import SmeshError, UsageError
 from smesh.field import Field, FieldEvent
 from smesh.signal import Signal
@@ -49,7 +50,30 @@ CREATE INDEX IF NOT EXISTS actions_run ON actions (run_id, task_id, seq);
 _REPLAYED_KINDS = frozenset({"task", "result", "vote", "feedback", "decision"})
 
 _encode = msgspec.msgpack.Encoder().encode
-_decode_signal = msgspec.msgpack.Decoder(Signal).decode
+
+# ``Signal.decay`` is typed as the ``Decay`` base, which msgspec decodes only as the base's
+# own tag; stored signals are read through a mirror whose decay is the union of the concrete
+# (serializable) decays, then rebuilt as a Signal.
+_DECAYS = Exponential | Linear | Sigmoid | Step
+
+
+def _mirror(f: msgspec.structs.FieldInfo) -> tuple[Any, ...]:
+    kind = _DECAYS if f.name == "decay" else f.type
+    return (f.name, kind) if f.required else (f.name, kind, f.default)
+
+
+_StoredSignal: Any = msgspec.defstruct(
+    "_StoredSignal",
+    [_mirror(f) for f in msgspec.structs.fields(Signal)],
+    kw_only=True,
+    frozen=True,
+)
+_decode_stored = msgspec.msgpack.Decoder(_StoredSignal).decode
+
+
+def _decode_signal(blob: bytes) -> Signal:
+    stored = _decode_stored(blob)
+    return Signal(**{f: getattr(stored, f) for f in Signal.__struct_fields__})
 
 
 class JournalEvent(msgspec.Struct, frozen=True):
