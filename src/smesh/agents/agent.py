@@ -50,6 +50,7 @@ from smesh.errors import (
 )
 from smesh.node import Node
 from smesh.signal import Signal
+from smesh.trust import TrustTable
 
 __all__ = ["Agent", "FunctionAgent", "Judgement", "WorkContext"]
 
@@ -64,6 +65,11 @@ JUDGEMENT_SCHEMA: dict[str, Any] = {
     },
     "required": ["verdict", "reason"],
 }
+
+
+# shared placeholders, replaced on first write (see Agent.__init__)
+_EMPTY: Any = frozenset()
+_UNATTACHED = TrustTable()
 
 
 class Judgement(msgspec.Struct, frozen=True):
@@ -103,6 +109,29 @@ class Agent:
         call_retries: extra tries of a backend call that fails or answers malformed output.
     """
 
+    __slots__ = (
+        "__dict__",  # subclasses may add attributes freely
+        "_busy",
+        "_conceded",
+        "_crashed",
+        "_done_votes",
+        "_in_flight",
+        "_random",
+        "_rt",
+        "_verifying",
+        "_wake",
+        "backend",
+        "call_retries",
+        "id",
+        "max_tokens",
+        "node",
+        "role",
+        "slots",
+        "temperature",
+        "verifies",
+        "verify_slots",
+    )
+
     def __init__(
         self,
         id: str,
@@ -119,7 +148,7 @@ class Agent:
     ) -> None:
         if slots < 0 or verify_slots < 0:
             raise UsageError("slots and verify_slots must be >= 0", node=id)
-        self.node = Node(id, skills=skills or {})
+        self.node = Node(id, skills=skills or {}, trust=_UNATTACHED)
         self.id = id
         self.backend = backend
         self.role = role
@@ -132,12 +161,21 @@ class Agent:
         self._wake = asyncio.Event()
         self._busy = 0
         self._verifying = 0
-        self._in_flight: set[tuple[str, int]] = set()
-        self._done_votes: set[tuple[str, int]] = set()
-        self._conceded: set[tuple[str, int, int]] = set()  # (task, attempt, offer)
+        # Created on first use: an idle agent in a 10,000-agent team should cost little.
+        self._in_flight: set[tuple[str, int]] = _EMPTY
+        self._done_votes: set[tuple[str, int]] = _EMPTY
+        self._conceded: set[tuple[str, int, int]] = _EMPTY  # (task, attempt, offer)
         self._crashed = False
         self._rt: Runtime | None = None
-        self._rng = random.Random(id)
+        self._random: random.Random | None = None
+
+    @property
+    def _rng(self) -> random.Random:
+        """This agent's own RNG, seeded from the run's seed and its id."""
+        if self._random is None:
+            seed = self._rt.seed if self._rt is not None else 0
+            self._random = random.Random(f"{seed}:{self.id}")
+        return self._random
 
     # -- what a subclass customizes --------------------------------------------------------
 
@@ -264,7 +302,7 @@ class Agent:
     def attach(self, rt: Runtime) -> None:
         """Join a run: register on its board and seed this agent's RNG."""
         self._rt = rt
-        self._rng = random.Random(f"{rt.seed}:{self.id}")
+        self._random = None
         self.node.trust = rt.board.trust
         skills = [s for s, a in self.node.skills.items() if a > 0]
         verifies = [s for s, a in self.verifies.items() if a > 0]
@@ -291,6 +329,8 @@ class Agent:
     def _dispatch(self, group: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
         rt = self.runtime
         started: list[asyncio.Task[None]] = []
+        if self._crashed:
+            return started  # a crashed agent takes on nothing new
         if self.verifies:
             while self._verifying < self.verify_slots:
                 found = self._pick_result()
@@ -298,6 +338,8 @@ class Agent:
                     break
                 judged, attempt = found
                 self._verifying += 1
+                if self._in_flight is _EMPTY:
+                    self._in_flight = set()
                 self._in_flight.add((judged.spec.task_id, attempt))
                 started.append(group.create_task(self._verify(judged, attempt)))
         while self._busy < self.slots and not rt.budget.exceeded:
@@ -306,6 +348,8 @@ class Agent:
                 break
             self._busy += 1
             # one bid per offer: a loser concedes until the task is offered again
+            if self._conceded is _EMPTY:
+                self._conceded = set()
             self._conceded.add((task.spec.task_id, task.attempt, task.offer))
             claim, bid = self._place_bid(task)
             started.append(group.create_task(self._attempt(task, task.attempt, claim, bid)))
@@ -626,6 +670,8 @@ class Agent:
             rt.record(self.id, "budget", spec.task_id, reason=str(exc))
         finally:
             self._in_flight.discard(key)
+            if self._done_votes is _EMPTY:
+                self._done_votes = set()
             self._done_votes.add(key)
             self._verifying -= 1
             self.wake()
