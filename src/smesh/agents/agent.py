@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import random
+import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -119,7 +120,7 @@ class Agent:
         "_random",
         "_rt",
         "_verifying",
-        "_wake",
+        "_waiter",
         "backend",
         "call_retries",
         "id",
@@ -158,7 +159,7 @@ class Agent:
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.call_retries = call_retries
-        self._wake = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None  # set while the loop sleeps
         self._busy = 0
         self._verifying = 0
         # Created on first use: an idle agent in a 10,000-agent team should cost little.
@@ -238,18 +239,18 @@ class Agent:
             await self._respect_pressure()
             rt = self.runtime
             rt.budget.check()
+            # count the call before awaiting it, so concurrent callers cannot overshoot
+            rt.budget.charge(calls=1)
             try:
                 response = await self.backend.complete(request)
             except RateLimited as exc:
                 self._signal_pressure(exc.retry_after, "rate limited")
-                rt.budget.charge(calls=1)
                 last = exc
                 continue
             except BackendError as exc:
-                rt.budget.charge(calls=1)
                 last = exc
                 continue
-            rt.budget.charge(tokens=response.input_tokens + response.output_tokens)
+            rt.budget.charge(calls=0, tokens=response.input_tokens + response.output_tokens)
             return response
         assert last is not None
         raise last
@@ -293,7 +294,9 @@ class Agent:
 
     def wake(self) -> None:
         """Ask the agent to look at its board again."""
-        self._wake.set()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def crash(self) -> None:
         """Simulate a crash: from now on the agent cleans nothing up (its leases lapse)."""
@@ -309,24 +312,47 @@ class Agent:
         rt.board.register(self, skills=skills, verifies=verifies)
 
     async def run(self, rt: Runtime) -> None:
-        """The agent's own loop; returns when the run stops."""
+        """The agent's own loop; returns when the run stops.
+
+        Work and verification run as child tasks that this loop owns: it cancels them when
+        the run stops and awaits them before returning, and a child that fails (with
+        anything but cancellation) fails the loop. A hand-rolled task group, because an
+        idle agent in a team of 10,000 should cost as little memory as possible.
+        """
         if self._rt is not rt:
             self.attach(rt)
-        async with asyncio.TaskGroup() as group:
-            children: set[asyncio.Task[None]] = set()
-            while not rt.stopping:
-                self._wake.clear()
-                for child in self._dispatch(group):
+        loop = asyncio.get_running_loop()
+        children: set[asyncio.Task[None]] = _EMPTY
+        failure: list[BaseException] = []
+
+        def done(child: asyncio.Task[None]) -> None:
+            children.discard(child)
+            if not child.cancelled() and child.exception() is not None:
+                failure.append(child.exception())  # type: ignore[arg-type]
+                self.wake()
+
+        try:
+            while not rt.stopping and not failure:
+                for child in self._dispatch(loop):
+                    if children is _EMPTY:
+                        children = set()
                     children.add(child)
-                    child.add_done_callback(children.discard)
-                # asyncio.timeout rather than wait_for: no helper task per wait
+                    child.add_done_callback(done)
+                self._waiter = loop.create_future()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(rt.settings.poll_s):
-                        await self._wake.wait()
-            for child in list(children):  # the run is over: stop in-flight work
+                        await self._waiter
+                self._waiter = None
+        finally:
+            pending = list(children)
+            for child in pending:  # the run is over: stop in-flight work
                 child.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        if failure:
+            raise failure[0]
 
-    def _dispatch(self, group: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
+    def _dispatch(self, loop: asyncio.AbstractEventLoop) -> list[asyncio.Task[None]]:
         rt = self.runtime
         started: list[asyncio.Task[None]] = []
         if self._crashed:
@@ -341,7 +367,7 @@ class Agent:
                 if self._in_flight is _EMPTY:
                     self._in_flight = set()
                 self._in_flight.add((judged.spec.task_id, attempt))
-                started.append(group.create_task(self._verify(judged, attempt)))
+                started.append(loop.create_task(self._verify(judged, attempt)))
         while self._busy < self.slots and not rt.budget.exceeded:
             task = self._pick_task()
             if task is None:
@@ -352,7 +378,7 @@ class Agent:
                 self._conceded = set()
             self._conceded.add((task.spec.task_id, task.attempt, task.offer))
             claim, bid = self._place_bid(task)
-            started.append(group.create_task(self._attempt(task, task.attempt, claim, bid)))
+            started.append(loop.create_task(self._attempt(task, task.attempt, claim, bid)))
         return started
 
     # -- claiming --------------------------------------------------------------------------
@@ -383,6 +409,8 @@ class Agent:
         pools = [
             board.open_tasks(skill) for skill, affinity in self.node.skills.items() if affinity > 0
         ]
+        if not any(pools):
+            return None
         sampled = [tid for pool in pools for tid in pool.sample(self._rng, _SAMPLE)]
         best = self._best_of(sampled)
         if best is None and any(len(pool) > _SAMPLE for pool in pools):
@@ -405,7 +433,9 @@ class Agent:
                 ClaimView(self.id, self.bid(task, now), False), task.claim_views()
             ):
                 continue  # a rival's live claim already beats mine: don't bid
-            key = (score, self._rng.random())  # random tie-break spreads equal agents
+            # Rendezvous hashing breaks ties: agents with equal scores prefer different
+            # tasks, deterministically, and so rarely collide on one.
+            key = (score, float(zlib.crc32(f"{self.id}/{task_id}".encode())))
             if best is None or key > best[:2]:
                 best = (key[0], key[1], task)
         return None if best is None else best[2]
