@@ -117,6 +117,11 @@ class Team:
             if journal is None or run_id is None:
                 raise UsageError("resuming needs a journal and the run_id to resume")
             self.resumed = journal.replay(run_id, self.field)
+            # the poster gave up its unfinished tasks when that run stopped (budget, idle):
+            # a verdict on the run, not on the work, so the resumed run takes them up again
+            for decision in self.field.signals(KIND_DECISION):
+                if decision.origin == poster:
+                    self.field.withdraw(decision.address, by=poster)
         self.board = TaskBoard(self.field, trust=trust, task_kinds=frozenset(task_kinds))
         self.runtime = Runtime(
             self.field,
@@ -229,7 +234,12 @@ class Team:
                 reason = f"unfinished when the run stopped ({stopped_by})"
                 self.field.emit(
                     KIND_DECISION,
-                    {"task_id": task.spec.task_id, "attempt": task.attempt, "verdict": "failed"},
+                    {
+                        "task_id": task.spec.task_id,
+                        "attempt": task.attempt,
+                        "verdict": "failed",
+                        "basis": "give-up",
+                    },
                     origin=self.poster,
                     decay=_STEP,
                     ttl=self.settings.decision_ttl_s,
