@@ -43,7 +43,7 @@ async def w1_handoff(jobs: int) -> list[float]:
     team: Team
 
     class Stage(Agent):
-        def __init__(self, id: str, skill: str, nxt: str | None) -> None:  # noqa: A002
+        def __init__(self, id: str, skill: str, nxt: str | None) -> None:
             super().__init__(id, backend=backend, skills={skill: 1.0})
             self.nxt = nxt
 
@@ -88,9 +88,7 @@ async def w2_fanout(tasks: int, workers: int, slots: int, latency: float) -> flo
 
 def _scale_agents(n: int, skills: int) -> list[Agent]:
     backend = FunctionBackend(_echo, name="zero")
-    return [
-        Agent(f"a{i}", backend=backend, skills={f"s{i % skills}": 1.0}) for i in range(n)
-    ]
+    return [Agent(f"a{i}", backend=backend, skills={f"s{i % skills}": 1.0}) for i in range(n)]
 
 
 async def w3_tasks(n: int, skills: int = 10) -> float:
@@ -141,7 +139,10 @@ def w3_memory(n: int) -> dict[str, float]:
     """Build ``n`` agents in a fresh process, start their loops; time and RSS per agent."""
     out = subprocess.run(
         [sys.executable, "-c", _W3_MEMORY.format(n=n)],
-        capture_output=True, text=True, check=True, timeout=300,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
     )
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
@@ -179,8 +180,9 @@ async def w4_consensus(decisions: int) -> list[float]:
         agents.append(FunctionAgent(f"v{i}", judge=voter(verdict), verifies={"work": 1.0}))
     team = Team(agents, field=Field(SystemClock()), settings=_FAST)
     starts[0] = time.perf_counter()
-    report = await team.run([TaskSpec(task_id="d0", skill="work", verify=verify)],
-                            on_change=on_change)
+    report = await team.run(
+        [TaskSpec(task_id="d0", skill="work", verify=verify)], on_change=on_change
+    )
     assert report.accepted == decisions
     return spans
 
@@ -192,8 +194,9 @@ def import_time(repeats: int) -> float:
     """Median seconds of ``import smesh`` in a fresh interpreter."""
     samples = []
     for _ in range(repeats):
-        out = subprocess.run([sys.executable, "-c", _IMPORT], capture_output=True, text=True,
-                             check=True, timeout=60)
+        out = subprocess.run(
+            [sys.executable, "-c", _IMPORT], capture_output=True, text=True, check=True, timeout=60
+        )
         samples.append(float(out.stdout.strip()))
     return statistics.median(samples)
 
@@ -212,34 +215,65 @@ def run(*, quick: bool = False, progress: Progress = None) -> list[BenchResult]:
 
     results: list[BenchResult] = []
 
-    def add(name: str, value: float, unit: str, target: float, detail: str) -> None:
-        results.append(BenchResult(name=name, value=round(value, 4), unit=unit, target=target,
-                                   detail=detail))
+    def add(name: str, value: float, unit: str, target: float | None, detail: str) -> None:
+        results.append(
+            BenchResult(name=name, value=round(value, 4), unit=unit, target=target, detail=detail)
+        )
 
     gc.collect()
     say("w1_handoff")
     spans = asyncio.run(w1_handoff(60 if quick else 200))
     spans = spans[5:] or spans  # the first chains pay for warm-up
-    add("w1_handoff_median_ms", statistics.median(spans) * 1e3, "ms", 0.2,
-        "planner→worker→reviewer chain, zero-latency LLM")
-    add("w1_handoff_p99_ms", _pct(spans, 0.99) * 1e3, "ms", None or 1.19, "p99 of the same")
+    add(
+        "w1_handoff_median_ms",
+        statistics.median(spans) * 1e3,
+        "ms",
+        0.2,
+        "planner→worker→reviewer chain, zero-latency LLM",
+    )
+    add("w1_handoff_p99_ms", _pct(spans, 0.99) * 1e3, "ms", None, "p99 of the same")
     say("w2_fanout")
-    add("w2_fanout_makespan_s", asyncio.run(w2_fanout(64, 8, 1, 0.05)), "s", 0.42,
-        "64 tasks, 50 ms calls, 8 single-slot workers (ideal 0.40)")
-    add("w2_fanout_unbounded_s", asyncio.run(w2_fanout(64, 8, 64, 0.05)), "s", 0.065,
-        "64 tasks, 50 ms calls, agents with many slots (ideal 0.05)")
+    add(
+        "w2_fanout_makespan_s",
+        asyncio.run(w2_fanout(64, 8, 1, 0.05)),
+        "s",
+        0.42,
+        "64 tasks, 50 ms calls, 8 single-slot workers (ideal 0.40)",
+    )
+    add(
+        "w2_fanout_unbounded_s",
+        asyncio.run(w2_fanout(64, 8, 64, 0.05)),
+        "s",
+        0.065,
+        "64 tasks, 50 ms calls, agents with many slots (ideal 0.05)",
+    )
     say("w3_scale")
     memory = w3_memory(10_000)
     add("w3_build_10k_s", memory["build_s"], "s", 0.3, "build 10,000 agents (10 skills) + team")
-    add("w3_rss_per_agent_kb", memory["kb_per_agent"], "KB", 3.0,
-        "RSS per idle agent with its loop running")
+    add(
+        "w3_rss_per_agent_kb",
+        memory["kb_per_agent"],
+        "KB",
+        3.0,
+        "RSS per idle agent with its loop running",
+    )
     n = 2_000 if quick else 10_000
-    add("w3_10k_tasks_s", asyncio.run(w3_tasks(n)) * (10_000 / n), "s", 20.0,
-        f"{n:,} agents through {n:,} tasks" + (" (scaled ×5 from quick run)" if quick else ""))
+    add(
+        "w3_10k_tasks_s",
+        asyncio.run(w3_tasks(n)) * (10_000 / n),
+        "s",
+        20.0,
+        f"{n:,} agents through {n:,} tasks" + (" (scaled ×5 from quick run)" if quick else ""),
+    )
     say("w4_consensus")
     spans = asyncio.run(w4_consensus(30 if quick else 100))
-    add("w4_consensus_ms", statistics.median(spans[3:] or spans) * 1e3, "ms", 0.3,
-        "5 concurrent verifiers (4 approve, 1 reject), per decision")
+    add(
+        "w4_consensus_ms",
+        statistics.median(spans[3:] or spans) * 1e3,
+        "ms",
+        0.3,
+        "5 concurrent verifiers (4 approve, 1 reject), per decision",
+    )
     say("import")
     add("import_s", import_time(3 if quick else 7), "s", 0.2, "python -c 'import smesh'")
     return results
