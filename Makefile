@@ -19,9 +19,9 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(PIP) install -e ".[dev]"
 	touch $@ $(VENV)/.installed
 
+# the main job: a team of agents on the embedded model (no API key, no server)
 demo: $(VENV)/.installed
-	$(BIN)/smesh sim
-	$(BIN)/smesh bench --quick
+	$(BIN)/smesh agents --demo
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks examples
