@@ -550,10 +550,11 @@ class Agent:
         try:
             async with asyncio.timeout(settings.work_timeout_s):
                 output = await self.perform(ctx)
+        except (BackendError, InvalidSignal, UsageError) as exc:
+            # before TimeoutError: a backend's own BackendTimeout is one too
+            error = f"{type(exc).__name__}: {exc}"
         except TimeoutError:
             error = f"no result within {settings.work_timeout_s:g} s"
-        except (BackendError, InvalidSignal, UsageError) as exc:
-            error = f"{type(exc).__name__}: {exc}"
         finally:
             renewal.cancel()
         if self._crashed:
