@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import random
+from typing import Any
 
 import pytest
 from _loopback import Canned, FakeAPIServer
@@ -303,3 +305,60 @@ def test_parse_retry_after_forms() -> None:
     assert parse_retry_after({"Retry-After": "soon"}) is None
     date = "Wed, 21 Oct 2015 07:28:10 GMT"
     assert parse_retry_after({"Retry-After": date}, now=1445412480.0) == 10
+
+
+# --- streaming -------------------------------------------------------------------------
+
+
+async def _collect(stream: Any) -> list[str]:
+    return [piece async for piece in stream]
+
+
+@pytest.mark.asyncio
+async def test_ollama_streams_ndjson(api_server: FakeAPIServer) -> None:
+    lines = [
+        {"model": "m", "message": {"role": "assistant", "content": "Hel"}, "done": False},
+        {"model": "m", "message": {"role": "assistant", "content": "lo"}, "done": False},
+        {
+            "model": "m",
+            "message": {"role": "assistant", "content": ""},
+            "done": True,
+            "done_reason": "stop",
+            "eval_count": 2,
+        },
+    ]
+    api_server.push(Canned(body="\n".join(json.dumps(x) for x in lines) + "\n"))
+    async with OllamaBackend("m", host=api_server.url) as backend:
+        assert await _collect(backend.stream(Request.of("hi"))) == ["Hel", "lo"]
+    assert api_server.seen[0].body["stream"] is True
+    truncated = dict(lines[2], done_reason="length")
+    api_server.push(Canned(body=json.dumps(lines[0]) + "\n" + json.dumps(truncated) + "\n"))
+    async with OllamaBackend("m", host=api_server.url) as backend:
+        with pytest.raises(TruncatedResponse) as info:
+            await _collect(backend.stream(Request.of("hi")))
+    assert info.value.partial == "Hel"
+
+
+@pytest.mark.asyncio
+async def test_openai_streams_server_sent_events(api_server: FakeAPIServer) -> None:
+    def event(content: str | None, finish: str | None = None) -> str:
+        delta = {} if content is None else {"content": content}
+        chunk = {
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+        return f"data: {json.dumps(chunk)}\n\n"
+
+    sse = ": keep-alive\n\n" + event("4") + event(".") + event(None, "stop") + "data: [DONE]\n\n"
+    api_server.push(Canned(body=sse, headers={"x-accel-buffering": "no"}))
+    async with OpenAIBackend("m", base_url=api_server.url) as backend:
+        assert await _collect(backend.stream(Request.of("2+2"))) == ["4", "."]
+    api_server.push(Canned(body="data: {not json\n\n"))
+    async with OpenAIBackend("m", base_url=api_server.url) as backend:
+        with pytest.raises(BadResponse, match="malformed stream line"):
+            await _collect(backend.stream(Request.of("2+2")))
+    api_server.push(Canned(429, {"error": {"message": "slow"}}, {"retry-after": "4"}))
+    async with OpenAIBackend("m", base_url=api_server.url) as backend:
+        with pytest.raises(RateLimited) as info:
+            await _collect(backend.stream(Request.of("2+2")))
+    assert info.value.retry_after == 4

@@ -75,3 +75,30 @@ async def test_openai_backend_against_the_embedded_endpoint(local_backend: Any) 
     assert plain.text.strip() and plain.backend == "openai:qwen2.5-coder-0.5b"
     assert plain.output_tokens > 0
     assert isinstance(structured.parsed, dict) and isinstance(structured.parsed["answer"], int)
+
+
+async def test_streaming_yields_pieces_and_can_stop_early(local_backend: Any) -> None:
+    import contextlib
+
+    pieces = [
+        piece
+        async for piece in local_backend.stream(
+            Request.of("Say hello.", max_tokens=12, temperature=0, allow_truncated=True)
+        )
+    ]
+    assert len(pieces) >= 2 and "".join(pieces).strip()
+    started = asyncio.get_running_loop().time()
+    async with contextlib.aclosing(
+        local_backend.stream(Request.of("Write a long story.", max_tokens=400, temperature=0))
+    ) as stream:
+        async for _ in stream:
+            break
+    # closing early stopped the generation instead of waiting for 400 tokens (~10 s here)
+    assert asyncio.get_running_loop().time() - started < 3
+
+
+async def test_openai_streaming_against_the_embedded_endpoint(local_backend: Any) -> None:
+    async with OpenAIBackend("qwen2.5-coder-0.5b", base_url=local_backend.base_url) as backend:
+        request = Request.of("Say hi.", max_tokens=10, temperature=0, allow_truncated=True)
+        pieces = [piece async for piece in backend.stream(request)]
+    assert len(pieces) >= 2 and "".join(pieces).strip()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import email.utils
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from smesh.backends.base import BackendBase
@@ -155,6 +155,35 @@ class HTTPBackend(BackendBase):
             raise BadResponse(f"{self.name}: expected a JSON object from {url}", backend=self.name)
         return data
 
+    async def post_lines(
+        self, path: str, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
+    ) -> AsyncIterator[str]:
+        """POST ``body`` and yield the answer's non-empty lines as they arrive (SSE, NDJSON).
+
+        Errors are typed as in :meth:`post_json`; ``timeout`` bounds each read.
+        """
+        import httpx
+
+        url = f"{self.base_url}{path}"
+        try:
+            async with self._get_client().stream("POST", url, json=body, headers=headers) as rsp:
+                if not 200 <= rsp.status_code < 300:
+                    await rsp.aread()
+                    self.raise_for_status(rsp)
+                async for line in rsp.aiter_lines():
+                    if line.strip():
+                        yield line
+        except httpx.TimeoutException:
+            raise BackendTimeout(
+                f"{self.name}: stream from {url} stalled for {self.timeout:g} s",
+                backend=self.name,
+            ) from None
+        except httpx.TransportError as exc:
+            raise BackendUnavailable(
+                f"{self.name}: cannot reach {url} ({type(exc).__name__}: {exc})",
+                backend=self.name,
+            ) from None
+
     def raise_for_status(self, response: httpx.Response) -> None:
         """Map a non-2xx answer to the typed error."""
         status = response.status_code
@@ -178,6 +207,19 @@ class HTTPBackend(BackendBase):
         if status >= 500:
             raise BackendUnavailable(f"{where}: server error: {message}", backend=self.name)
         raise BackendError(f"{where}: request rejected: {message}", backend=self.name)
+
+
+def decode_line(line: str, *, backend: str) -> dict[str, Any]:
+    """Decode one JSON object from a streamed line, else raise :class:`BadResponse`."""
+    try:
+        data = json.loads(line)
+    except ValueError:
+        raise BadResponse(
+            f"{backend}: malformed stream line {line[:80]!r}", backend=backend
+        ) from None
+    if not isinstance(data, dict):
+        raise BadResponse(f"{backend}: stream line is not a JSON object", backend=backend)
+    return data
 
 
 def require(data: Mapping[str, Any], key: str, kind: type, *, backend: str) -> Any:

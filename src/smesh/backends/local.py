@@ -12,17 +12,25 @@ Model choice: ``local`` (Qwen2.5-Coder-0.5B, the default), ``local:1.5b`` (optio
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from smesh.backends.base import BackendBase, Request, Response
+from smesh.backends.base import BackendBase, Request, Response, TruncatedResponse
 from smesh.backends.model import MODELS, ensure_model, spec_for
 from smesh.backends.openai import chat_body, parse_chat_completion
-from smesh.errors import BackendError, BackendUnavailable, BadResponse, ModelNotFound
+from smesh.errors import (
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    BadResponse,
+    ModelNotFound,
+)
 
 __all__ = ["LocalBackend", "create", "resolve_model_path"]
 
@@ -75,6 +83,7 @@ class LocalBackend(BackendBase):
         name: backend name; default ``local`` or ``local:MODEL``.
         load_timeout: seconds allowed for joining/verifying and loading the model.
         extra: extra fields for every request body (e.g. ``{"seed": 1}``).
+        stream_idle_timeout: longest wait for the next streamed piece, seconds.
     """
 
     def __init__(
@@ -87,8 +96,10 @@ class LocalBackend(BackendBase):
         name: str | None = None,
         load_timeout: float = 300.0,
         extra: Mapping[str, Any] | None = None,
+        stream_idle_timeout: float = 120.0,
     ) -> None:
         self._path, self._embedded, self.model = resolve_model_path(model)
+        self.stream_idle_timeout = stream_idle_timeout
         self.name = name or ("local" if model is None else f"local:{model}")
         self.n_parallel = max(1, n_parallel)
         self.ctx_per_slot = ctx_per_slot
@@ -199,6 +210,76 @@ class LocalBackend(BackendBase):
             model=self.model,
             latency_s=time.perf_counter() - started,
         )
+
+    async def stream(self, request: Request) -> AsyncIterator[str]:
+        """Yield the reply as it is generated.
+
+        Closing the iterator early (``contextlib.aclosing`` + ``break``, or cancellation)
+        tells llama.cpp to stop generating.
+
+        Raises:
+            TruncatedResponse: after the last piece, if the reply hit ``max_tokens`` and the
+                request does not allow truncation.
+        """
+        if self._server is None:
+            await self.start()
+        assert self._executor is not None
+        server = self._server
+        body = chat_body(request, self.model)
+        body.update(self.extra)
+        body["stream"] = True
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        stop = threading.Event()
+
+        def deliver(item: dict[str, Any] | None) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop may be gone after a cancel
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def on_chunk(chunk: dict[str, Any]) -> bool:
+            deliver(chunk)
+            return stop.is_set()  # True asks llama.cpp to stop this generation
+
+        def generate() -> None:
+            try:
+                server.handle_chat_completions(body, on_chunk)
+            finally:
+                deliver(None)
+
+        worker = loop.run_in_executor(self._executor, generate)
+        finish = "stop"
+        pieces: list[str] = []
+        try:
+            while True:
+                async with asyncio.timeout(self.stream_idle_timeout):
+                    chunk = await queue.get()
+                if chunk is None:
+                    break
+                for choice in chunk.get("choices") or ():
+                    finish = choice.get("finish_reason") or finish
+                    piece = (choice.get("delta") or {}).get("content")
+                    if piece:
+                        pieces.append(piece)
+                        yield piece
+        except TimeoutError:
+            raise BackendTimeout(
+                f"{self.name}: stream idle for {self.stream_idle_timeout:g} s", backend=self.name
+            ) from None
+        finally:
+            stop.set()
+            try:
+                await asyncio.shield(worker)
+            except (ValueError, RuntimeError) as exc:
+                raise BackendError(
+                    f"{self.name}: request rejected: {exc}", backend=self.name
+                ) from None
+        if finish == "length" and not request.allow_truncated:
+            raise TruncatedResponse(
+                f"{self.name}: streamed reply cut off at max_tokens={request.max_tokens}",
+                partial="".join(pieces),
+                max_tokens=request.max_tokens,
+                backend=self.name,
+            )
 
     async def aclose(self) -> None:
         """Stop the server and its threads (waits for in-flight generations)."""

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from smesh.backends._http import HTTPBackend, require
-from smesh.backends.base import Request, Response, finish_response
+from smesh.backends._http import HTTPBackend, decode_line, require
+from smesh.backends.base import Request, Response, TruncatedResponse, finish_response
 from smesh.errors import BadResponse, UsageError
 
 __all__ = ["DEFAULT_HOST", "OllamaBackend", "create", "ollama_url"]
@@ -116,6 +116,32 @@ class OllamaBackend(HTTPBackend):
             latency_s=latency,
             finish_reason=str(data.get("done_reason") or "stop"),
         )
+
+    async def stream(self, request: Request) -> AsyncIterator[str]:
+        """Yield the reply as Ollama's newline-delimited JSON chunks arrive."""
+        body = self.body(request)
+        body["stream"] = True
+        finish = "stop"
+        pieces: list[str] = []
+        async for line in self.post_lines("/api/chat", body):
+            chunk = decode_line(line, backend=self.name)
+            if "error" in chunk:
+                raise BadResponse(f"{self.name}: {chunk['error']}", backend=self.name)
+            message = chunk.get("message")
+            piece = message.get("content") if isinstance(message, dict) else None
+            if isinstance(piece, str) and piece:
+                pieces.append(piece)
+                yield piece
+            if chunk.get("done"):
+                finish = str(chunk.get("done_reason") or "stop")
+                break
+        if finish == "length" and not request.allow_truncated:
+            raise TruncatedResponse(
+                f"{self.name}: streamed reply cut off at max_tokens={request.max_tokens}",
+                partial="".join(pieces),
+                max_tokens=request.max_tokens,
+                backend=self.name,
+            )
 
 
 def _int(value: object) -> int:

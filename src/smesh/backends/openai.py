@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from smesh.backends._http import HTTPBackend, require
-from smesh.backends.base import Request, Response, finish_response
+from smesh.backends._http import HTTPBackend, decode_line, require
+from smesh.backends.base import Request, Response, TruncatedResponse, finish_response
 from smesh.errors import AuthenticationFailed, BadResponse, UsageError
 
 __all__ = [
@@ -151,6 +151,41 @@ class OpenAIBackend(HTTPBackend):
             model=self.model,
             latency_s=time.perf_counter() - started,
         )
+
+    async def stream(self, request: Request) -> AsyncIterator[str]:
+        """Yield the reply as server-sent events arrive (``stream: true``)."""
+        if self._missing_key:
+            raise AuthenticationFailed(
+                f"{self.name}: no API key; set {self.key_variable}", backend=self.name
+            )
+        body = chat_body(request, self.model)
+        body["stream"] = True
+        finish = "stop"
+        pieces: list[str] = []
+        async for line in self.post_lines("/chat/completions", body):
+            if not line.startswith("data:"):
+                continue  # SSE comments and other fields
+            payload = line[5:].strip()
+            if payload == "[DONE]":
+                break
+            chunk = decode_line(payload, backend=self.name)
+            if "error" in chunk:
+                raise BadResponse(f"{self.name}: stream error: {chunk['error']}", backend=self.name)
+            for choice in chunk.get("choices") or ():
+                if not isinstance(choice, dict):
+                    continue
+                finish = choice.get("finish_reason") or finish
+                piece = (choice.get("delta") or {}).get("content")
+                if isinstance(piece, str) and piece:
+                    pieces.append(piece)
+                    yield piece
+        if finish == "length" and not request.allow_truncated:
+            raise TruncatedResponse(
+                f"{self.name}: streamed reply cut off at max_tokens={request.max_tokens}",
+                partial="".join(pieces),
+                max_tokens=request.max_tokens,
+                backend=self.name,
+            )
 
 
 def create_openai(model: str | None = None, **options: Any) -> OpenAIBackend:
