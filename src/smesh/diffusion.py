@@ -248,15 +248,20 @@ class NetworkField(Field):
 
     # -- diffusion -------------------------------------------------------------------------
 
-    def _refresh_trust(self, now: float) -> None:
+    def _refresh_trust(self, now: float) -> bool:
+        """Load nodes' trust in origins into the matrix; False if every value is the default
+        (the common case in simulations, which then skips the per-relay trust lookup)."""
+        uniform = True
         for i, node in self.network.configured_nodes().items():
             if len(node.trust):
+                uniform = False
                 row = self._trust[i]
                 row[:] = DEFAULT_TRUST
                 for peer, value in node.trust.snapshot(now).items():
                     j = self.network._index.get(peer)
                     if j is not None:
                         row[j] = value
+        return not uniform
 
     def _diffuse(self, now: float) -> int:
         rows = np.flatnonzero(self._active)
@@ -269,27 +274,40 @@ class NetworkField(Field):
         radius = self._radius[rows]
         hops = self._hops[rows]
         hs = hops[:, self._src]
-        candidate = (hs >= 0) & (hops[:, self._dst] < 0) & (hs < radius[:, None]) & self._open
+        # Unreached is -1, which reads as 65535 unsigned: one comparison then tests both
+        # "the sender is reached" and "it has hops left".
+        candidate = hs.view(np.uint16) < radius[:, None]
+        candidate &= hops[:, self._dst] < 0
+        candidate &= self._open
+        spreading = candidate.any(axis=1)
+        if not spreading.all():
+            self._active[rows[~spreading]] = False  # nothing left to reach, ever
         si, ei = np.nonzero(candidate)
-        spreading = np.zeros(rows.size, dtype=bool)
-        spreading[si] = True
-        self._active[rows[~spreading]] = False  # nothing left to reach, ever
         if si.size == 0:
             return 0
-        self._refresh_trust(now)
         r = rows[si]
         u = self._src[ei]
         gain_u = self._gain[r, u]
-        hops_u = hs[si, ei].astype(np.int64)
-        trust = self._trust[u, self._origin_col[r]]
-        rad = radius[si]
-        p = conf[si] * (eff[si] * gain_u) * trust * (rad - hops_u) / rad
+        hops_u = hs[si, ei].astype(np.float64)
+        rad = radius[si].astype(np.float64)
+        p = conf[si] * eff[si] * gain_u * (rad - hops_u) / rad
+        if self._refresh_trust(now):
+            trust = self._trust[u, self._origin_col[r]]
+            p *= trust
+        else:
+            trust = None
+            p *= DEFAULT_TRUST
         ok = self._np_rng.random(p.size) < p
         if not ok.any():
             return 0
-        r, ei, gain_u, hops_u, trust = r[ok], ei[ok], gain_u[ok], hops_u[ok], trust[ok]
+        r, ei, gain_u, hops_u = r[ok], ei[ok], gain_u[ok], hops_u[ok]
         v = self._dst[ei]
-        damp = np.where(trust > HIGH_TRUST, DAMPENING_TRUSTED, DAMPENING_DEFAULT)
+        if trust is None:
+            damp: FloatArray | float = (
+                DAMPENING_TRUSTED if DEFAULT_TRUST > HIGH_TRUST else DAMPENING_DEFAULT
+            )
+        else:
+            damp = np.where(trust[ok] > HIGH_TRUST, DAMPENING_TRUSTED, DAMPENING_DEFAULT)
         gain_v = gain_u * damp * self._strength[ei]
         # several senders may reach the same node: keep the strongest relay
         key = r * self._n + v
