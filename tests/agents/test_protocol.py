@@ -13,6 +13,7 @@ from smesh.agents import Budget, Settings, TaskSpec, VerifySpec
 from smesh.agents.protocol import (
     BACKOFF_MARGIN,
     ClaimView,
+    Verdict,
     claim_winner,
     concedes,
     tally,
@@ -130,7 +131,7 @@ def test_below_quorum_waits() -> None:
 
 
 def test_quorum_without_margin_waits() -> None:
-    ballots = {"approve": ["a", "b", "c"], "reject": ["d", "e"]}
+    ballots: dict[Verdict, list[str]] = {"approve": ["a", "b", "c"], "reject": ["d", "e"]}
     t = tally(ballots, lambda v: 0.5, quorum=0.9, margin=0.6)  # 1.5 vs 1.0: lead 0.5 < 0.6
     assert t.outcome is None
     assert tally(ballots, lambda v: 0.5, quorum=0.9, margin=0.5).outcome == "accepted"

@@ -1,0 +1,154 @@
+"""``smesh agents --demo`` and ``smesh trace``, run as real subprocesses on the scripted
+backend (no model needed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+DEMO_TASKS = {"code-palindrome", "explain-bst", "math-2plus2", "code-fizzbuzz", "analysis-primes"}
+TASK_KEYS = {"id", "skill", "status", "claimed_by", "attempts"}
+DEMO = ("agents", "--demo", "--backend", "scripted", "--json")
+
+
+def smesh(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONHASHSEED": "0", "COLUMNS": "200", "NO_COLOR": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "smesh", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=cwd,
+        check=False,
+    )
+
+
+def usage_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("smesh: error:")
+    assert "Traceback" not in result.stdout + result.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """One scripted demo run, journaled at tmp/j.db; shared by the trace tests."""
+    cwd = tmp_path_factory.mktemp("demo")
+    result = smesh(*DEMO, "--journal", "tmp/j.db", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return cwd, json.loads(result.stdout)
+
+
+def test_demo_json_is_the_stable_contract(demo_run: tuple[Path, dict[str, Any]]) -> None:
+    cwd, data = demo_run
+    assert {"run_id", "duration_s", "llm_calls", "tokens", "tasks"} <= set(data)
+    assert isinstance(data["run_id"], str) and data["run_id"]
+    assert data["duration_s"] >= 0
+    assert data["llm_calls"] > 0 and data["tokens"] > 0
+    assert {t["id"] for t in data["tasks"]} == DEMO_TASKS
+    for task in data["tasks"]:
+        assert set(task) == TASK_KEYS
+        assert task["status"] in {"accepted", "failed"}
+        assert task["attempts"] >= 1
+    # the scripted model answers correctly: everything is accepted, by a worker of the skill
+    assert [t["status"] for t in data["tasks"]] == ["accepted"] * 5
+    assert {t["claimed_by"] for t in data["tasks"]} <= {"coder", "reviewer", "analyst", "writer"}
+    assert (cwd / "tmp" / "j.db").exists()
+
+
+def test_trace_explains_claims_votes_decisions_and_trust(
+    demo_run: tuple[Path, dict[str, Any]],
+) -> None:
+    cwd, data = demo_run
+    result = smesh("trace", data["run_id"], "--journal", "tmp/j.db", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert f"run {data['run_id']}" in out
+    for task in DEMO_TASKS:
+        assert f"task {task}" in out
+    for action in ("claim", "vote", "decide", "trust"):
+        assert f" {action} " in out
+    assert "won the lease" in out and "trust in poster" in out
+    assert "judged attempt 1 blind" in out
+    assert "trust mass approve" in out
+
+
+def test_trace_of_one_task(demo_run: tuple[Path, dict[str, Any]]) -> None:
+    cwd, data = demo_run
+    result = smesh("trace", data["run_id"], "math-2plus2", "--journal", "tmp/j.db", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    assert "task math-2plus2" in result.stdout
+    assert "task code-palindrome" not in result.stdout
+    assert "checker" in result.stdout  # the math tool verified it
+
+
+def test_trace_defaults_to_the_latest_run_and_prints_json(
+    demo_run: tuple[Path, dict[str, Any]],
+) -> None:
+    cwd, data = demo_run
+    result = smesh("trace", "--journal", "tmp/j.db", "--json", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    trace = json.loads(result.stdout)
+    assert trace["run_id"] == data["run_id"]
+    assert trace["events"] > 0
+    actions = trace["actions"]
+    assert {"claim", "result", "vote", "decide", "trust"} <= {a["action"] for a in actions}
+    for a in actions:
+        assert {"seq", "time", "agent", "action", "task_id", "detail"} <= set(a)
+    claims = [a for a in actions if a["action"] == "claim"]
+    assert {a["task_id"] for a in claims} == DEMO_TASKS
+    for claim in claims:
+        (trigger,) = claim["detail"]["triggers"]
+        assert {"address", "kind", "intensity", "trust_origin"} <= set(trigger)
+
+
+def test_trace_usage_errors(demo_run: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    cwd, data = demo_run
+    line = usage_error(smesh("trace", "no-such-run", "--journal", "tmp/j.db", cwd=cwd))
+    assert "no-such-run" in line and data["run_id"] in line  # it lists the recent runs
+    line = usage_error(
+        smesh("trace", data["run_id"], "no-such-task", "--journal", "tmp/j.db", cwd=cwd)
+    )
+    assert "no-such-task" in line
+    line = usage_error(smesh("trace", "--journal", "missing.db", cwd=tmp_path))
+    assert "no journal" in line
+    assert not (tmp_path / "missing.db").exists()  # reading does not create a journal
+
+
+def test_agents_without_demo_is_a_usage_error(tmp_path: Path) -> None:
+    assert "--demo" in usage_error(smesh("agents", cwd=tmp_path))
+
+
+def test_demo_resumes_a_run_that_ran_out_of_budget(tmp_path: Path) -> None:
+    first = smesh(*DEMO, "--journal", "j.db", "--max-calls", "3", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    stopped = json.loads(first.stdout)
+    assert stopped["stopped_by"] == "budget"
+    assert stopped["llm_calls"] == 3
+    assert "failed" in {t["status"] for t in stopped["tasks"]}
+
+    second = smesh(*DEMO, "--journal", "j.db", "--resume", stopped["run_id"], cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    resumed = json.loads(second.stdout)
+    assert resumed["run_id"] == stopped["run_id"]
+    assert [t["status"] for t in resumed["tasks"]] == ["accepted"] * 5
+    before = {t["id"]: t for t in stopped["tasks"]}
+    for task in resumed["tasks"]:
+        if before[task["id"]]["status"] == "accepted":  # not redone: same worker, same attempt
+            assert task["claimed_by"] == before[task["id"]]["claimed_by"]
+            assert task["attempts"] == before[task["id"]]["attempts"]
+
+
+def test_resuming_an_unknown_run_is_a_usage_error(demo_run: tuple[Path, dict[str, Any]]) -> None:
+    cwd, _ = demo_run
+    line = usage_error(smesh(*DEMO, "--journal", "tmp/j.db", "--resume", "nope", cwd=cwd))
+    assert "nope" in line
