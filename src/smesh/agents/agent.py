@@ -244,13 +244,15 @@ class Agent:
             try:
                 response = await self.backend.complete(request)
             except RateLimited as exc:
+                rt.budget.record(agent=self.id, backend=self._backend_name(), response=None)
                 self._signal_pressure(exc.retry_after, "rate limited")
                 last = exc
                 continue
             except BackendError as exc:
+                rt.budget.record(agent=self.id, backend=self._backend_name(), response=None)
                 last = exc
                 continue
-            rt.budget.charge(calls=0, tokens=response.input_tokens + response.output_tokens)
+            rt.budget.record(agent=self.id, backend=self._backend_name(), response=response)
             return response
         assert last is not None
         raise last

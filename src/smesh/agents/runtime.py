@@ -6,6 +6,7 @@ stop flag that ends the run.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from typing import TYPE_CHECKING, Any
@@ -13,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from smesh.agents.board import TaskBoard
+from smesh.backends.accounting import Ledger, PriceTable
+from smesh.backends.base import Response
 from smesh.errors import BudgetExceeded, InvalidSignal
 from smesh.field import Field
 
@@ -60,13 +63,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Budget:
-    """Hard limits on LLM calls, tokens, cost and wall time for a run.
+    """Hard limits on LLM calls, tokens, cost and wall time for a run, with the run's ledger.
+
+    Tokens and cost are accounted per agent and per backend in a
+    :class:`smesh.backends.accounting.Ledger`, priced by its (extensible) price table.
 
     Args:
         calls: most backend calls.
         tokens: most input + output tokens.
-        cost: most spend, in the price table's currency.
-        wall_s: most seconds of real time from :meth:`start`.
+        cost: most spend, in US dollars (see :class:`~smesh.backends.accounting.PriceTable`).
+        wall_s: most seconds from :meth:`start`, on the event loop's clock (virtual in tests).
+        prices: the price table; defaults to the built-in one.
     """
 
     def __init__(
@@ -76,6 +83,7 @@ class Budget:
         tokens: int | None = None,
         cost: float | None = None,
         wall_s: float | None = None,
+        prices: PriceTable | None = None,
     ) -> None:
         self.limits: dict[str, float | None] = {
             "calls": calls,
@@ -83,6 +91,8 @@ class Budget:
             "cost": cost,
             "wall_s": wall_s,
         }
+        self.ledger = Ledger(prices=prices or PriceTable())
+        # running totals: the ledger's breakdown is for reports, these are for checks
         self.calls = 0
         self.tokens = 0
         self.cost = 0.0
@@ -91,12 +101,12 @@ class Budget:
 
     def start(self) -> None:
         """Start the wall-time clock."""
-        self._started = time.monotonic()
+        self._started = _now()
 
     @property
     def elapsed_s(self) -> float:
-        """Seconds of real time since :meth:`start`."""
-        return 0.0 if self._started is None else time.monotonic() - self._started
+        """Seconds since :meth:`start`."""
+        return 0.0 if self._started is None else _now() - self._started
 
     def check(self) -> None:
         """Raise :class:`BudgetExceeded` if any limit has been reached."""
@@ -115,10 +125,15 @@ class Budget:
             raise BudgetExceeded(self.exceeded)
 
     def charge(self, *, calls: int = 1, tokens: int = 0, cost: float = 0.0) -> None:
-        """Record usage."""
+        """Count usage directly (e.g. reserve a call before awaiting it)."""
         self.calls += calls
         self.tokens += tokens
         self.cost += cost
+
+    def record(self, *, agent: str, backend: str, response: Response | None) -> None:
+        """Account a finished call (None if it failed): ledger, tokens and cost."""
+        usage = self.ledger.record(agent=agent, backend=backend, response=response)
+        self.charge(calls=0, tokens=usage.total_tokens, cost=usage.cost_usd)
 
     def usage(self) -> dict[str, Any]:
         """What has been used so far."""
@@ -128,6 +143,13 @@ class Budget:
             "cost": round(self.cost, 6),
             "wall_s": round(self.elapsed_s, 3),
         }
+
+
+def _now() -> float:
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:  # outside a loop (e.g. a unit test of the budget alone)
+        return time.monotonic()
 
 
 class Runtime:

@@ -57,6 +57,7 @@ class RunReport(msgspec.Struct, frozen=True, kw_only=True):
     cost: float = 0.0
     trust: dict[str, float] = {}
     signals: FieldStats | None = None
+    accounting: dict[str, Any] = {}  # tokens and cost per agent and per backend
 
     @property
     def accepted(self) -> int:
@@ -275,6 +276,7 @@ class Team:
             stopped_by=stopped_by,
             trust={peer: round(v, 4) for peer, v in sorted(self.board.trust.snapshot(now).items())},
             signals=self.field.stats(),
+            accounting=self.budget.ledger.to_dict(),
         )
         if self.journal is not None:
             self.journal.finish(self.run_id, report)
