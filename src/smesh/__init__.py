@@ -34,11 +34,66 @@ from smesh.signal import Signal, compute_address
 from smesh.trust import TrustTable
 
 if TYPE_CHECKING:
+    from smesh.agents import (
+        Agent,
+        Budget,
+        FunctionAgent,
+        Judgement,
+        RunReport,
+        Settings,
+        TaskReport,
+        TaskSpec,
+        Team,
+        VerifySpec,
+        WorkContext,
+    )
+    from smesh.backends import (
+        Backend,
+        BackendBase,
+        Message,
+        Request,
+        Response,
+        probe_backends,
+        register_backend,
+        resolve_backend,
+    )
     from smesh.diffusion import NetworkField, Spread
+    from smesh.journal import Journal
     from smesh.sim import SimConfig, SimResult, SimTick, run_simulation
 
-# Names whose modules pull in numpy load on first use, which keeps `import smesh` fast.
+# Names whose modules pull in numpy, asyncio or the backends load on first use, which
+# keeps `import smesh` fast.
 _LAZY = {
+    **dict.fromkeys(
+        [
+            "Agent",
+            "Budget",
+            "FunctionAgent",
+            "Judgement",
+            "RunReport",
+            "Settings",
+            "TaskReport",
+            "TaskSpec",
+            "Team",
+            "VerifySpec",
+            "WorkContext",
+        ],
+        "smesh.agents",
+    ),
+    **dict.fromkeys(
+        [
+            "Backend",
+            "BackendBase",
+            "Message",
+            "Request",
+            "Response",
+            "probe_backends",
+            "register_backend",
+            "resolve_backend",
+        ],
+        "smesh.backends",
+    ),
+    "Journal": "smesh.journal",
     "NetworkField": "smesh.diffusion",
     "Spread": "smesh.diffusion",
     "SimConfig": "smesh.sim",
@@ -60,11 +115,15 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Agent",
     "AuthenticationFailed",
+    "Backend",
+    "BackendBase",
     "BackendError",
     "BackendTimeout",
     "BackendUnavailable",
     "BadResponse",
+    "Budget",
     "BudgetExceeded",
     "Clock",
     "Custom",
@@ -73,17 +132,25 @@ __all__ = [
     "Field",
     "FieldEvent",
     "FieldStats",
+    "FunctionAgent",
     "InvalidMessage",
     "InvalidSignal",
+    "Journal",
+    "Judgement",
     "Linear",
+    "Message",
     "ModelNotFound",
     "Network",
     "NetworkField",
     "Node",
     "NotPermitted",
     "RateLimited",
+    "Request",
+    "Response",
+    "RunReport",
     "RuntimeFailure",
     "Sensed",
+    "Settings",
     "Sigmoid",
     "Signal",
     "SignalNotFound",
@@ -95,13 +162,21 @@ __all__ = [
     "Step",
     "Subscription",
     "SystemClock",
+    "TaskReport",
+    "TaskSpec",
+    "Team",
     "TransportError",
     "TrustTable",
     "UnknownName",
     "UsageError",
+    "VerifySpec",
     "VirtualClock",
+    "WorkContext",
     "__version__",
     "compute_address",
     "parse_decay",
+    "probe_backends",
+    "register_backend",
+    "resolve_backend",
     "run_simulation",
 ]
