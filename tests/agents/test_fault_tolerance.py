@@ -208,6 +208,42 @@ def test_a_frozen_agent_loses_its_lease_after_lease_s(crash_at: float, lapse_at:
     virtual(main())
 
 
+def test_a_crashed_agent_takes_on_nothing_new() -> None:
+    """After ``crash()`` an agent is dead: it must not bid for (and then sit on) new work,
+    even when it would win every claim."""
+    performed: list[tuple[float, str, str]] = []
+
+    def worker(agent_id: str) -> Any:
+        async def perform(ctx: WorkContext) -> str:
+            performed.append((now(), agent_id, ctx.task.task_id))
+            await asyncio.sleep(1.0)
+            return "done"
+
+        return perform
+
+    async def main() -> None:
+        strong = FunctionAgent("a", perform=worker("a"), skills={"s": 0.9})
+        weak = FunctionAgent("b", perform=worker("b"), skills={"s": 0.5})
+        team = Team([strong, weak], clock=LoopClock())
+
+        async def crash_between_tasks() -> None:
+            await asyncio.sleep(1.5)  # a has finished one task and holds another
+            strong.crash()
+
+        chaos = asyncio.create_task(crash_between_tasks())
+        report = await asyncio.wait_for(
+            team.run([TaskSpec(task_id=f"t{i}", skill="s") for i in range(6)]), 3600
+        )
+        await chaos
+        assert report.stopped_by == "quiescent"
+        assert [t.status for t in report.tasks] == ["accepted"] * 6
+        assert [p for p in performed if p[1] == "a" and p[0] > 1.5] == []
+        assert len([p for p in performed if p[1] == "a"]) == 2  # one done, one frozen
+        assert sum(t.claimed_by == "a" for t in report.tasks) == 1
+
+    virtual(main())
+
+
 # -- malformed output and backend errors -------------------------------------------------------
 
 ANSWER = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
