@@ -10,6 +10,7 @@ import pytest
 from _agentkit import DecisionLog, now, virtual
 
 from smesh.agents import Agent, Budget, Settings, TaskSpec, Team, WorkContext
+from smesh.backends.accounting import Price, PriceTable
 from smesh.backends.base import Request
 from smesh.errors import RateLimited
 from smesh.journal import Journal
@@ -96,6 +97,57 @@ def test_a_wall_time_budget_ends_a_run_whose_work_never_finishes() -> None:
         _assert_budget_report(team, report, accepted_max=0)
 
     asyncio.run(main())
+
+
+def test_a_wall_time_budget_runs_on_the_loop_clock() -> None:
+    """On virtual time the same budget is exact: a run whose work hangs stops at wall_s
+    (noticed within one poll), with no real waiting."""
+
+    async def never(request: Request) -> str:
+        await asyncio.sleep(10**6)
+        return "too late"
+
+    async def main() -> None:
+        team = Team(
+            [Agent("a", backend=FunctionBackend(never), skills={"s": 0.8})],
+            clock=LoopClock(),
+            settings=Settings(poll_s=5.0, work_timeout_s=10**5),
+            budget=Budget(wall_s=100.0),
+        )
+        report = await team.run([TaskSpec(task_id="t0", skill="s")])
+        assert 100.0 <= report.duration_s <= 105.0
+        _assert_budget_report(team, report, accepted_max=0)
+
+    started = time.monotonic()
+    virtual(main())
+    assert time.monotonic() - started < 2.0
+
+
+def test_a_cost_budget_ends_the_run_with_a_priced_backend() -> None:
+    async def main() -> None:
+        # $1 per token: each call costs its prompt plus reply tokens
+        prices = PriceTable({"paid*": Price(input_per_mtok=1e6, output_per_mtok=1e6)})
+        paid = FunctionBackend(lambda r: "a fairly long answer " * 5, name="paid-llm")
+        free = FunctionBackend(lambda r: "ok", name="function")
+        team = Team(
+            [
+                Agent("spender", backend=paid, skills={"s": 0.9}),
+                Agent("saver", backend=free, skills={"free": 0.9}),
+            ],
+            clock=LoopClock(),
+            budget=Budget(cost=100.0, prices=prices),
+        )
+        tasks = [TaskSpec(task_id=f"t{i}", skill="s") for i in range(10)]
+        report = await team.run([*tasks, TaskSpec(task_id="f", skill="free")])
+        assert report.cost >= 100.0
+        assert len(paid.calls) < 10
+        _assert_budget_report(team, report, accepted_max=len(paid.calls) + 1)
+        ledger = team.budget.ledger.by_agent()
+        assert ledger["spender"].cost_usd == pytest.approx(report.cost)
+        assert ledger["spender"].calls == len(paid.calls)
+        assert ledger["saver"].cost_usd == 0.0
+
+    virtual(main())
 
 
 def test_the_budget_stop_is_journaled_as_give_ups(tmp_path: object) -> None:
