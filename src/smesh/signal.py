@@ -181,7 +181,9 @@ class Signal(msgspec.Struct, frozen=True, kw_only=True):
         if age < 0.0:
             return self.intensity
         ttl = self.ttl
-        if age >= ttl:
+        # compared as times, not ages: now - created_at can round below ttl when
+        # now == created_at + ttl, and a signal must be gone at its own expiry time
+        if now >= self.created_at + ttl:
             return 0.0
         return self.intensity * self.decay.factor(age, ttl)
 
@@ -194,7 +196,7 @@ class Signal(msgspec.Struct, frozen=True, kw_only=True):
         ttl = self.ttl
         if age < 0.0:
             value = self.intensity
-        elif age >= ttl:
+        elif now >= self.created_at + ttl:  # as in decayed()
             return 0.0
         else:
             value = self.intensity * self.decay.factor(age, ttl)
@@ -208,7 +210,7 @@ class Signal(msgspec.Struct, frozen=True, kw_only=True):
 
     def is_expired(self, now: float) -> bool:
         """True once age >= ttl or the decayed intensity is below 0.01."""
-        return now - self.created_at >= self.ttl or self.decayed(now) < EXPIRY_INTENSITY
+        return now >= self.created_at + self.ttl or self.decayed(now) < EXPIRY_INTENSITY
 
     # -- derived values --------------------------------------------------------------------
 

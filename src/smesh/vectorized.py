@@ -31,6 +31,7 @@ class SignalArray:
 
     __slots__ = (
         "_base",
+        "_ends",
         "_groups",
         "boost",
         "confidence",
@@ -51,6 +52,7 @@ class SignalArray:
         reinforcers = np.fromiter((len(s.reinforcers) for s in signals), np.float64, n)
         self.boost = 1.0 + np.minimum(0.1 * reinforcers, MAX_REINFORCEMENT_BOOST)
         self._base = self.intensity * self.confidence * self.boost
+        self._ends = self.created_at + self.ttl
         codes = np.empty(n, dtype=np.int8)
         param = np.zeros(n, dtype=np.float64)
         for i, s in enumerate(signals):
@@ -114,6 +116,6 @@ class SignalArray:
                 factor = f
             else:
                 factor[idx] = f
-        factor *= age < self.ttl  # age >= ttl -> 0
+        factor *= now < self._ends  # expired at created_at + ttl (compared as times)
         factor *= self._base
         return np.minimum(factor, 1.0, out=factor)

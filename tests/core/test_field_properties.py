@@ -59,10 +59,13 @@ def signals(draw: st.DrawFn, decay: Any = decays) -> Signal:
 # -- the eager oracle ----------------------------------------------------------------------------
 
 
-def eager_decay(decay: Decay, i0: float, ttl: float, age: float) -> float:
+def eager_decay(decay: Decay, i0: float, ttl: float, now: float, created_at: float) -> float:
+    age = now - created_at
     if age < 0:
         return i0
-    if age >= ttl:
+    # "age >= ttl", decided on times: at now == created_at + ttl the signal is gone even
+    # when now - created_at rounds to just below ttl
+    if now >= created_at + ttl:
         return 0.0
     if isinstance(decay, Exponential):
         return i0 * math.exp(-decay.rate * age)
@@ -85,7 +88,7 @@ def eager_confidence(c0: float, n: int) -> float:
 
 
 def eager_effective(s: Signal, n: int, c0: float, now: float) -> float:
-    value = eager_decay(s.decay, s.intensity, s.ttl, now - s.created_at)
+    value = eager_decay(s.decay, s.intensity, s.ttl, now, s.created_at)
     return min(1.0, value * eager_confidence(c0, n) * (1.0 + min(0.1 * n, 0.5)))
 
 
@@ -125,7 +128,7 @@ def test_lazy_decay_equals_eager_recomputation(case: tuple[Signal, Signal, int, 
     expected = eager_effective(base, n, base.confidence, now)
     assert close(s.effective(now), expected), (s.effective(now), expected)
     assert close(s.confidence, eager_confidence(base.confidence, n))
-    assert close(s.decayed(now), eager_decay(s.decay, s.intensity, s.ttl, now - s.created_at))
+    assert close(s.decayed(now), eager_decay(s.decay, s.intensity, s.ttl, now, s.created_at))
 
 
 @SETTINGS

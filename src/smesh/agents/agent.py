@@ -24,6 +24,7 @@ import msgspec
 
 from smesh.agents.board import TaskState
 from smesh.agents.protocol import (
+    KIND_CHECK,
     KIND_CLAIM,
     KIND_DECISION,
     KIND_FEEDBACK,
@@ -108,6 +109,8 @@ class Agent:
         max_tokens: cap per backend call.
         temperature: sampling temperature per backend call.
         call_retries: extra tries of a backend call that fails or answers malformed output.
+        authoritative: its verdicts are ground truth (a deterministic check: tests, a schema);
+            they are posted as ``check`` signals that decide the attempt on their own.
     """
 
     __slots__ = (
@@ -121,6 +124,7 @@ class Agent:
         "_rt",
         "_verifying",
         "_waiter",
+        "authoritative",
         "backend",
         "call_retries",
         "id",
@@ -146,6 +150,7 @@ class Agent:
         max_tokens: int = 256,
         temperature: float = 0.2,
         call_retries: int = 2,
+        authoritative: bool = False,
     ) -> None:
         if slots < 0 or verify_slots < 0:
             raise UsageError("slots and verify_slots must be >= 0", node=id)
@@ -159,6 +164,7 @@ class Agent:
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.call_retries = call_retries
+        self.authoritative = authoritative
         self._waiter: asyncio.Future[None] | None = None  # set while the loop sleeps
         self._busy = 0
         self._verifying = 0
@@ -207,10 +213,11 @@ class Agent:
         shown = output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
         prompt = (
             f"Task: {task.description}\n\nProposed result:\n{shown}\n\n"
-            "Does the result correctly and completely do the task? Answer with JSON: "
-            '{"verdict": "approve" or "reject", "reason": "one short sentence"}.'
+            "Judge the result. Approve it if it is a correct, reasonable answer to the task. "
+            "Reject it only if it is wrong, incomplete, off-topic or empty. Answer with JSON: "
+            '{"verdict": "approve" or "reject", "reason": "at most 15 words"}.'
         )
-        response = await self.ask(prompt, json_schema=JUDGEMENT_SCHEMA, max_tokens=128)
+        response = await self.ask(prompt, json_schema=JUDGEMENT_SCHEMA, max_tokens=72)
         parsed = response.parsed
         return Judgement(verdict=parsed["verdict"], reason=str(parsed.get("reason", "")))
 
@@ -658,8 +665,11 @@ class Agent:
                 return
             if attempt in task.decisions or self._crashed:
                 return
+            # An authoritative verifier posts ground truth (a check, origin-scoped); others
+            # vote, and votes for one verdict on one result share a signal.
+            kind = KIND_CHECK if self.authoritative else KIND_VOTE
             vote = rt.field.emit(
-                KIND_VOTE,
+                kind,
                 {
                     "task_id": spec.task_id,
                     "attempt": attempt,
@@ -667,6 +677,7 @@ class Agent:
                     "verdict": judgement.verdict,
                 },
                 origin=self.id,
+                scope="origin" if self.authoritative else "content",
                 decay=_STEP,
                 ttl=rt.settings.result_ttl_s,
             )
@@ -682,7 +693,7 @@ class Agent:
             now = rt.now()
             rt.record(
                 self.id,
-                "vote",
+                "check" if self.authoritative else "vote",
                 spec.task_id,
                 attempt=attempt,
                 verdict=judgement.verdict,
@@ -695,7 +706,7 @@ class Agent:
                         "worker": result.origin,
                         "trust_worker": round(rt.board.trust.get(result.origin, now), 6),
                     },
-                    {"address": vote.address, "kind": KIND_VOTE},
+                    {"address": vote.address, "kind": kind},
                 ],
             )
             self._try_decide(task, attempt)
@@ -712,6 +723,12 @@ class Agent:
     def _try_decide(self, task: TaskState, attempt: int) -> None:
         """Tally the ballots on ``attempt``; emit the decision if they settle it."""
         if attempt in task.decisions or task.final or task.spec.verify is None:
+            return
+        checks = task.checks.get(attempt)
+        if checks:
+            # ground truth decides: any failing check rejects
+            verdict: Outcome = "rejected" if "reject" in checks.values() else "accepted"
+            self._decide(task, attempt, verdict, basis="checks")
             return
         result = task.results[attempt]
         trust = self.runtime.board.trust
@@ -737,7 +754,8 @@ class Agent:
     ) -> None:
         """Emit the decision on ``attempt``.
 
-        ``basis`` says what it rests on: ``votes`` (a quorum of verifiers), ``error`` (the
+        ``basis`` says what it rests on: ``checks`` (authoritative verifiers: ground truth),
+        ``votes`` (a trust-weighted quorum of verifiers), ``error`` (the
         attempt produced nothing), ``timeout`` (no consensus in time) or ``unverified``
         (the task asked for no verification). Only verified bases teach trust.
         """

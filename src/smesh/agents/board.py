@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from smesh.agents.protocol import (
     FINAL,
+    KIND_CHECK,
     KIND_CLAIM,
     KIND_DECISION,
     KIND_FEEDBACK,
@@ -51,6 +52,7 @@ class TaskState:
 
     __slots__ = (
         "attempt",
+        "checks",
         "claims",
         "decisions",
         "feedback",
@@ -73,6 +75,7 @@ class TaskState:
         self.claims: dict[str, Signal] = {}  # agent -> live claim for the current attempt
         self.results: dict[int, Signal] = {}
         self.votes: dict[int, dict[str, Signal]] = {}  # attempt -> verdict -> vote signal
+        self.checks: dict[int, dict[str, str]] = {}  # attempt -> checker -> verdict
         self.feedback: dict[int, dict[str, str]] = {}  # attempt -> verifier -> reason
         self.decisions: dict[int, Signal] = {}
         self.outcome: str | None = None  # "accepted" or "failed" once final
@@ -178,7 +181,15 @@ class TaskBoard:
         self._all: list[Listener] = []
         self._on_change: list[Callable[[TaskState, str], None]] = []
         self._on_trust: list[Callable[[float, str, str, str, float], None]] = []
-        kinds = {KIND_CLAIM, KIND_RESULT, KIND_VOTE, KIND_FEEDBACK, KIND_DECISION, *task_kinds}
+        kinds = {
+            KIND_CLAIM,
+            KIND_RESULT,
+            KIND_VOTE,
+            KIND_CHECK,
+            KIND_FEEDBACK,
+            KIND_DECISION,
+            *task_kinds,
+        }
         self._subscription = field.subscribe(self._on_event, kinds=kinds)
         for signal in field.signals():  # adopt what the field already holds
             if signal.kind in kinds:
@@ -261,6 +272,11 @@ class TaskBoard:
         elif kind == KIND_VOTE and event.type in ("emit", "reinforce"):
             task.votes.setdefault(int(payload["attempt"]), {})[payload["verdict"]] = signal
             self._changed(task, "vote")
+        elif kind == KIND_CHECK and event.type == "emit":
+            task.checks.setdefault(int(payload["attempt"]), {})[signal.origin] = str(
+                payload["verdict"]
+            )
+            self._changed(task, "check")
         elif kind == KIND_FEEDBACK and event.type == "emit":
             task.feedback.setdefault(int(payload["attempt"]), {})[signal.origin] = str(
                 payload.get("reason", "")
@@ -331,15 +347,17 @@ class TaskBoard:
     def _learn(self, task: TaskState, attempt: int, verdict: str, basis: str, when: float) -> None:
         """Update reputation from a verified outcome: the worker, and every voter.
 
-        Only a quorum of votes verifies a result; an attempt that failed outright (``error``)
-        still counts against its worker. Timeouts and unverified acceptances teach nothing.
+        A quorum of votes or an authoritative check verifies a result (voters are then judged
+        against it: this is how a rubber stamp loses trust to ground truth); an attempt that
+        failed outright (``error``) counts against its worker. Timeouts and unverified
+        acceptances teach nothing.
         """
         task_id = task.spec.task_id
         result = task.results.get(attempt)
         updates: list[tuple[str, bool, str]] = []
-        if result is not None and basis in ("votes", "error"):
+        if result is not None and basis in ("votes", "checks", "error"):
             updates.append((result.origin, verdict == "accepted", f"work {verdict}"))
-        if basis == "votes":
+        if basis in ("votes", "checks"):
             winning = "approve" if verdict == "accepted" else "reject"
             for ballot, voters in task.ballots(attempt).items():
                 for voter in voters:

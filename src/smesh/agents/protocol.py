@@ -17,6 +17,10 @@ Signal kinds and their payloads:
 ``vote`` (content scope)
     ``{task_id, attempt, result, verdict}``: voters with the same verdict on the same result
     land on one signal, so its origin plus reinforcers *are* the ballot.
+``check`` (origin scope)
+    ``{task_id, attempt, result, verdict}`` from an *authoritative* verifier (a test run, a
+    schema check): ground truth. When an attempt has checks, they decide it (any reject
+    rejects) and the votes only teach trust.
 ``feedback`` (origin scope)
     ``{task_id, attempt, reason}``: why a verifier rejected, for the next attempt.
 ``decision`` (content scope, durable)
@@ -53,6 +57,7 @@ KIND_CLAIM = "claim"
 KIND_RESULT = "result"
 KIND_VOTE = "vote"
 KIND_FEEDBACK = "feedback"
+KIND_CHECK = "check"
 KIND_DECISION = "decision"
 KIND_PRESSURE = "pressure"
 KIND_HEARTBEAT = "heartbeat"

@@ -2,8 +2,9 @@
 
 LLM agents (coder, reviewer, analyst, writer) do and judge the work; two tool agents supply
 ground truth: a tester runs submitted code against unit checks in a subprocess, and a checker
-validates math answers. Tools start with high trust (they are deterministic); the LLM agents
-earn theirs from outcomes.
+validates math answers. Their verdicts are authoritative checks; tasks without a tool check
+(the explanation) are decided by the trust-weighted votes of the LLM reviewers, whose trust
+moves with how often they agree with verified outcomes.
 """
 
 from __future__ import annotations
@@ -14,14 +15,12 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Sequence
 from typing import Any
 
 from smesh.agents import Agent, FunctionAgent, Judgement, TaskSpec, VerifySpec
 from smesh.backends.base import Backend
-from smesh.trust import TrustTable
 
-__all__ = ["ROLES", "demo_agents", "demo_tasks", "demo_trust", "run_python_checks"]
+__all__ = ["ROLES", "demo_agents", "demo_tasks", "run_python_checks"]
 
 ROLES: dict[str, tuple[str, dict[str, float], dict[str, float]]] = {
     # role -> (system prompt, skills, verifies)
@@ -64,7 +63,7 @@ _CODE_CHECKS = {
 
 def demo_tasks() -> list[TaskSpec]:
     """The original demo's three tasks (a function, an explanation, 2+2) plus two more."""
-    reviewed = VerifySpec(quorum=0.9, margin=0.3, timeout_s=90.0)
+    reviewed = VerifySpec(quorum=0.9, margin=0.3, timeout_s=45.0)
     return [
         TaskSpec(
             task_id="code-palindrome",
@@ -94,7 +93,7 @@ def demo_tasks() -> list[TaskSpec]:
             verify=VerifySpec(
                 quorum=0.9,
                 margin=0.3,
-                timeout_s=90.0,
+                timeout_s=45.0,
                 schema={
                     "type": "object",
                     "properties": {"answer": {"type": "integer"}},
@@ -126,7 +125,7 @@ def demo_tasks() -> list[TaskSpec]:
             verify=VerifySpec(
                 quorum=0.9,
                 margin=0.3,
-                timeout_s=90.0,
+                timeout_s=45.0,
                 schema={
                     "type": "object",
                     "properties": {
@@ -226,16 +225,15 @@ def demo_agents(backend: Backend, count: int = 4) -> list[Agent]:
                 max_tokens=256,
             )
         )
-    agents.append(FunctionAgent("tester", judge=_test_code, verifies={"code": 1.0}))
     agents.append(
-        FunctionAgent("checker", judge=_check_math, verifies={"math": 1.0, "analysis": 1.0})
+        FunctionAgent("tester", judge=_test_code, verifies={"code": 1.0}, authoritative=True)
+    )
+    agents.append(
+        FunctionAgent(
+            "checker",
+            judge=_check_math,
+            verifies={"math": 1.0, "analysis": 1.0},
+            authoritative=True,
+        )
     )
     return agents
-
-
-def demo_trust(tools: Sequence[str] = ("tester", "checker"), now: float = 0.0) -> TrustTable:
-    """A reputation table that starts the deterministic tools at 0.9."""
-    table = TrustTable()
-    for tool in tools:
-        table.set(tool, 0.9, now)
-    return table

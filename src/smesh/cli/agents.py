@@ -187,7 +187,7 @@ async def _run_demo(
     resume_id: str | None,
     as_json: bool,
 ) -> RunReport:
-    from smesh.apps.demo import demo_agents, demo_tasks, demo_trust
+    from smesh.apps.demo import demo_agents, demo_tasks
     from smesh.backends import resolve_backend
     from smesh.backends.base import aclose_backend
     from smesh.clock import SystemClock
@@ -217,7 +217,6 @@ async def _run_demo(
             journal=journal,
             seed=seed,
             run_id=resume_id,
-            trust=demo_trust(now=clock.now()),
             resume=resume_id is not None,
         )
         if as_json:
