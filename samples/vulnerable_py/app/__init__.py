@@ -1,0 +1,1 @@
+"""A deliberately vulnerable sample application (see ../EXPECTED.md)."""

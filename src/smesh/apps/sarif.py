@@ -1,0 +1,132 @@
+"""SARIF 2.1.0 output for ``review`` and ``swarm``.
+
+One run, one tool (``smesh-review`` or ``smesh-swarm``), one rule per category or CWE.
+Agreed findings are results of kind ``fail`` with a level from their severity; findings
+the agents did not agree on are kept as kind ``review`` (level ``none``, as SARIF requires
+for any kind but ``fail``), so a viewer can show them apart. Who supported a finding, and
+whether it was disputed, goes in the result's property bag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from smesh._version import __version__
+
+__all__ = ["SARIF_SCHEMA_URI", "SarifResult", "SarifRule", "to_sarif"]
+
+SARIF_SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
+_LEVELS = {"high": "error", "medium": "warning", "low": "note"}
+
+
+class SarifRule(msgspec.Struct, frozen=True, kw_only=True):
+    """A rule: a review category or a CWE.
+
+    Attributes:
+        id: ``security`` or ``CWE-89``.
+        description: one line about it.
+        tags: extra tags (``security``, ``external/cwe/cwe-89``).
+    """
+
+    id: str
+    description: str
+    tags: tuple[str, ...] = ()
+
+
+class SarifResult(msgspec.Struct, frozen=True, kw_only=True):
+    """One finding as SARIF sees it."""
+
+    rule: str
+    file: str
+    line_start: int
+    line_end: int
+    severity: str
+    message: str
+    consensus: bool
+    properties: dict[str, Any] = {}
+
+
+def _rule(rule: SarifRule) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": rule.id,
+        "name": rule.id.replace("-", ""),
+        "shortDescription": {"text": rule.description},
+    }
+    if rule.id.startswith("CWE-"):
+        number = rule.id.split("-", 1)[1]
+        data["helpUri"] = f"https://cwe.mitre.org/data/definitions/{number}.html"
+    if rule.tags:
+        data["properties"] = {"tags": list(rule.tags)}
+    return data
+
+
+def _fingerprint(result: SarifResult) -> str:
+    text = f"{result.rule}\0{result.file}\0{result.line_start}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def to_sarif(
+    *,
+    tool: str,
+    rules: Sequence[SarifRule],
+    results: Sequence[SarifResult],
+    root: str | Path | None = None,
+    properties: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A SARIF 2.1.0 log with one run.
+
+    Args:
+        tool: the driver's name.
+        rules: every rule a result may refer to (more are added for unknown ids).
+        results: the findings.
+        root: the analyzed directory; result URIs are relative to it (``SRCROOT``).
+        properties: extra facts about the run (the summary).
+    """
+    index: dict[str, int] = {}
+    table: list[dict[str, Any]] = []
+    for rule in [*rules, *(SarifRule(id=r.rule, description=r.rule) for r in results)]:
+        if rule.id not in index:
+            index[rule.id] = len(table)
+            table.append(_rule(rule))
+    out_results: list[dict[str, Any]] = []
+    for r in results:
+        location = {
+            "physicalLocation": {
+                "artifactLocation": {"uri": r.file, "uriBaseId": "SRCROOT"},
+                "region": {"startLine": max(1, r.line_start), "endLine": max(1, r.line_end)},
+            }
+        }
+        item: dict[str, Any] = {
+            "ruleId": r.rule,
+            "ruleIndex": index[r.rule],
+            "kind": "fail" if r.consensus else "review",
+            "level": _LEVELS.get(r.severity, "warning") if r.consensus else "none",
+            "message": {"text": r.message or r.rule},
+            "locations": [location],
+            "partialFingerprints": {"smesh/v1": _fingerprint(r)},
+            "properties": {"severity": r.severity, "consensus": r.consensus, **r.properties},
+        }
+        out_results.append(item)
+    run: dict[str, Any] = {
+        "tool": {
+            "driver": {
+                "name": tool,
+                "version": __version__,
+                "informationUri": "https://github.com/smesh/smesh",
+                "rules": table,
+            }
+        },
+        "columnKind": "utf16CodeUnits",
+        "results": out_results,
+    }
+    if root is not None:
+        uri = Path(root).resolve().as_uri()
+        run["originalUriBaseIds"] = {"SRCROOT": {"uri": uri if uri.endswith("/") else uri + "/"}}
+    if properties:
+        run["properties"] = dict(properties)
+    return {"$schema": SARIF_SCHEMA_URI, "version": "2.1.0", "runs": [run]}
