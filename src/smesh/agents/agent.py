@@ -59,13 +59,16 @@ __all__ = ["Agent", "FunctionAgent", "Judgement", "WorkContext"]
 _STEP = Step()
 _SAMPLE = 16  # open tasks an agent looks at per pick when many are open
 
+# The reason comes first so that the model reasons before it commits to a verdict; with
+# the embedded 0.5B model this ordering (and no role prompt) judged a small probe set of
+# right and wrong answers correctly where "verdict first" approved or rejected everything.
 JUDGEMENT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "verdict": {"type": "string", "enum": ["approve", "reject"]},
-        "reason": {"type": "string"},
+        "reason": {"type": "string", "maxLength": 100},
+        "correct": {"type": "boolean"},
     },
-    "required": ["verdict", "reason"],
+    "required": ["reason", "correct"],
 }
 
 
@@ -208,18 +211,20 @@ class Agent:
     async def judge(self, task: TaskSpec, output: Any) -> Judgement:
         """Judge a result blind: from the task and the output alone, never from others' votes.
 
-        The default asks the backend for ``{"verdict": "approve"|"reject", "reason": ...}``.
+        The default asks the backend, without the role prompt and at temperature 0, for
+        ``{"reason": ..., "correct": true|false}``.
         """
         shown = output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
         prompt = (
-            f"Task: {task.description}\n\nProposed result:\n{shown}\n\n"
-            "Judge the result. Approve it if it is a correct, reasonable answer to the task. "
-            "Reject it only if it is wrong, incomplete, off-topic or empty. Answer with JSON: "
-            '{"verdict": "approve" or "reject", "reason": "at most 15 words"}.'
+            f"Task: {task.description}\n\nProposed answer:\n{shown}\n\n"
+            "Is the proposed answer correct? Reply in JSON."
         )
-        response = await self.ask(prompt, json_schema=JUDGEMENT_SCHEMA, max_tokens=72)
+        response = await self.ask(
+            prompt, json_schema=JUDGEMENT_SCHEMA, max_tokens=160, with_role=False, temperature=0.0
+        )
         parsed = response.parsed
-        return Judgement(verdict=parsed["verdict"], reason=str(parsed.get("reason", "")))
+        verdict: Verdict = "approve" if parsed["correct"] else "reject"
+        return Judgement(verdict=verdict, reason=str(parsed.get("reason", "")))
 
     # -- backend access --------------------------------------------------------------------
 
@@ -229,15 +234,25 @@ class Agent:
         *,
         json_schema: dict[str, Any] | None = None,
         max_tokens: int | None = None,
+        with_role: bool = True,
+        temperature: float | None = None,
     ) -> Response:
-        """Ask the backend, honouring budgets and pressure, retrying bad or failed answers."""
+        """Ask the backend, honouring budgets and pressure, retrying bad or failed answers.
+
+        Args:
+            prompt: the user message.
+            json_schema: constrain the reply to this schema (parsed into ``.parsed``).
+            max_tokens: cap on generated tokens (default: the agent's).
+            with_role: send the agent's role as the system prompt.
+            temperature: sampling temperature (default: the agent's).
+        """
         if self.backend is None:
             raise UsageError(f"agent {self.id} has no backend to ask", node=self.id)
         request = Request.of(
             prompt,
-            system=self.role or None,
+            system=(self.role or None) if with_role else None,
             max_tokens=max_tokens or self.max_tokens,
-            temperature=self.temperature,
+            temperature=self.temperature if temperature is None else temperature,
             json_schema=json_schema,
             agent=self.id,
         )

@@ -167,6 +167,8 @@ def concedes(mine: ClaimView, others: Iterable[ClaimView]) -> bool:
     rivals = [c for c in others if c.agent != mine.agent]
     if not rivals:
         return False
+    if mine.held:  # a holder yields only to another holder that wins the tie-break
+        return claim_winner([mine, *rivals]) != mine.agent
     if any(c.held for c in rivals):
         return not mine.held or claim_winner([mine, *rivals]) != mine.agent
     if any(c.bid > mine.bid + BACKOFF_MARGIN for c in rivals):

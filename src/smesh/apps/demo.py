@@ -47,16 +47,22 @@ ROLES: dict[str, tuple[str, dict[str, float], dict[str, float]]] = {
 }
 
 _CODE_CHECKS = {
+    # each assertion says what was expected: the message is the feedback for a retry
     "code-palindrome": (
-        "assert is_palindrome('A man, a plan, a canal: Panama')\n"
-        "assert is_palindrome('racecar')\n"
-        "assert not is_palindrome('hello')\n"
-        "assert is_palindrome('')\n"
+        "def check(s, want):\n"
+        "    got = is_palindrome(s)\n"
+        "    assert got == want, f'is_palindrome({s!r}) returned {got!r}, expected {want!r}'\n"
+        "check('A man, a plan, a canal: Panama', True)\n"
+        "check('racecar', True)\n"
+        "check('hello', False)\n"
+        "check('', True)\n"
     ),
     "code-fizzbuzz": (
         "r = fizzbuzz(15)\n"
-        "assert len(r) == 15\n"
-        "assert r[0] == '1' and r[2] == 'Fizz' and r[4] == 'Buzz' and r[14] == 'FizzBuzz'\n"
+        "assert len(r) == 15, f'fizzbuzz(15) returned {len(r)} items, expected 15'\n"
+        "for i, want in ((1, '1'), (3, 'Fizz'), (5, 'Buzz'), (15, 'FizzBuzz')):\n"
+        "    got = r[i - 1]\n"
+        "    assert got == want, f'fizzbuzz(15)[{i - 1}] (for {i}) is {got!r}, expected {want!r}'\n"
     ),
 }
 

@@ -39,8 +39,8 @@ _ANSWERS = {
 
 def _reply(request: Request) -> str:
     prompt = request.messages[-1].content
-    if prompt.startswith("Task:") and "Proposed result" in prompt:
-        return '{"verdict": "approve", "reason": "it does what the task asks"}'
+    if prompt.startswith("Task:") and "Proposed answer" in prompt:
+        return '{"reason": "it does what the task asks", "correct": true}'
     for needle, answer in _ANSWERS.items():
         if needle in prompt:
             return answer
