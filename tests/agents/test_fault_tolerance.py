@@ -55,7 +55,7 @@ def test_killing_half_the_agents_mid_task_loses_no_task_and_accepts_none_twice()
     def reply(request: Request) -> str:
         kind, task = parse(request)
         if kind == "judge":
-            return json.dumps({"verdict": "approve", "reason": "done"})
+            return json.dumps({"reason": "done", "correct": True})
         return f"result of {task}"
 
     async def main() -> None:
