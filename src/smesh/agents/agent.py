@@ -90,12 +90,14 @@ class WorkContext(msgspec.Struct, frozen=True, kw_only=True):
     Attributes:
         task: the task.
         attempt: 1 for the first try, then 2, 3 ... after rejections.
-        feedback: why earlier attempts were rejected, most recent first.
+        feedback: why the previous attempt was rejected.
+        previous: the previous attempt's output, if it produced one.
     """
 
     task: TaskSpec
     attempt: int
     feedback: tuple[str, ...] = ()
+    previous: Any = None
 
 
 class Agent:
@@ -194,18 +196,24 @@ class Agent:
 
         The default asks the backend, with the role as system prompt. When the task's
         verification carries a JSON schema, the reply is constrained to it and the parsed
-        value is returned.
+        value is returned. A retry shows the previous answer and why it was rejected, and
+        samples a little hotter, so that it does not repeat the same answer.
         """
         spec = ctx.task
         prompt = spec.description
         if spec.input is not None:
             prompt += "\n\nInput:\n" + json.dumps(spec.input, ensure_ascii=False)
+        if ctx.previous is not None:
+            shown = ctx.previous if isinstance(ctx.previous, str) else json.dumps(ctx.previous)
+            prompt += "\n\nYour previous answer was:\n" + shown
         if ctx.feedback:
-            prompt += "\n\nAn earlier attempt was rejected. Reviewers said:\n" + "\n".join(
+            prompt += "\n\nIt was rejected. Reviewers said:\n" + "\n".join(
                 f"- {reason}" for reason in ctx.feedback
             )
+            prompt += "\nFix these problems."
         schema = spec.verify.schema if spec.verify is not None else None
-        response = await self.ask(prompt, json_schema=schema)
+        temperature = min(1.0, self.temperature + 0.3 * (ctx.attempt - 1))
+        response = await self.ask(prompt, json_schema=schema, temperature=temperature)
         return response.parsed if schema is not None else response.text.strip()
 
     async def judge(self, task: TaskSpec, output: Any) -> Judgement:
@@ -566,7 +574,12 @@ class Agent:
         feedback = [previous[v] for v in sorted(previous)]
         if earlier is not None and earlier.payload.get("error"):
             feedback.append(f"the previous attempt failed: {earlier.payload['error']}")
-        ctx = WorkContext(task=spec, attempt=attempt, feedback=tuple(feedback))
+        ctx = WorkContext(
+            task=spec,
+            attempt=attempt,
+            feedback=tuple(feedback),
+            previous=earlier.payload.get("output") if earlier is not None else None,
+        )
         deadline = rt.now() + settings.work_timeout_s
         output: Any = None
         error: str | None = None
