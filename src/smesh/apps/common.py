@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 
 from smesh.agents import RunReport, Settings
-from smesh.agents.board import TaskState
+from smesh.agents.board import TaskBoard, TaskState
 from smesh.agents.runtime import Budget
 from smesh.clock import Clock
 
@@ -30,6 +30,7 @@ class AppOptions:
         clock: the field's clock (default: the system clock).
         seed: base seed of the agents' RNGs.
         on_change: called after every change on the task board (progress views).
+        on_start: called with the task board once the team is ready.
     """
 
     def __init__(
@@ -43,6 +44,7 @@ class AppOptions:
         clock: Clock | None = None,
         seed: int = 0,
         on_change: Callable[[TaskState, str], None] | None = None,
+        on_start: Callable[[TaskBoard], None] | None = None,
     ) -> None:
         self.settings = settings or APP_SETTINGS
         self.budget = budget or Budget()
@@ -52,6 +54,12 @@ class AppOptions:
         self.clock = clock
         self.seed = seed
         self.on_change = on_change
+        self.on_start = on_start
+
+    def started(self, board: TaskBoard) -> None:
+        """Tell the ``on_start`` hook that the team is ready."""
+        if self.on_start is not None:
+            self.on_start(board)
 
 
 class Summary(msgspec.Struct, frozen=True, kw_only=True):

@@ -245,6 +245,7 @@ async def run_review(
     if opts.resume:
         ledger.replay(outputs_in_order(team.board))
     settlement = Settlement(team.board, ledger)
+    opts.started(team.board)
     report = await team.run(tasks, on_change=opts.on_change)
     now = field.clock.now()
     settlement.finish(now)

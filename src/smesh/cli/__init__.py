@@ -30,9 +30,10 @@ def cli() -> None:
 def _register() -> None:
     # Imported here so that `import smesh.cli` stays cheap and each command module can
     # import its own (possibly heavy) dependencies lazily.
-    from smesh.cli import agents, bench, compare, sim, status, trace
+    from smesh.cli import agents, bench, compare, review, sim, status, swarm, trace
+    from smesh.cli import code as code_cmd
 
-    for module in (status, sim, bench, agents, compare, trace):
+    for module in (status, sim, bench, agents, compare, trace, review, swarm, code_cmd):
         cli.add_command(module.command)
 
 

@@ -1,0 +1,458 @@
+"""``smesh code``: an architect, coders, a tester and a reviewer build a project.
+
+The architect turns the brief into a plan and posts one task per module (its file and its
+interface). Coders claim module tasks by affinity times reputation. Each result is judged
+blind by two verifiers: the tester writes pytest tests for the module and **runs** them in
+a sandboxed subprocess (see :mod:`smesh.apps.sandbox`), and the reviewer approves or asks
+for changes. A module is accepted only when the tests pass *and* the review approves; a
+rejection sends it back, with both verifiers' feedback, for a bounded number of rounds.
+Decisions move the coder's trust, which scales its next bids, so it changes who gets the
+next module. At the end the accepted code and its tests are written to the output
+directory and the whole suite is run there once more.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from smesh.agents import Agent, Judgement, TaskSpec, Team, VerifySpec, WorkContext
+from smesh.agents.board import TaskBoard, TaskState
+from smesh.apps.common import AppOptions, Summary, summarize
+from smesh.apps.demo import extract_code
+from smesh.apps.sandbox import Limits, TestRun, run_pytest
+from smesh.apps.scan import post_task
+from smesh.backends.base import Backend
+from smesh.clock import SystemClock
+from smesh.errors import UsageError
+from smesh.field import Field
+from smesh.trust import TrustTable
+
+__all__ = ["CodeModule", "CodeReport", "run_code"]
+
+PLAN_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "package": {"type": "string", "maxLength": 30},
+        "modules": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 4,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "maxLength": 30},
+                    "purpose": {"type": "string", "maxLength": 200},
+                    "interface": {"type": "string", "maxLength": 600},
+                },
+                "required": ["name", "purpose", "interface"],
+            },
+        },
+    },
+    "required": ["package", "modules"],
+}
+REVIEW_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "verdict": {"type": "string", "enum": ["approve", "request_changes"]},
+        "reason": {"type": "string", "maxLength": 240},
+    },
+    "required": ["verdict", "reason"],
+}
+TESTER = "tester"
+REVIEWER = "reviewer"
+ARCHITECT = "architect"
+WORKDIR = ".smesh-work"
+
+
+class CodeModule(msgspec.Struct, frozen=True, kw_only=True):
+    """One module in ``smesh code --json`` (a stable contract)."""
+
+    name: str
+    status: str
+    tests_run: int
+    tests_passed: int
+    review: str
+    attempts: int
+    coder: str | None
+
+
+class CodeReport(msgspec.Struct, frozen=True, kw_only=True):
+    """The outcome of a coding run."""
+
+    out: str
+    modules: list[CodeModule]
+    summary: Summary
+    package: str = ""
+
+    def contract(self) -> dict[str, Any]:
+        """The ``--json`` document: ``{"out", "modules": [...], "summary": {...}}``."""
+        return {
+            "out": self.out,
+            "modules": msgspec.to_builtins(self.modules),
+            "summary": msgspec.to_builtins(self.summary),
+        }
+
+
+def identifier(text: str, fallback: str) -> str:
+    """A safe lowercase Python identifier made from ``text``."""
+    name = re.sub(r"[^a-z0-9_]+", "_", text.strip().lower()).strip("_")
+    if not name or name[0].isdigit():
+        name = fallback
+    return name[:30]
+
+
+def module_spec(plan: dict[str, Any], index: int, verify: VerifySpec, rounds: int) -> TaskSpec:
+    """The task of writing module ``index`` of ``plan``."""
+    package = plan["package"]
+    module = plan["modules"][index]
+    return TaskSpec(
+        task_id=f"module:{module['name']}",
+        skill="code",
+        description=f"write {package}/{module['name']}.py",
+        priority=0.8,
+        verify=verify,
+        max_attempts=rounds,
+        input={"package": package, "module": module, "plan": plan},
+    )
+
+
+class Architect(Agent):
+    """Turns the brief into a plan and posts one task per module."""
+
+    def __init__(self, backend: Backend, *, verify: VerifySpec, rounds: int) -> None:
+        super().__init__(
+            ARCHITECT,
+            backend=backend,
+            role="You are a software architect. You split a program into small Python modules.",
+            skills={"architect": 1.0},
+            max_tokens=600,
+        )
+        self.verify = verify
+        self.rounds = rounds
+
+    async def perform(self, ctx: WorkContext) -> Any:
+        """Ask for a plan, normalise it and post the module tasks."""
+        brief = str(ctx.task.input["brief"])
+        prompt = (
+            f"Brief: {brief}\n\nPlan a small Python package for it: a package name and 1 to "
+            "3 modules. For each module give its name, its purpose in one sentence and its "
+            "interface: the exact Python signatures (functions or classes) with a one-line "
+            'docstring each. Reply as JSON {"package": ..., "modules": [{"name", "purpose", '
+            '"interface"}]}.'
+        )
+        parsed = (await self.ask(prompt, json_schema=PLAN_SCHEMA)).parsed or {}
+        package = identifier(str(parsed.get("package", "")), "app")
+        modules: list[dict[str, str]] = []
+        for i, m in enumerate(parsed.get("modules", [])[:4]):
+            name = identifier(str(m.get("name", "")), f"module{i + 1}")
+            if name in {x["name"] for x in modules} or name in ("__init__", package):
+                name = f"{name}_{i + 1}"
+            modules.append(
+                {"name": name, "purpose": str(m["purpose"]), "interface": str(m["interface"])}
+            )
+        if not modules:
+            raise UsageError("the plan has no modules")
+        plan = {"brief": brief, "package": package, "modules": modules}
+        for index in range(len(modules)):
+            post_task(self.runtime, module_spec(plan, index, self.verify, self.rounds), self.id)
+        return plan
+
+
+def _overview(plan: dict[str, Any]) -> str:
+    return "\n".join(f"- {plan['package']}/{m['name']}.py: {m['purpose']}" for m in plan["modules"])
+
+
+class Coder(Agent):
+    """Writes one module from its interface (and, on a retry, the reviewers' feedback)."""
+
+    def __init__(self, id: str, backend: Backend) -> None:
+        super().__init__(
+            id,
+            backend=backend,
+            role="You are a careful Python programmer. You reply with code only.",
+            skills={"code": 0.9},
+            max_tokens=900,
+        )
+
+    async def perform(self, ctx: WorkContext) -> Any:
+        """Write the module; returns ``{"file", "code"}``."""
+        data = ctx.task.input
+        plan, module = data["plan"], data["module"]
+        prompt = (
+            f"Project brief: {plan['brief']}\nModules:\n{_overview(plan)}\n\n"
+            f"Write the complete module {plan['package']}/{module['name']}.py.\n"
+            f"Purpose: {module['purpose']}\nInterface:\n{module['interface']}\n"
+            f"Other modules are imported as `from {plan['package']} import NAME`."
+        )
+        if ctx.feedback:
+            prompt += "\n\nYour previous attempt was rejected:\n" + "\n".join(
+                f"- {reason[:600]}" for reason in ctx.feedback
+            )
+        prompt += "\n\nReply with the whole module in one ```python block."
+        response = await self.ask(prompt)
+        code = extract_code(response.text).strip() + "\n"
+        return {"file": f"{plan['package']}/{module['name']}.py", "code": code}
+
+
+class _Gate(Agent):
+    """A verifier of the code gate: a module is accepted when the tester *and* the
+    reviewer approve, and rejected as soon as either rejects (whatever their trust)."""
+
+    def _try_decide(self, task: TaskState, attempt: int) -> None:
+        if attempt in task.decisions or task.final:
+            return
+        ballots = task.ballots(attempt)
+        approvers = set(ballots.get("approve", ()))
+        rejecters = set(ballots.get("reject", ()))
+        if rejecters:
+            self._decide(task, attempt, "rejected", basis="votes")
+        elif {TESTER, REVIEWER} <= approvers:
+            self._decide(task, attempt, "accepted", basis="votes")
+
+
+def workspace(out: Path, board: TaskBoard, task: TaskState, output: Any) -> Path:
+    """A fresh directory inside ``out`` holding the package as it stands, with the
+    candidate ``output`` for ``task`` in place."""
+    data = task.spec.input
+    package = data["package"]
+    attempt = task.attempt
+    work = out / WORKDIR / f"{data['module']['name']}-{attempt}"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / package).mkdir(parents=True)
+    (work / package / "__init__.py").write_text("", encoding="utf-8")
+    for other in board.tasks.values():
+        if other is task or not other.spec.task_id.startswith("module:"):
+            continue
+        latest = _latest_code(other)
+        if latest is not None:
+            (work / latest["file"]).write_text(latest["code"], encoding="utf-8")
+    (work / output["file"]).write_text(output["code"], encoding="utf-8")
+    return work
+
+
+def _latest_code(task: TaskState) -> dict[str, str] | None:
+    """The accepted output of a module task, else its latest output with code."""
+    for attempt in sorted(task.results, reverse=True):
+        output = task.results[attempt].payload.get("output")
+        decision = task.decisions.get(attempt)
+        accepted = decision is not None and decision.payload.get("verdict") == "accepted"
+        if accepted and isinstance(output, dict) and output.get("code"):
+            return output
+    for attempt in sorted(task.results, reverse=True):
+        output = task.results[attempt].payload.get("output")
+        if isinstance(output, dict) and output.get("code"):
+            return output
+    return None
+
+
+class Tester(_Gate):
+    """Writes pytest tests for a module (once, kept in ``out/tests``) and runs them."""
+
+    def __init__(self, backend: Backend, *, out: Path, limits: Limits) -> None:
+        super().__init__(
+            TESTER,
+            backend=backend,
+            role="You are a test engineer. You write small, correct pytest tests.",
+            verifies={"code": 1.0},
+            max_tokens=700,
+        )
+        self.out = out
+        self.limits = limits
+        self.runs: dict[tuple[str, int], TestRun] = {}
+
+    async def _tests_for(self, data: dict[str, Any], code: str) -> str:
+        module = data["module"]
+        path = self.out / "tests" / f"test_{module['name']}.py"
+        if path.is_file() and path.read_text(encoding="utf-8").strip():
+            try:
+                compile(path.read_text(encoding="utf-8"), str(path), "exec")
+                return path.read_text(encoding="utf-8")
+            except SyntaxError:
+                pass  # a broken test file is written again
+        prompt = (
+            f"Write pytest tests for the module {data['package']}/{module['name']}.py.\n"
+            f"Purpose: {module['purpose']}\nInterface:\n{module['interface']}\n\n"
+            f"The module:\n```python\n{code[:3000]}\n```\n\n"
+            f"Import it as `from {data['package']}.{module['name']} import ...`. Write 2 to 5 "
+            "short test functions with plain asserts that check the interface's promises. "
+            "Reply with the test file in one ```python block."
+        )
+        text = extract_code((await self.ask(prompt)).text).strip() + "\n"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return text
+
+    async def judge(self, task: TaskSpec, output: Any) -> Judgement:
+        """Run the module's tests against the candidate in a sandbox."""
+        if not isinstance(output, dict) or not output.get("code"):
+            return Judgement("reject", "the result holds no code")
+        board = self.runtime.board
+        state = board.tasks[task.task_id]
+        attempt = state.attempt
+        tests = await self._tests_for(task.input, str(output["code"]))
+        work = workspace(self.out, board, state, output)
+        (work / "tests").mkdir(exist_ok=True)
+        name = f"tests/test_{task.input['module']['name']}.py"
+        (work / name).write_text(tests, encoding="utf-8")
+        run = await run_pytest(work, [name], limits=self.limits)
+        self.runs[(task.task_id, attempt)] = run
+        if run.passed:
+            return Judgement("approve", f"{run.tests_passed}/{run.tests_run} tests passed")
+        failing = [ln for ln in run.output.splitlines() if ln.startswith(("E ", "FAILED", "ERROR"))]
+        detail = "; ".join(failing[:6]) or run.output[-400:]
+        return Judgement(
+            "reject", f"tests: {run.tests_passed}/{run.tests_run} passed. {detail}"[:900]
+        )
+
+
+class Reviewer(_Gate):
+    """Approves a module or requests changes, from its interface and code."""
+
+    def __init__(self, backend: Backend) -> None:
+        super().__init__(
+            REVIEWER,
+            backend=backend,
+            role="You are a strict but fair code reviewer.",
+            verifies={"code": 0.9},
+            max_tokens=160,
+        )
+
+    async def judge(self, task: TaskSpec, output: Any) -> Judgement:
+        """Ask the model to approve or request changes."""
+        if not isinstance(output, dict) or not output.get("code"):
+            return Judgement("reject", "the result holds no code")
+        module = task.input["module"]
+        prompt = (
+            f"Interface the module must implement:\n{module['interface']}\n\n"
+            f"The module {output['file']}:\n```python\n{str(output['code'])[:3000]}\n```\n\n"
+            "Does it implement the interface correctly and readably? Reply as JSON with "
+            '"verdict" ("approve" or "request_changes") and a one-sentence "reason".'
+        )
+        parsed = (await self.ask(prompt, json_schema=REVIEW_SCHEMA)).parsed or {}
+        reason = str(parsed.get("reason", ""))
+        if parsed.get("verdict") == "approve":
+            return Judgement("approve", reason)
+        return Judgement("reject", reason)
+
+
+def materialize(out: Path, board: TaskBoard) -> tuple[str, list[TaskState]]:
+    """Write the modules (accepted code, else the last attempt) and a README into ``out``."""
+    modules = [t for t in board.tasks.values() if t.spec.task_id.startswith("module:")]
+    if not modules:
+        return "", []
+    package = str(modules[0].spec.input["package"])
+    (out / package).mkdir(parents=True, exist_ok=True)
+    (out / package / "__init__.py").write_text(
+        f'"""{package}: generated by smesh code."""\n', encoding="utf-8"
+    )
+    (out / "tests").mkdir(exist_ok=True)
+    (out / "conftest.py").write_text("# lets pytest import the package from here\n")
+    for task in modules:
+        latest = _latest_code(task)
+        if latest is not None:
+            (out / latest["file"]).write_text(latest["code"], encoding="utf-8")
+    plan = modules[0].spec.input["plan"]
+    lines = [f"# {package}", "", str(plan["brief"]), "", "Modules:", "", _overview(plan), ""]
+    lines += ["Run the tests with `python -m pytest tests`.", ""]
+    (out / "README.md").write_text("\n".join(lines), encoding="utf-8")
+    shutil.rmtree(out / WORKDIR, ignore_errors=True)
+    return package, modules
+
+
+def _review_of(task: TaskState) -> str:
+    last = max(task.results) if task.results else None
+    if last is None:
+        return "none"
+    ballots = task.ballots(last)
+    if REVIEWER in ballots.get("approve", ()):
+        return "approved"
+    if REVIEWER in ballots.get("reject", ()):
+        return "changes requested"
+    return "none"
+
+
+async def run_code(
+    brief: str,
+    out: str | Path,
+    backend: Backend,
+    *,
+    coders: int = 2,
+    rounds: int = 3,
+    limits: Limits | None = None,
+    options: AppOptions | None = None,
+) -> CodeReport:
+    """Build a project for ``brief`` in ``out`` with a team of agents.
+
+    Raises:
+        UsageError: an empty brief, a bad count, or ``out`` is not a directory.
+    """
+    if not brief.strip():
+        raise UsageError("the brief is empty")
+    if coders < 1 or rounds < 1:
+        raise UsageError("--coders and --rounds must be >= 1")
+    target = Path(out)
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"--out {str(out)!r} exists and is not a directory")
+    target.mkdir(parents=True, exist_ok=True)
+    target = target.resolve()
+    opts = options or AppOptions()
+    verify = VerifySpec(quorum=1.0, margin=0.0, timeout_s=opts.settings.work_timeout_s)
+    tester = Tester(backend, out=target, limits=limits or Limits())
+    agents: list[Agent] = [
+        Architect(backend, verify=verify, rounds=rounds),
+        *(Coder(f"coder-{i + 1}", backend) for i in range(coders)),
+        tester,
+        Reviewer(backend),
+    ]
+    team = Team(
+        agents,
+        field=Field(opts.clock or SystemClock()),
+        settings=opts.settings,
+        budget=opts.budget,
+        journal=opts.journal,
+        seed=opts.seed,
+        run_id=opts.run_id,
+        trust=TrustTable(),
+        resume=opts.resume,
+    )
+    opts.started(team.board)
+    plan_task = TaskSpec(
+        task_id="architect",
+        skill="architect",
+        description="plan the modules",
+        priority=1.0,
+        max_attempts=2,
+        input={"brief": brief.strip()},
+    )
+    report = await team.run([plan_task], on_change=opts.on_change)
+    package, modules = materialize(target, team.board)
+    results: list[CodeModule] = []
+    for task in modules:
+        name = str(task.spec.input["module"]["name"])
+        test_file = target / "tests" / f"test_{name}.py"
+        final = (
+            await run_pytest(target, [f"tests/test_{name}.py"], limits=tester.limits)
+            if test_file.is_file()
+            else None
+        )
+        last = max(task.results) if task.results else None
+        results.append(
+            CodeModule(
+                name=name,
+                status="accepted" if task.outcome == "accepted" else "failed",
+                tests_run=final.tests_run if final is not None else 0,
+                tests_passed=final.tests_passed if final is not None else 0,
+                review=_review_of(task),
+                attempts=len(task.results),
+                coder=task.results[last].origin if last is not None else None,
+            )
+        )
+    shutil.rmtree(target / ".sandbox", ignore_errors=True)
+    accepted = sum(m.status == "accepted" for m in results)
+    summary = summarize(report, consensus=accepted, total=len(results))
+    return CodeReport(out=str(target), modules=results, summary=summary, package=package)

@@ -1,0 +1,131 @@
+"""``smesh code``: a team of agents writes, tests and reviews a small project."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from smesh.cli._apps import (
+    ProgressView,
+    app_backend,
+    dumps,
+    emit_report,
+    make_options,
+    run_options,
+    summary_table,
+)
+from smesh.cli._common import console, err_console
+from smesh.journal import Journal
+
+
+@click.command("code")
+@click.argument("brief")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Directory the project is written to (created if missing).",
+)
+@click.option(
+    "--coders",
+    type=click.IntRange(min=1, max=16),
+    default=2,
+    show_default=True,
+    help="Coder agents competing for modules.",
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(min=1, max=10),
+    default=3,
+    show_default=True,
+    help="Attempts per module before it fails.",
+)
+@click.option(
+    "--test-timeout",
+    type=click.FloatRange(min=1),
+    default=60.0,
+    show_default=True,
+    help="Wall-clock limit of one test run, in seconds.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@run_options
+def command(
+    brief: str,
+    out: Path,
+    coders: int,
+    rounds: int,
+    test_timeout: float,
+    as_json: bool,
+    backend: str,
+    max_calls: int,
+    max_seconds: float,
+    seed: int,
+    journal_path: Path,
+    resume_id: str | None,
+) -> None:
+    """Build a small Python project from BRIEF with an architect, coders, a tester and a
+    reviewer.
+
+    The tester's pytest tests really run (in a sandboxed subprocess); a module is accepted
+    when they pass and the reviewer approves, and goes back with feedback otherwise.
+    """
+    from smesh.apps.code import CodeReport, run_code
+    from smesh.apps.sandbox import Limits
+
+    if not brief.strip():
+        raise click.UsageError("the brief is empty")
+    if out.exists() and not out.is_dir():
+        raise click.UsageError(f"--out {str(out)!r} is not a directory")
+    view = ProgressView("code")
+
+    async def run() -> CodeReport:
+        journal = Journal(journal_path)
+        try:
+            async with app_backend(backend, quiet=as_json) as model:
+                options = make_options(
+                    max_calls=max_calls,
+                    max_seconds=max_seconds,
+                    seed=seed,
+                    journal=journal,
+                    resume_id=resume_id,
+                    view=view,
+                )
+                with view.shown(not as_json):
+                    return await run_code(
+                        brief,
+                        out,
+                        model,
+                        coders=coders,
+                        rounds=rounds,
+                        limits=Limits(timeout_s=test_timeout, cpu_s=int(test_timeout) + 5),
+                        options=options,
+                    )
+        finally:
+            journal.close()
+
+    report = asyncio.run(run())
+    if as_json:
+        emit_report(dumps(report.contract()), None)
+        return
+    table = Table(title=f"Project in {report.out}", title_justify="left")
+    for col in ("module", "status", "tests", "review", "attempts", "coder"):
+        table.add_column(col)
+    for m in report.modules:
+        status = "[green]accepted[/green]" if m.status == "accepted" else "[red]failed[/red]"
+        table.add_row(
+            m.name,
+            status,
+            f"{m.tests_passed}/{m.tests_run}",
+            m.review,
+            str(m.attempts),
+            m.coder or "-",
+        )
+    console.print(table)
+    trust = ", ".join(f"{k} {v:.2f}" for k, v in report.summary.trust.items())
+    err_console.print(summary_table(report.summary, what="modules accepted"))
+    err_console.print(f"trust: {trust or '-'}")
+    err_console.print(f"journal: {journal_path} · resume with --resume {report.summary.run_id}")

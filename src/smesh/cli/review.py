@@ -1,0 +1,145 @@
+"""``smesh review``: reviewers with different lenses agree on findings through the field."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+
+from smesh.cli._apps import (
+    ProgressView,
+    app_backend,
+    dumps,
+    emit_report,
+    make_options,
+    run_options,
+    summary_table,
+)
+from smesh.cli._common import err_console
+from smesh.journal import Journal
+
+FORMATS = ("text", "json", "markdown", "sarif")
+
+
+@click.command("review")
+@click.option(
+    "--path",
+    "root",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The repository (a directory) to review.",
+)
+@click.option(
+    "--reviewers",
+    default="security,performance,style,documentation",
+    show_default=True,
+    help="Comma-separated lenses; a lens named twice runs two copies.",
+)
+@click.option("--max-files", type=click.IntRange(min=1), help="Review at most this many files.")
+@click.option(
+    "--ext",
+    "extensions",
+    multiple=True,
+    help="Only files with this extension (repeatable); default: every known language.",
+)
+@click.option(
+    "--quorum",
+    type=click.FloatRange(min=0),
+    default=0.9,
+    show_default=True,
+    help="Trust-weighted support a finding needs.",
+)
+@click.option(
+    "--margin",
+    type=click.FloatRange(min=0),
+    default=0.3,
+    show_default=True,
+    help="Lead that support needs over the dissent.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    help="Report format.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the report to this file instead of stdout.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@run_options
+def command(
+    root: Path,
+    reviewers: str,
+    max_files: int | None,
+    extensions: tuple[str, ...],
+    quorum: float,
+    margin: float,
+    fmt: str,
+    out: Path | None,
+    as_json: bool,
+    backend: str,
+    max_calls: int,
+    max_seconds: float,
+    seed: int,
+    journal_path: Path,
+    resume_id: str | None,
+) -> None:
+    """Review a repository with security, performance, style and documentation reviewers.
+
+    Reviewers claim the files they suit; every other reviewer judges each finding blind;
+    agreements reinforce it. Findings whose trust-weighted support passes the quorum are
+    reported as consensus, the ones a reviewer disputed are listed apart.
+    """
+    from smesh.apps.findings import ConsensusRule
+    from smesh.apps.reports import review_markdown, review_text
+    from smesh.apps.review import ReviewReport, review_sarif, reviewer_ids, run_review
+
+    fmt = "json" if as_json else fmt
+    names = [r.strip() for r in reviewers.split(",") if r.strip()]
+    reviewer_ids(names)  # unknown lenses are a usage error, before anything loads
+    rule = ConsensusRule(quorum=quorum, margin=margin)
+    view = ProgressView("review")
+    quiet = fmt != "text" and out is None
+
+    async def run() -> ReviewReport:
+        journal = Journal(journal_path)
+        try:
+            async with app_backend(backend, quiet=quiet) as model:
+                options = make_options(
+                    max_calls=max_calls,
+                    max_seconds=max_seconds,
+                    seed=seed,
+                    journal=journal,
+                    resume_id=resume_id,
+                    view=view,
+                )
+                with view.shown(not quiet):
+                    return await run_review(
+                        root,
+                        model,
+                        reviewers=names,
+                        max_files=max_files,
+                        extensions=list(extensions) or None,
+                        rule=rule,
+                        options=options,
+                    )
+        finally:
+            journal.close()
+
+    report = asyncio.run(run())
+    if fmt == "json":
+        emit_report(dumps(report.contract()), out)
+    elif fmt == "sarif":
+        emit_report(dumps(review_sarif(report)), out)
+    elif fmt == "markdown":
+        emit_report(review_markdown(report), out)
+    else:
+        emit_report(review_text(report), out)
+    if not quiet:
+        err_console.print(summary_table(report.summary, what="findings agreed"))
+        err_console.print(f"journal: {journal_path} · resume with --resume {report.summary.run_id}")

@@ -1,0 +1,141 @@
+"""``smesh swarm``: vulnerability specialists and static analyzers corroborate findings."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+
+from smesh.cli._apps import (
+    ProgressView,
+    app_backend,
+    dumps,
+    emit_report,
+    make_options,
+    run_options,
+    summary_table,
+)
+from smesh.cli._common import err_console
+from smesh.journal import Journal
+
+FORMATS = ("text", "json", "sarif")
+
+
+@click.command("swarm")
+@click.option(
+    "--path",
+    "root",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The repository (a directory) to scan.",
+)
+@click.option(
+    "--specialists",
+    default="injection,xss,auth,crypto,deserialization,path-traversal,ssrf",
+    show_default=True,
+    help="Comma-separated LLM specialists ('none' for analyzers only).",
+)
+@click.option(
+    "--analyzers",
+    default="bandit",
+    show_default=True,
+    help="Comma-separated non-LLM analyzers ('none' for LLM specialists only).",
+)
+@click.option(
+    "--consensus",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Independent agents (distinct specialties or analyzers) a finding needs.",
+)
+@click.option("--max-files", type=click.IntRange(min=1), help="Scan at most this many files.")
+@click.option("--ext", "extensions", multiple=True, help="Only this extension (repeatable).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    help="Report format.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the report to this file instead of stdout.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@run_options
+def command(
+    root: Path,
+    specialists: str,
+    analyzers: str,
+    consensus: int,
+    max_files: int | None,
+    extensions: tuple[str, ...],
+    fmt: str,
+    out: Path | None,
+    as_json: bool,
+    backend: str,
+    max_calls: int,
+    max_seconds: float,
+    seed: int,
+    journal_path: Path,
+    resume_id: str | None,
+) -> None:
+    """Scan a repository for vulnerabilities with a swarm of specialists and analyzers.
+
+    Findings are keyed by (file, CWE, line bucket), so agents that see the same weakness
+    corroborate one finding; only distinct specialties or analyzers count as independent.
+    """
+    from smesh.apps.analyzers import make_analyzer
+    from smesh.apps.reports import swarm_text
+    from smesh.apps.swarm import SwarmReport, run_swarm, specialist_ids, swarm_sarif
+
+    fmt = "json" if as_json else fmt
+    names = [s.strip() for s in specialists.split(",") if s.strip() and s.strip() != "none"]
+    tools = [a.strip() for a in analyzers.split(",") if a.strip() and a.strip() != "none"]
+    specialist_ids(names)  # usage errors before anything loads
+    for tool in tools:
+        make_analyzer(tool)
+    if not names and not tools:
+        raise click.UsageError("nothing to run: no specialists and no analyzers")
+    view = ProgressView("swarm")
+    quiet = fmt != "text" and out is None
+
+    async def run() -> SwarmReport:
+        journal = Journal(journal_path)
+        try:
+            async with app_backend(backend if names else None, quiet=quiet) as model:
+                options = make_options(
+                    max_calls=max_calls,
+                    max_seconds=max_seconds,
+                    seed=seed,
+                    journal=journal,
+                    resume_id=resume_id,
+                    view=view,
+                )
+                with view.shown(not quiet):
+                    return await run_swarm(
+                        root,
+                        model,
+                        specialists=names,
+                        analyzers=tools,
+                        consensus=consensus,
+                        max_files=max_files,
+                        extensions=list(extensions) or None,
+                        options=options,
+                    )
+        finally:
+            journal.close()
+
+    report = asyncio.run(run())
+    if fmt == "json":
+        emit_report(dumps(report.contract()), out)
+    elif fmt == "sarif":
+        emit_report(dumps(swarm_sarif(report)), out)
+    else:
+        emit_report(swarm_text(report), out)
+    if not quiet:
+        err_console.print(summary_table(report.summary, what="findings agreed"))
+        err_console.print(f"journal: {journal_path} · resume with --resume {report.summary.run_id}")
