@@ -38,13 +38,15 @@ def _status(task: TaskState) -> str:
 
 def _view(board: TaskBoard, now: float) -> Group:
     tasks = Table(title="Tasks", title_justify="left")
-    for col in ("task", "skill", "status", "attempt", "claims / lease", "votes ✓/✗"):
+    for col in ("task", "skill", "status", "attempt", "claims / lease", "votes ✓/✗", "check"):
         tasks.add_column(col)
     for task in board.tasks.values():
         ballots = task.ballots(task.attempt)
         claims = ", ".join(
             f"{c.agent}{'*' if c.held else ''}:{c.bid:.2f}" for c in task.claim_views()
         )
+        checks = task.checks.get(task.attempt, {})
+        check = "-" if not checks else ("✗" if "reject" in checks.values() else "✓")
         tasks.add_row(
             task.spec.task_id,
             task.spec.skill,
@@ -52,6 +54,7 @@ def _view(board: TaskBoard, now: float) -> Group:
             f"{task.attempt}/{task.spec.max_attempts}",
             claims or "-",
             f"{len(ballots.get('approve', []))}/{len(ballots.get('reject', []))}",
+            check,
         )
     trust = Table(title="Trust (learned from outcomes)", title_justify="left")
     trust.add_column("agent")
@@ -173,6 +176,7 @@ def command(
             }
         )
     else:
+        console.print()
         console.print(_summary(report))
         console.print(f"journal: {journal_path} · trace it with: smesh trace {report.run_id}")
 

@@ -221,6 +221,7 @@ def command(
                 time.sleep(delay)
 
         result = run_simulation(config, on_tick=on_tick)
+    console.print()
     console.print(_summary(result))
     if plot_path is not None:
         write_plot(result, plot_path)
