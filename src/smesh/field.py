@@ -296,13 +296,7 @@ class Field:
             SignalNotFound: no live signal has this address.
             NotPermitted: ``by`` is not the signal's origin.
         """
-        signal = self._get_live(address)
-        if by != signal.origin:
-            raise NotPermitted(
-                f"{by} cannot withdraw a signal emitted by {signal.origin}",
-                node=by,
-                signal=address,
-            )
+        signal = self._owned(address, by, "withdraw")
         self._remove(signal)
         self._withdrawn += 1
         if self._subscribers:
@@ -316,11 +310,7 @@ class Field:
             SignalNotFound: no live signal has this address.
             NotPermitted: ``by`` is not the signal's origin.
         """
-        signal = self._get_live(address)
-        if by != signal.origin:
-            raise NotPermitted(
-                f"{by} cannot renew a signal emitted by {signal.origin}", node=by, signal=address
-            )
+        signal = self._owned(address, by, "renew")
         renewed = signal.renewed(self.clock.now())
         self._live[address] = renewed
         self._schedule(renewed.expires_at(), address)
@@ -388,6 +378,15 @@ class Field:
         signal = self._live.get(address)
         if signal is None:
             raise SignalNotFound(f"no live signal at address {address}", signal=address)
+        return signal
+
+    def _owned(self, address: str, by: str, verb: str) -> Signal:
+        """The live signal at ``address``, if ``by`` emitted it (only origins may change it)."""
+        signal = self._get_live(address)
+        if by != signal.origin:
+            raise NotPermitted(
+                f"{by} cannot {verb} a signal emitted by {signal.origin}", node=by, signal=address
+            )
         return signal
 
     def get(self, address: str, now: float | None = None) -> Signal | None:
