@@ -193,7 +193,7 @@ def _finding_schema(lens: Lens) -> dict[str, Any]:
         item["required"].insert(0, "cwe")
     return {
         "type": "object",
-        "properties": {"findings": {"type": "array", "items": item, "maxItems": 3}},
+        "properties": {"findings": {"type": "array", "items": item, "maxItems": 5}},
         "required": ["findings"],
     }
 
@@ -278,7 +278,7 @@ class ScanAgent(_Reporter):
         ledger: FindingLedger,
         judges_for: JudgesFor,
         backend: Backend,
-        scan_tokens: int = 320,
+        scan_tokens: int = 400,
         judge_tokens: int = 96,
     ) -> None:
         skills = {f"scan:{lens.name}:{lang}": lens.affinity_for(lang) for lang in languages}
@@ -317,7 +317,7 @@ class ScanAgent(_Reporter):
         prompt = (
             f"File {chunk.path} ({chunk.language}), lines {chunk.start_line}-{chunk.end_line}:"
             f"\n\n{numbered(chunk)}\n\n"
-            f"Look only for {lens.focus}. Report at most 3 real problems of that kind, each "
+            f"Look only for {lens.focus}. Report at most 5 real problems of that kind, each "
             'with its line number, the offending "code" copied from that line, a severity '
             "(low, medium or high) and a one-sentence message." + cwe_hint + " If there are "
             'none, reply {"findings": []}.'

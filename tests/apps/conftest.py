@@ -1,0 +1,32 @@
+"""Fixtures for the app tests: the SARIF 2.1.0 schema validator."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SCHEMA = (
+    Path(__file__).resolve().parents[2] / ".." / "shared" / "schemas" / "sarif-schema-2.1.0.json"
+)
+
+
+@pytest.fixture(scope="session")
+def validate_sarif() -> Callable[[Any], None]:
+    """Validate a document against the official SARIF 2.1.0 schema (OASIS errata01)."""
+    if not SCHEMA.is_file():
+        pytest.skip(f"the SARIF 2.1.0 schema is absent ({SCHEMA.resolve()}); cannot validate")
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is needed to validate SARIF")
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator_class.check_schema(schema)
+    validator = validator_class(schema)
+
+    def check(document: Any) -> None:
+        errors = sorted(validator.iter_errors(document), key=lambda e: list(e.path))
+        assert not errors, "; ".join(f"{list(e.path)}: {e.message}" for e in errors[:5])
+
+    return check
