@@ -146,7 +146,7 @@ def test_an_interrupted_review_resumes_from_its_journal(tmp_path: Path) -> None:
         run_review(SAMPLES, backend, options=AppOptions(journal=journal, budget=Budget(calls=12)))
     )
     assert first.summary.stopped_by == "budget"
-    backend, oracle = oracle_backend(SAMPLES, false_positives=FALSE_POSITIVE)
+    backend, _ = oracle_backend(SAMPLES, false_positives=FALSE_POSITIVE)
     resumed = asyncio.run(
         run_review(
             SAMPLES,
