@@ -83,6 +83,8 @@ class PriceTable:
 
     def __init__(self, prices: Mapping[str, Price] | None = None) -> None:
         self._prices: dict[str, Price] = dict(DEFAULT_PRICES if prices is None else prices)
+        # backend -> price: every LLM call is priced, and glob matching is not cheap
+        self._resolved: dict[str, Price | None] = {}
 
     def extend(self, prices: Mapping[str, Price]) -> PriceTable:
         """Return a new table with ``prices`` added (overriding equal patterns)."""
@@ -92,12 +94,17 @@ class PriceTable:
 
     def lookup(self, backend: str) -> Price | None:
         """Return the price for ``backend`` (e.g. ``openai:gpt-4o-mini``), or None."""
+        try:
+            return self._resolved[backend]
+        except KeyError:
+            pass
         if backend in self._prices:
-            return self._prices[backend]
-        matches = [p for p in self._prices if fnmatch.fnmatchcase(backend, p)]
-        if not matches:
-            return None
-        return self._prices[max(matches, key=len)]
+            price: Price | None = self._prices[backend]
+        else:
+            matches = [p for p in self._prices if fnmatch.fnmatchcase(backend, p)]
+            price = self._prices[max(matches, key=len)] if matches else None
+        self._resolved[backend] = price
+        return price
 
     def __contains__(self, backend: object) -> bool:
         return isinstance(backend, str) and self.lookup(backend) is not None
