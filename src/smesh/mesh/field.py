@@ -1,0 +1,844 @@
+"""MeshField: one field shared by many processes, with a full replica in each.
+
+A :class:`MeshField` is a :class:`~smesh.field.Field`: agents, boards and teams use it
+unchanged. Every local operation is applied to the local replica at once *and* queued for
+publication as a signed operation; remote operations are verified, merged into the replica
+(see :mod:`smesh.mesh.merge`) and surface as ordinary :class:`~smesh.field.FieldEvent`\\ s.
+
+Threads. Zenoh calls back on its own threads, and a field is not thread-safe. A MeshField
+decodes and verifies inbound messages on the zenoh thread (the expensive part, off the event
+loop), then hands the verified batches over:
+
+- **bound to an event loop** (:meth:`MeshField.astart`, the agents' case): through a queue
+  drained on the loop by one ``loop.call_soon_threadsafe`` per burst, so the replica and
+  every subscriber run on the loop thread only, like a local field;
+- **without a loop** (:meth:`MeshField.start`): applied at once on the zenoh thread under
+  the field's re-entrant lock, which every public method also takes; subscribers then run
+  on zenoh threads.
+
+Publication is batched: ops queue up and go out sealed and signed in one message, on the next
+loop turn (bound) or at the end of the outermost operation (unbound; group many with
+:meth:`MeshField.batch`). A batch never exceeds ``config.max_batch`` operations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import msgspec
+
+from smesh.clock import Clock, SystemClock
+from smesh.errors import InvalidSignal, NotPermitted, SmeshError
+from smesh.field import Field, FieldEvent, FieldStats, Sensed, Subscription
+from smesh.mesh.identity import Identity
+from smesh.mesh.merge import (
+    EmitRecord,
+    Entry,
+    MarkRecord,
+    base_of,
+    materialize,
+    merge_op,
+    tombstone,
+)
+from smesh.mesh.replica import Counters, MeshStats, Provenance, ProvenanceLink, ReplayGuard
+from smesh.mesh.transport import MeshConfig, PeerLink, Transport
+from smesh.mesh.wire import (
+    VERSION,
+    Codec,
+    DroppedMessage,
+    EmitOp,
+    Op,
+    Opened,
+    ReinforceOp,
+    RenewOp,
+    Sealed,
+    SyncReply,
+    WithdrawOp,
+    check_mark,
+    emit_op,
+    encode,
+    seal,
+    sealed_id,
+    signal_of,
+)
+from smesh.signal import Signal
+
+__all__ = ["MeshField"]
+
+_log = logging.getLogger(__name__)
+_REPLY_CHUNK = 1 << 20  # bytes of batches per sync-reply message
+_SWEEP_S = 5.0  # how often unreferenced batches are dropped
+
+
+class MeshField(Field):
+    """A field replicated over a zenoh mesh.
+
+    Args:
+        config: how to join the mesh (default: mesh ``smesh``, no endpoints).
+        identity: this node's signing key (default: a fresh one).
+        clock: time source; must be wall time shared by all peers (the default).
+        history: how many expired or withdrawn signals to keep.
+    """
+
+    def __init__(
+        self,
+        config: MeshConfig | None = None,
+        *,
+        identity: Identity | None = None,
+        clock: Clock | None = None,
+        history: int = 1000,
+    ) -> None:
+        super().__init__(clock if clock is not None else SystemClock(), history=history)
+        self.config = config if config is not None else MeshConfig()
+        self.identity = identity if identity is not None else Identity.generate()
+        self.node_id = self.identity.node_id
+        self.codec = Codec(self.config.mesh, max_bytes=self.config.max_message_bytes)
+        self.counters = Counters()
+        self.late_join_ms: float | None = None
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._batching = 0
+        self._entries: dict[str, Entry] = {}
+        self._batches: dict[str, Sealed] = {}
+        self._lapsed: dict[str, float] = {}
+        self._gc: list[tuple[float, str]] = []  # heap of (when to look again, address)
+        self._next_sweep = 0.0
+        self._outbox: list[Op] = []
+        self._unsealed: list[EmitRecord | MarkRecord] = []
+        self._flush_scheduled = False
+        self._epoch = time.time_ns()
+        self._seq = itertools.count()
+        self._replay = ReplayGuard()
+        self._peers: dict[str, float] = {}
+        self._inbox: deque[Callable[[], None]] = deque()
+        self._inbox_lock = threading.Lock()
+        self._drain_scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._transport: Transport | None = None
+        self._synced = False
+        self._closed = False
+        self._workers: set[threading.Thread] = set()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> MeshField:
+        """Join the mesh without an event loop: open, catch up from replicas, announce.
+
+        Remote operations are then applied on zenoh's threads under the field's lock.
+
+        Raises:
+            TransportError: the session could not be opened.
+        """
+        self._open_transport()
+        self._catch_up()
+        self._announce()
+        return self
+
+    async def astart(self) -> MeshField:
+        """Join the mesh from a running event loop; remote operations are applied on it.
+
+        Raises:
+            TransportError: the session could not be opened.
+        """
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        await asyncio.to_thread(self._open_transport)
+        started = time.perf_counter()
+        opened = await asyncio.to_thread(self._fetch)
+        self._apply(opened)
+        self.late_join_ms = (time.perf_counter() - started) * 1e3
+        await asyncio.to_thread(self._announce)
+        return self
+
+    def _open_transport(self) -> None:
+        self._transport = Transport(
+            self.config,
+            self.node_id,
+            on_batch=self._on_batch,
+            on_query=self._on_query,
+            on_peer=self._on_peer,
+        )
+        self._transport.open()
+
+    def _announce(self) -> None:
+        self._synced = True
+        if self._transport is not None:
+            self._transport.announce()
+
+    def _catch_up(self) -> None:
+        started = time.perf_counter()
+        self._apply(self._fetch())
+        self.late_join_ms = (time.perf_counter() - started) * 1e3
+
+    def close(self) -> None:
+        """Publish what is pending, leave the mesh and close the session; idempotent."""
+        if self._closed:
+            return
+        with contextlib.suppress(SmeshError):
+            self.flush()
+        self._closed = True
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.close()
+        for worker in list(self._workers):
+            worker.join(self.config.sync_timeout_s + 1.0)
+
+    async def aclose(self) -> None:
+        """:meth:`close` without blocking the event loop."""
+        await asyncio.to_thread(self.close)
+
+    def __enter__(self) -> MeshField:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> MeshField:
+        return await self.astart()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- local operations ------------------------------------------------------------------
+
+    def _enter(self) -> None:
+        self._lock.acquire()
+        self._depth += 1
+
+    def _exit(self) -> None:
+        self._depth -= 1
+        outer = self._depth == 0
+        pending = len(self._outbox)
+        self._lock.release()
+        if outer and pending and not self._batching:
+            if pending >= self.config.max_batch or self._loop is None:
+                self.flush()
+            elif not self._flush_scheduled:
+                self._flush_scheduled = True
+                if threading.get_ident() == self._loop_thread:
+                    self._loop.call_soon(self._flush_soon)
+                else:
+                    self._loop.call_soon_threadsafe(self._flush_soon)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group the operations inside into as few signed batches as possible."""
+        with self._lock:
+            self._batching += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._batching -= 1
+                done = self._batching == 0
+            if done:
+                self.flush()
+
+    def _local(self, address: str, op: Op, signal: Signal | None, by: str | None) -> None:
+        entry = self._entries.get(address)
+        if entry is None:
+            entry = self._entries[address] = Entry()
+        record = merge_op(entry, op, self.node_id, None, signal)
+        if record is not None:
+            self._outbox.append(op)
+            self._unsealed.append(record)
+        self._settle(address, entry, by, local=True)
+
+    def emit(self, signal: Signal | str, payload: Any = None, /, **options: Any) -> Signal:
+        """As :meth:`Field.emit`; the emit is also published to the mesh.
+
+        Raises:
+            InvalidSignal: as for a local field, or a custom decay (it cannot travel).
+        """
+        if not isinstance(signal, Signal):
+            signal = self.new_signal(signal, payload, **options)
+        elif payload is not None or options:
+            raise InvalidSignal("emit(Signal) takes no payload or options")
+        self._enter()
+        try:
+            address = signal.address
+            live = self._live.get(address)
+            if live is not None and (
+                signal.origin == live.origin or signal.origin in live.reinforcers
+            ):
+                return live  # a local field would count nothing either
+            entry = self._entries.get(address)
+            if entry is not None:
+                cut = tombstone(entry, self._lapsed.get(address))
+                if signal.created_at <= cut:  # a re-emit must come after its withdrawal
+                    signal = msgspec.structs.replace(
+                        signal, created_at=_after(cut, signal.created_at)
+                    )
+            self._local(address, emit_op(signal), signal, signal.origin)
+            current = self._live.get(address)
+            return current if current is not None else signal
+        finally:
+            self._exit()
+
+    def emit_many(self, signals: Iterable[Signal]) -> int:
+        """Emit many signals in as few batches as possible; return how many were new."""
+        fresh = 0
+        with self.batch():
+            for signal in signals:
+                new = signal.address not in self._live
+                self.emit(signal)
+                fresh += new
+        return fresh
+
+    def reinforce(self, address: str, *, by: str) -> bool:
+        """As :meth:`Field.reinforce`; the reinforcement is signed and published."""
+        self._enter()
+        try:
+            signal = self._get_live(address)
+            if by == signal.origin or by in signal.reinforcers:
+                return False
+            now = self.clock.now()
+            self._local(address, ReinforceOp(address=address, by=by, at=now), None, by)
+            return True
+        finally:
+            self._exit()
+
+    def _own(self, address: str, by: str, action: str) -> tuple[Signal, Entry]:
+        signal = self._get_live(address)
+        if by != signal.origin:
+            raise NotPermitted(
+                f"{by} cannot {action} a signal emitted by {signal.origin}",
+                node=by,
+                signal=address,
+            )
+        entry = self._entries[address]
+        found = base_of(entry, tombstone(entry, self._lapsed.get(address)))
+        if found is None or found[1].signer != self.node_id:
+            signer = found[1].signer if found is not None else "?"
+            raise NotPermitted(
+                f"only node {signer}, which emitted it, may {action} this signal",
+                node=self.node_id,
+                signal=address,
+            )
+        return signal, entry
+
+    def withdraw(self, address: str, *, by: str) -> Signal:
+        """As :meth:`Field.withdraw`; the withdrawal is published as a tombstone.
+
+        Raises:
+            SignalNotFound: no live signal has this address.
+            NotPermitted: ``by`` is not its origin, or another node emitted it.
+        """
+        self._enter()
+        try:
+            signal, entry = self._own(address, by, "withdraw")
+            # the tombstone must cover every operation this replica has seen
+            at = max(self.clock.now(), entry.latest_time())
+            self._local(address, WithdrawOp(address=address, by=by, at=at), None, by)
+            return signal
+        finally:
+            self._exit()
+
+    def renew(self, address: str, *, by: str) -> Signal:
+        """As :meth:`Field.renew`; the renewal is published.
+
+        Raises:
+            SignalNotFound: no live signal has this address.
+            NotPermitted: ``by`` is not its origin, or another node emitted it.
+        """
+        self._enter()
+        try:
+            signal, _ = self._own(address, by, "renew")
+            now = self.clock.now()
+            self._local(address, RenewOp(address=address, by=by, at=now), None, by)
+            return self._live.get(address, signal)
+        finally:
+            self._exit()
+
+    def tick(self, now: float | None = None) -> list[Signal]:
+        """As :meth:`Field.tick`, and forget operations of long-dead signals."""
+        self._enter()
+        try:
+            if now is None:
+                now = self.clock.now()
+            expired = super().tick(now)
+            self._collect(now)
+            return expired
+        finally:
+            self._exit()
+
+    expire = tick
+
+    # -- reading (locked: remote operations may be applied on other threads) ---------------
+
+    def get(self, address: str, now: float | None = None) -> Signal | None:
+        with self._lock:
+            return super().get(address, now)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._live)
+
+    def __iter__(self) -> Iterator[Signal]:
+        with self._lock:
+            return iter(list(self._live.values()))
+
+    def signals(self, kind: str | None = None) -> list[Signal]:
+        with self._lock:
+            return super().signals(kind)
+
+    def sense(self, threshold: float = 0.1, **options: Any) -> list[Sensed]:
+        with self._lock:
+            return super().sense(threshold, **options)
+
+    def stats(self) -> FieldStats:
+        with self._lock:
+            return super().stats()
+
+    def subscribe(
+        self, callback: Callable[[FieldEvent], None], *, kinds: Iterable[str] | None = None
+    ) -> Subscription:
+        with self._lock:
+            return super().subscribe(callback, kinds=kinds)
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            super()._unsubscribe(sub)
+
+    # -- applying a change to the replica --------------------------------------------------
+
+    def _settle(self, address: str, entry: Entry, by: str | None, *, local: bool) -> None:
+        """Bring ``_live[address]`` in line with the entry and publish what changed."""
+        new = materialize(entry, self._lapsed.get(address))
+        now = self.clock.now()
+        if new is not None and new.is_expired(now):
+            new = None
+        old = self._live.get(address)
+        if new is None:
+            if old is None:
+                self._forget(address)
+                return
+            self._remove(old)
+            if self._withdrawn_now(entry, address, old):
+                self._withdrawn += 1
+                self._notify("withdraw", old, by, local)
+            else:
+                self._expired += 1
+                self._notify("expire", old, None, local)
+            return
+        if old is None:
+            self._live[address] = new
+            kinds = self._kinds.get(new.kind)
+            if kinds is None:
+                self._kinds[new.kind] = {address: None}
+            else:
+                kinds[address] = None
+            self._schedule(new.created_at + self._expiry_age(new), address)
+            self._emitted += 1
+            self._notify("emit", new, new.origin, local)
+            return
+        if new == old:
+            return
+        self._live[address] = new
+        if new.created_at != old.created_at or new.intensity != old.intensity:
+            self._schedule(new.created_at + self._expiry_age(new), address)
+        told = False
+        if new.created_at > old.created_at:
+            self._renewed += 1
+            self._notify("renew", new, new.origin, local)
+            told = True
+        for reinforcer in new.reinforcers:
+            if reinforcer not in old.reinforcers:
+                self._reinforcements += 1
+                self._notify("reinforce", new, reinforcer, local)
+                told = True
+        if not told:  # the content changed hands (an earlier concurrent emit arrived)
+            self._notify("reinforce", new, by, local)
+
+    def _withdrawn_now(self, entry: Entry, address: str, old: Signal) -> bool:
+        lapsed = self._lapsed.get(address)
+        cut = tombstone(entry, None)
+        return cut >= old.created_at and (lapsed is None or cut >= lapsed)
+
+    def _notify(self, type_: Any, signal: Signal, by: str | None, local: bool) -> None:
+        if not self._subscribers:
+            return
+        if local:
+            self._publish(type_, signal, by)
+            return
+        try:
+            self._publish(type_, signal, by)
+        except Exception:  # a subscriber's bug must not break the replica
+            self.counters.add("subscriber_errors")
+            _log.exception("a field subscriber failed on a remote %s", type_)
+
+    def _forget(self, address: str) -> None:
+        entry = self._entries.get(address)
+        if entry is not None:
+            heapq.heappush(self._gc, (entry.latest() + self.config.gc_grace_s, address))
+
+    def _collect(self, now: float) -> None:
+        gc = self._gc
+        while gc and gc[0][0] <= now:
+            _, address = heapq.heappop(gc)
+            entry = self._entries.get(address)
+            if entry is None or address in self._live:
+                continue
+            due = entry.latest() + self.config.gc_grace_s
+            if due > now:
+                heapq.heappush(gc, (due, address))
+                continue
+            del self._entries[address]
+            self._lapsed.pop(address, None)
+        if now >= self._next_sweep:
+            self._next_sweep = now + _SWEEP_S
+            keep: set[str] = set()
+            for entry in self._entries.values():
+                keep.update(entry.batches())
+            for batch_id in [b for b in self._batches if b not in keep]:
+                del self._batches[batch_id]
+
+    # -- publishing ------------------------------------------------------------------------
+
+    def _flush_soon(self) -> None:
+        self._flush_scheduled = False
+        if not self._closed:
+            with contextlib.suppress(SmeshError):
+                self.flush()
+
+    def flush(self) -> int:
+        """Seal, sign and publish the queued operations now; return how many went out."""
+        with self._lock:
+            ops, self._outbox = self._outbox, []
+            records, self._unsealed = self._unsealed, []
+            self._flush_scheduled = False
+        if not ops:
+            return 0
+        step = self.config.max_batch
+        mesh = self.config.mesh
+        for start in range(0, len(ops), step):
+            chunk = ops[start : start + step]
+            sealed = seal(self.identity, mesh, self._epoch, next(self._seq), chunk)
+            batch_id = sealed_id(mesh, sealed)
+            with self._lock:
+                self._batches[batch_id] = sealed
+                for record in records[start : start + step]:
+                    record.batch = batch_id
+            transport = self._transport
+            if transport is not None:
+                transport.publish(encode(sealed))
+            self.counters.add("published_batches")
+            self.counters.add("published_ops", len(chunk))
+        return len(ops)
+
+    # -- inbound ---------------------------------------------------------------------------
+
+    def _on_batch(self, data: bytes) -> None:
+        """A remote batch arrived (zenoh thread): verify it here, apply it on the loop."""
+        self.counters.add("received")
+        try:
+            opened = self.codec.open(data)
+            sealed = opened.sealed
+            if not self._replay.accept(opened.signer, sealed.epoch, sealed.seq):
+                raise DroppedMessage("replay", "replayed batch", node=opened.signer)
+        except DroppedMessage as exc:
+            self.counters.add("dropped_" + exc.reason)
+            return
+        except Exception:  # never let a message take the peer down
+            self.counters.add("dropped_error")
+            _log.exception("unexpected error opening a mesh message")
+            return
+        self._deliver(lambda: self._apply([opened]))
+
+    def _deliver(self, job: Callable[[], None]) -> None:
+        loop = self._loop
+        if loop is None:
+            job()
+            return
+        with self._inbox_lock:
+            self._inbox.append(job)
+            if self._drain_scheduled:
+                return
+            self._drain_scheduled = True
+        with contextlib.suppress(RuntimeError):  # the loop is closing: drop late messages
+            loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        while True:
+            with self._inbox_lock:
+                if not self._inbox:
+                    self._drain_scheduled = False
+                    return
+                jobs = list(self._inbox)
+                self._inbox.clear()
+            for job in jobs:
+                job()
+
+    def _apply(self, batches: list[Opened]) -> None:
+        """Merge verified remote batches into the replica."""
+        if self._closed:
+            return
+        self._enter()
+        try:
+            now = self.clock.now()
+            horizon = now + self.config.max_skew_s
+            applied = 0
+            for opened in batches:
+                kept = False
+                for op in opened.ops:
+                    if self._merge_remote(op, opened, now, horizon):
+                        kept = True
+                        applied += 1
+                if kept:
+                    self._batches[opened.batch_id] = opened.sealed
+            self.counters.add("applied_ops", applied)
+        finally:
+            self._exit()
+
+    def _merge_remote(self, op: Op, opened: Opened, now: float, horizon: float) -> bool:
+        signal: Signal | None = None
+        try:
+            if isinstance(op, EmitOp):
+                signal = signal_of(op)
+                if signal.created_at > horizon:
+                    self.counters.add("dropped_skew")
+                    return False
+                if signal.expires_at() <= now:
+                    self.counters.add("stale_ops")  # expired in flight: nothing to do
+                    return False
+                address = signal.address
+            else:
+                check_mark(op)
+                if op.at > horizon:
+                    self.counters.add("dropped_skew")
+                    return False
+                address = op.address
+        except InvalidSignal:
+            self.counters.add("dropped_invalid_op")
+            return False
+        entry = self._entries.get(address)
+        if entry is None:
+            entry = self._entries[address] = Entry()
+        if merge_op(entry, op, opened.signer, opened.batch_id, signal) is None:
+            return False
+        by = op.origin if isinstance(op, EmitOp) else op.by
+        self._settle(address, entry, by, local=False)
+        return True
+
+    def _fetch(self, peer: str = "*") -> list[Opened]:
+        """Ask replicas for their batches; verify each distinct batch once."""
+        transport = self._transport
+        if transport is None:
+            return []
+        seen: set[bytes] = set()
+        opened: list[Opened] = []
+        for data in transport.fetch(peer):
+            try:
+                reply = self.codec.reply(data)
+            except DroppedMessage as exc:
+                self.counters.add("dropped_" + exc.reason)
+                continue
+            for sealed in reply.batches:
+                if sealed.sig in seen:  # every replica holds the same batches: check once
+                    continue
+                seen.add(sealed.sig)
+                try:
+                    batch_id, signer = self.codec.verify(sealed)
+                    opened.append(Opened(sealed, batch_id, signer, self.codec.ops(sealed, signer)))
+                except DroppedMessage as exc:
+                    self.counters.add("dropped_" + exc.reason)
+        self.counters.add("synced_batches", len(opened))
+        return opened
+
+    def _on_query(self, query: Any) -> None:
+        """Answer a late joiner with every batch this replica holds (zenoh thread)."""
+        try:
+            with self._lock:
+                held = list(self._batches.values())
+            transport = self._transport
+            if transport is None:
+                return
+            chunk: list[Sealed] = []
+            size = 0
+            number = 0
+            for sealed in held:
+                chunk.append(sealed)
+                size += len(sealed.ops) + 160
+                if size >= _REPLY_CHUNK:
+                    transport.reply(query, encode(SyncReply(VERSION, chunk)), number)
+                    chunk, size, number = [], 0, number + 1
+            if chunk:
+                transport.reply(query, encode(SyncReply(VERSION, chunk)), number)
+            self.counters.add("sync_answers")
+        except Exception:
+            self.counters.add("sync_answer_errors")
+            _log.exception("answering a sync query failed")
+        finally:
+            query.drop()
+
+    # -- presence --------------------------------------------------------------------------
+
+    def _on_peer(self, node: str, alive: bool) -> None:
+        self._deliver(lambda: self._peer_changed(node, alive))
+
+    def _peer_changed(self, node: str, alive: bool) -> None:
+        if self._closed:
+            return
+        if alive:
+            with self._lock:
+                known = node in self._peers
+                self._peers[node] = self.clock.now()
+            if self._synced and not known:
+                self._spawn(lambda: self._sync_with(node))  # it may hold what we missed
+            return
+        self._enter()
+        try:
+            self._peers.pop(node, None)
+            now = self.clock.now()
+            lapsed = 0
+            for kind in self.config.lease_kinds:
+                for address in list(self._kinds.get(kind, ())):
+                    entry = self._entries.get(address)
+                    if entry is None:
+                        continue
+                    found = base_of(entry, tombstone(entry, self._lapsed.get(address)))
+                    if found is not None and found[1].signer == node:
+                        self._lapsed[address] = now
+                        self._settle(address, entry, None, local=False)
+                        lapsed += 1
+            self.counters.add("lapsed_leases", lapsed)
+        finally:
+            self._exit()
+
+    def _sync_with(self, node: str) -> None:
+        opened = self._fetch(node)
+        if opened:
+            self._deliver(lambda: self._apply(opened))
+
+    def _spawn(self, target: Callable[[], None]) -> None:
+        def run() -> None:
+            try:
+                target()
+            except Exception:
+                self.counters.add("sync_errors")
+                _log.exception("syncing with a peer failed")
+            finally:
+                self._workers.discard(thread)
+
+        thread = threading.Thread(target=run, name="smesh-mesh-sync", daemon=True)
+        self._workers.add(thread)
+        thread.start()
+
+    # -- introspection ---------------------------------------------------------------------
+
+    def peers(self) -> list[str]:
+        """Node ids of the peers currently present (their liveliness tokens are up)."""
+        with self._lock:
+            return sorted(self._peers)
+
+    def links(self) -> list[PeerLink]:
+        """This node's live zenoh links."""
+        transport = self._transport
+        return transport.links() if transport is not None else []
+
+    def mesh_stats(self) -> MeshStats:
+        """Counters and sizes of this replica."""
+        with self._lock:
+            return MeshStats(
+                node=self.node_id,
+                mesh=self.config.mesh,
+                peers=sorted(self._peers),
+                live=len(self._live),
+                entries=len(self._entries),
+                batches=len(self._batches),
+                late_join_ms=None if self.late_join_ms is None else round(self.late_join_ms, 3),
+                counters=self.counters.snapshot(),
+            )
+
+    def provenance(self, address: str) -> Provenance | None:
+        """The signed operations behind the live signal at ``address``, or None."""
+        with self._lock:
+            signal = self._live.get(address)
+            entry = self._entries.get(address)
+            if signal is None or entry is None:
+                return None
+            cut = tombstone(entry, self._lapsed.get(address))
+            found = base_of(entry, cut)
+            if found is None:
+                return None
+            (origin, created_at, signer), base = found
+            emitter = ProvenanceLink(
+                role="emit", by=origin, node=signer, at=created_at, batch=base.batch
+            )
+            first: dict[str, ProvenanceLink] = {}
+            renewal: ProvenanceLink | None = None
+            for (o, at, s), record in entry.emits.items():
+                if at > cut and o != origin and (o not in first or at < first[o].at):
+                    first[o] = ProvenanceLink(role="emit", by=o, node=s, at=at, batch=record.batch)
+            for (tag, by, at, s), mark in entry.marks.items():
+                if at <= cut:
+                    continue
+                if isinstance(mark.op, ReinforceOp) and by != origin:
+                    if by not in first or at < first[by].at:
+                        first[by] = ProvenanceLink(
+                            role="reinforce", by=by, node=s, at=at, batch=mark.batch
+                        )
+                elif isinstance(mark.op, RenewOp) and at == signal.created_at and s == signer:
+                    renewal = ProvenanceLink(role="renew", by=by, node=s, at=at, batch=mark.batch)
+            return Provenance(
+                address=address,
+                kind=signal.kind,
+                emitter=emitter,
+                reinforcers=[first[r] for r in signal.reinforcers if r in first],
+                renewal=renewal,
+            )
+
+    def verify_provenance(self, address: str) -> bool:
+        """Re-check every signature behind the signal at ``address`` from the retained
+        batches: each link's batch must verify, be signed by the link's node, and carry
+        the link's operation. False if anything is missing or does not check."""
+        self.flush()  # our own operations must be sealed to be checked
+        record = self.provenance(address)
+        if record is None:
+            return False
+        links = [record.emitter, *record.reinforcers]
+        if record.renewal is not None:
+            links.append(record.renewal)
+        for link in links:
+            with self._lock:
+                sealed = self._batches.get(link.batch) if link.batch is not None else None
+            if sealed is None:
+                return False
+            try:
+                batch_id, signer = self.codec.verify(sealed)
+                ops = self.codec.ops(sealed, signer)
+            except DroppedMessage:
+                return False
+            if batch_id != link.batch or signer != link.node:
+                return False
+            if not any(_carries(op, address, link) for op in ops):
+                return False
+        return True
+
+
+def _carries(op: Op, address: str, link: ProvenanceLink) -> bool:
+    if isinstance(op, EmitOp):
+        if link.role != "emit" or op.origin != link.by or op.created_at != link.at:
+            return False
+        try:
+            return signal_of(op).address == address
+        except InvalidSignal:
+            return False
+    role = {ReinforceOp: "reinforce", RenewOp: "renew", WithdrawOp: "withdraw"}[type(op)]
+    return role == link.role and op.address == address and op.by == link.by and op.at == link.at
+
+
+def _after(cut: float, when: float) -> float:
+    """The first float after ``cut`` (and not before ``when``)."""
+    return max(when, math.nextafter(cut, math.inf))

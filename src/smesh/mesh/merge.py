@@ -1,0 +1,220 @@
+"""The replica's merge: a state-based CRDT per signal address, pure and deterministic.
+
+Every replica keeps, per address, the *set* of operations it has seen (emits, reinforcements,
+renewals, withdrawals, each with the node that signed it) and derives the live signal from
+that set alone. Sets merge by union, so the order in which operations arrive and any
+duplicates make no difference: two replicas that have seen the same operations hold the same
+signal, bit for bit. The derivation:
+
+- **Tombstone.** ``T`` is the latest ``at`` of the withdrawals that are *authorized*: made by
+  an origin, signed by the node that emitted under that origin, no earlier than that emit.
+  A withdrawal removes everything at or before ``T``; a later emit starts afresh.
+- **Base.** Among the emits after ``T``, the earliest (then lowest origin, then signer) gives
+  the signal's content and origin. Concurrent emits of the same content by other origins
+  count as reinforcements, as they do in a local :class:`~smesh.field.Field`.
+- **Reinforcers.** The union of those other origins and the reinforcements after ``T``,
+  without the origin, ordered by first time then id; confidence follows from their number.
+- **Age.** ``created_at`` is the maximum over the base's own and its renewals by the same
+  origin and signer (after ``T``).
+
+Expiry is not part of the merge: each replica applies the signal's own decay to
+``created_at``, so replicas agree on it without talking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TypeAlias
+
+import msgspec
+
+from smesh.mesh.wire import EmitOp, Op, ReinforceOp, RenewOp, WithdrawOp, signal_of
+from smesh.signal import Signal
+
+__all__ = ["Entry", "EmitRecord", "MarkRecord", "materialize", "merge_op", "replay"]
+
+REINFORCE, RENEW, WITHDRAW = 2, 3, 4
+_TAGS: dict[type, int] = {ReinforceOp: REINFORCE, RenewOp: RENEW, WithdrawOp: WITHDRAW}
+
+EmitKey: TypeAlias = tuple[str, float, str]  # origin, created_at, signer
+MarkKey: TypeAlias = tuple[int, str, float, str]  # tag, by, at, signer
+
+
+class EmitRecord:
+    """One emit as a replica keeps it: the signal, its signer and its batch (once sealed)."""
+
+    __slots__ = ("batch", "signal", "signer")
+
+    def __init__(self, signal: Signal, signer: str, batch: str | None) -> None:
+        self.signal = signal
+        self.signer = signer
+        self.batch = batch
+
+
+class MarkRecord:
+    """One reinforcement, renewal or withdrawal as a replica keeps it."""
+
+    __slots__ = ("batch", "op")
+
+    def __init__(self, op: ReinforceOp | RenewOp | WithdrawOp, batch: str | None) -> None:
+        self.op = op
+        self.batch = batch
+
+
+def _rank(signal: Signal) -> tuple[float, float, float, int, bytes]:
+    # a total order on the parts an emit's key leaves out, so that two different emits
+    # under one key (a buggy or hostile signer) resolve the same way on every replica
+    return (
+        signal.intensity,
+        signal.confidence,
+        signal.ttl,
+        signal.radius,
+        msgspec.msgpack.encode(signal.decay),
+    )
+
+
+class Entry:
+    """Everything a replica knows about one address."""
+
+    __slots__ = ("emits", "marks")
+
+    def __init__(self) -> None:
+        self.emits: dict[EmitKey, EmitRecord] = {}
+        self.marks: dict[MarkKey, MarkRecord] = {}
+
+    def __len__(self) -> int:
+        return len(self.emits) + len(self.marks)
+
+    def batches(self) -> Iterator[str]:
+        """The ids of the batches this entry's operations came in (sealed ones only)."""
+        for emit in self.emits.values():
+            if emit.batch is not None:
+                yield emit.batch
+        for mark in self.marks.values():
+            if mark.batch is not None:
+                yield mark.batch
+
+    def latest_time(self) -> float:
+        """The latest timestamp of any operation here (a withdrawal must cover them all)."""
+        latest = -float("inf")
+        for _origin, created_at, _signer in self.emits:
+            latest = max(latest, created_at)
+        for _tag, _by, at, _signer in self.marks:
+            latest = max(latest, at)
+        return latest
+
+    def latest(self) -> float:
+        """The latest time any operation here could keep a signal alive until (for GC)."""
+        latest = -float("inf")
+        for emit in self.emits.values():
+            latest = max(latest, emit.signal.created_at + emit.signal.ttl)
+        ttl = max((e.signal.ttl for e in self.emits.values()), default=0.0)
+        for (tag, _by, at, _signer), _ in self.marks.items():
+            latest = max(latest, at + ttl if tag == RENEW else at)
+        return latest
+
+
+def merge_op(
+    entry: Entry, op: Op, signer: str, batch: str | None, signal: Signal | None = None
+) -> EmitRecord | MarkRecord | None:
+    """Add one operation to ``entry``; return its new record, or None if already known.
+
+    Args:
+        entry: the address's state.
+        op: the operation.
+        signer: node id of the node that signed it.
+        batch: id of the batch it came in (None for a local operation not yet sealed).
+        signal: for an emit, the validated signal (built from ``op`` if not given).
+    """
+    if isinstance(op, EmitOp):
+        if signal is None:
+            signal = signal_of(op)
+        key: EmitKey = (signal.origin, signal.created_at, signer)
+        known = entry.emits.get(key)
+        if known is not None and _rank(known.signal) <= _rank(signal):
+            return None
+        record = EmitRecord(signal, signer, batch)
+        entry.emits[key] = record
+        return record
+    mark_key: MarkKey = (_TAGS[type(op)], op.by, op.at, signer)
+    if mark_key in entry.marks:
+        return None
+    mark = MarkRecord(op, batch)
+    entry.marks[mark_key] = mark
+    return mark
+
+
+def tombstone(entry: Entry, lapsed: float | None = None) -> float:
+    """The time up to which ``entry`` is withdrawn (``-inf`` if never); ``lapsed`` adds a
+    local tombstone (a departed node's lease)."""
+    cut = -float("inf") if lapsed is None else lapsed
+    for (tag, by, at, signer), _ in entry.marks.items():
+        if tag != WITHDRAW or at <= cut:
+            continue
+        # authorized: the withdrawer emitted under this origin, with this key, no later
+        for origin, created_at, emitter in entry.emits:
+            if origin == by and emitter == signer and created_at <= at:
+                cut = at
+                break
+    return cut
+
+
+def base_of(entry: Entry, cut: float) -> tuple[EmitKey, EmitRecord] | None:
+    """The emit that gives the live signal its content, or None if nothing is live."""
+    best: tuple[float, str, str] | None = None
+    found: tuple[EmitKey, EmitRecord] | None = None
+    for key, record in entry.emits.items():
+        origin, created_at, signer = key
+        if created_at <= cut:
+            continue
+        rank = (created_at, origin, signer)
+        if best is None or rank < best:
+            best, found = rank, (key, record)
+    return found
+
+
+def materialize(entry: Entry, lapsed: float | None = None) -> Signal | None:
+    """The live signal that ``entry``'s operations imply (ignoring expiry), or None.
+
+    Args:
+        entry: the address's state.
+        lapsed: a local tombstone time (leases of a node that left the mesh).
+    """
+    if lapsed is None and not entry.marks and len(entry.emits) == 1:
+        return next(iter(entry.emits.values())).signal  # the common case: emitted, untouched
+    cut = tombstone(entry, lapsed)
+    found = base_of(entry, cut)
+    if found is None:
+        return None
+    (origin, created_at, signer), base = found
+    first: dict[str, float] = {}
+    for other_origin, other_at, _ in entry.emits:
+        if other_at > cut and other_origin != origin:
+            if other_at < first.get(other_origin, float("inf")):
+                first[other_origin] = other_at
+    created = created_at
+    for tag, by, at, mark_signer in entry.marks:
+        if at <= cut:
+            continue
+        if tag == REINFORCE and by != origin:
+            if at < first.get(by, float("inf")):
+                first[by] = at
+        elif tag == RENEW and by == origin and mark_signer == signer and at > created:
+            created = at
+    signal = base.signal
+    for by in sorted(first, key=lambda node: (first[node], node)):
+        signal = signal.reinforced(by)
+    if created != signal.created_at:
+        signal = msgspec.structs.replace(signal, created_at=created)
+    return signal
+
+
+def replay(ops: Iterable[tuple[Op, str]], lapsed: float | None = None) -> Signal | None:
+    """Merge ``(operation, signer)`` pairs into a fresh entry and materialize it.
+
+    The reference for the merge's properties: any order, any duplicates, same result.
+    """
+    entry = Entry()
+    for op, signer in ops:
+        merge_op(entry, op, signer, None)
+    return materialize(entry, lapsed)
