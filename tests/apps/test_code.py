@@ -26,8 +26,12 @@ INTERFACES = {
 }
 GOOD = {
     "counting": "def word_count(text: str) -> int:\n    return len(text.split())\n",
-    "longest": "def longest_word(text: str) -> str:\n    return max(text.split(), key=len, default='')\n",
-    "vowels": "def vowel_count(text: str) -> int:\n    return sum(c in 'aeiou' for c in text.lower())\n",
+    "longest": (
+        "def longest_word(text: str) -> str:\n    return max(text.split(), key=len, default='')\n"
+    ),
+    "vowels": (
+        "def vowel_count(text: str) -> int:\n    return sum(c in 'aeiou' for c in text.lower())\n"
+    ),
 }
 BAD = {
     "counting": "def word_count(text: str) -> int:\n    return 0\n",
