@@ -274,12 +274,17 @@ class MeshField(Field):
             ):
                 return live  # a local field would count nothing either
             entry = self._entries.get(address)
-            if entry is not None:
-                cut = tombstone(entry, self._lapsed.get(address))
-                if signal.created_at <= cut:  # a re-emit must come after its withdrawal
-                    signal = msgspec.structs.replace(
-                        signal, created_at=_after(cut, signal.created_at)
-                    )
+            if entry is None:  # the common case: a new address, nothing to merge
+                op = emit_op(signal)
+                record = EmitRecord(signal, self.node_id, None)
+                self._entries[address] = Entry(record)
+                self._outbox.append(op)
+                self._unsealed.append(record)
+                self._insert(signal, local=True)
+                return signal
+            cut = tombstone(entry, self._lapsed.get(address))
+            if signal.created_at <= cut:  # a re-emit must come after its withdrawal
+                signal = msgspec.structs.replace(signal, created_at=_after(cut, signal.created_at))
             self._local(address, emit_op(signal), signal, signal.origin)
             current = self._live.get(address)
             return current if current is not None else signal
@@ -433,15 +438,7 @@ class MeshField(Field):
                 self._notify("expire", old, None, local)
             return
         if old is None:
-            self._live[address] = new
-            kinds = self._kinds.get(new.kind)
-            if kinds is None:
-                self._kinds[new.kind] = {address: None}
-            else:
-                kinds[address] = None
-            self._schedule(new.created_at + self._expiry_age(new), address)
-            self._emitted += 1
-            self._notify("emit", new, new.origin, local)
+            self._insert(new, local=local)
             return
         if new == old:
             return
@@ -460,6 +457,20 @@ class MeshField(Field):
                 told = True
         if not told:  # the content changed hands (an earlier concurrent emit arrived)
             self._notify("reinforce", new, by, local)
+
+    def _insert(self, signal: Signal, *, local: bool) -> None:
+        """Add a signal that is not live yet (as :meth:`Field.emit` does)."""
+        address = signal.address
+        self._live[address] = signal
+        kinds = self._kinds.get(signal.kind)
+        if kinds is None:
+            self._kinds[signal.kind] = {address: None}
+        else:
+            kinds[address] = None
+        self._schedule(signal.created_at + self._expiry_age(signal), address)
+        self._emitted += 1
+        if self._subscribers:
+            self._notify("emit", signal, signal.origin, local)
 
     def _withdrawn_now(self, entry: Entry, address: str, old: Signal) -> bool:
         lapsed = self._lapsed.get(address)
@@ -609,10 +620,16 @@ class MeshField(Field):
                 if signal.created_at > horizon:
                     self.counters.add("dropped_skew")
                     return False
-                if signal.expires_at() <= now:
+                if signal.created_at + self._expiry_age(signal) <= now:
                     self.counters.add("stale_ops")  # expired in flight: nothing to do
                     return False
                 address = signal.address
+                if address not in self._entries:  # the common case: a new signal
+                    record = EmitRecord(signal, opened.signer, opened.batch_id)
+                    self._entries[address] = Entry(record)
+                    if address not in self._live:
+                        self._insert(signal, local=False)
+                    return True
             else:
                 check_mark(op)
                 if op.at > horizon:
@@ -781,7 +798,7 @@ class MeshField(Field):
             for (o, at, s), record in entry.emits.items():
                 if at > cut and o != origin and (o not in first or at < first[o].at):
                     first[o] = ProvenanceLink(role="emit", by=o, node=s, at=at, batch=record.batch)
-            for (tag, by, at, s), mark in entry.marks.items():
+            for (_tag, by, at, s), mark in entry.marks.items():
                 if at <= cut:
                     continue
                 if isinstance(mark.op, ReinforceOp) and by != origin:

@@ -31,9 +31,10 @@ import msgspec
 from smesh.mesh.wire import EmitOp, Op, ReinforceOp, RenewOp, WithdrawOp, signal_of
 from smesh.signal import Signal
 
-__all__ = ["Entry", "EmitRecord", "MarkRecord", "materialize", "merge_op", "replay"]
+__all__ = ["EmitRecord", "Entry", "MarkRecord", "materialize", "merge_op", "replay"]
 
 REINFORCE, RENEW, WITHDRAW = 2, 3, 4
+_INF = float("inf")
 _TAGS: dict[type, int] = {ReinforceOp: REINFORCE, RenewOp: RENEW, WithdrawOp: WITHDRAW}
 
 EmitKey: TypeAlias = tuple[str, float, str]  # origin, created_at, signer
@@ -78,9 +79,12 @@ class Entry:
 
     __slots__ = ("emits", "marks")
 
-    def __init__(self) -> None:
+    def __init__(self, first: EmitRecord | None = None) -> None:
         self.emits: dict[EmitKey, EmitRecord] = {}
         self.marks: dict[MarkKey, MarkRecord] = {}
+        if first is not None:
+            signal = first.signal
+            self.emits[(signal.origin, signal.created_at, first.signer)] = first
 
     def __len__(self) -> int:
         return len(self.emits) + len(self.marks)
@@ -189,9 +193,8 @@ def materialize(entry: Entry, lapsed: float | None = None) -> Signal | None:
     (origin, created_at, signer), base = found
     first: dict[str, float] = {}
     for other_origin, other_at, _ in entry.emits:
-        if other_at > cut and other_origin != origin:
-            if other_at < first.get(other_origin, float("inf")):
-                first[other_origin] = other_at
+        if other_at > cut and other_origin != origin and other_at < first.get(other_origin, _INF):
+            first[other_origin] = other_at
     created = created_at
     for tag, by, at, mark_signer in entry.marks:
         if at <= cut:

@@ -21,6 +21,7 @@ to the callbacks it was given (see :class:`smesh.mesh.field.MeshField` for the b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -38,7 +39,7 @@ __all__ = ["MeshConfig", "PeerLink", "Transport", "zenoh_config"]
 
 _MESH_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _LOG_ONCE = threading.Lock()
-_log_ready = False
+_LOG_READY: list[bool] = []  # non-empty once zenoh's logging is set up
 
 
 class MeshConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -46,7 +47,9 @@ class MeshConfig(msgspec.Struct, frozen=True, kw_only=True):
 
     Attributes:
         mesh: the mesh name; nodes of different meshes ignore each other.
-        listen: zenoh endpoints to accept peers on, e.g. ``tcp/127.0.0.1:7447``.
+        listen: zenoh endpoints to accept peers on, e.g. ``tcp/127.0.0.1:7447`` (port 0: any
+            free port). A peer that listens nowhere cannot be reached by the peers it
+            learns of by gossip; zenoh's default is every interface on a free port.
         connect: endpoints of peers to connect to.
         tls: this node's TLS credentials; with them, use ``tls/`` endpoints.
         allow: certificate common names allowed to exchange data (empty: any certificate
@@ -112,11 +115,13 @@ def zenoh_config(config: MeshConfig) -> zenoh.Config:
     """The zenoh session config for ``config`` (peer mode)."""
     zc = zenoh.Config()
     zc.insert_json5("mode", '"peer"')
-    zc.insert_json5("listen/endpoints", json.dumps(list(config.listen)))
+    if config.listen:  # otherwise zenoh's default: any interface, a free port
+        zc.insert_json5("listen/endpoints", json.dumps(list(config.listen)))
     zc.insert_json5("connect/endpoints", json.dumps(list(config.connect)))
     zc.insert_json5("scouting/multicast/enabled", json.dumps(config.multicast))
-    # the whole batch must fit in zenoh's defragmentation buffer
-    zc.insert_json5("transport/link/rx/max_message_size", str(config.max_message_bytes + 4096))
+    # zenoh reassembles messages up to this size; twice our own limit, so that an oversized
+    # message still reaches us and is counted rather than vanishing inside zenoh
+    zc.insert_json5("transport/link/rx/max_message_size", str(2 * config.max_message_bytes))
     if config.tls is not None:
         tls = config.tls
         zc.insert_json5(
@@ -159,11 +164,10 @@ def zenoh_config(config: MeshConfig) -> zenoh.Config:
 
 
 def _init_logging() -> None:
-    global _log_ready
     with _LOG_ONCE:
-        if not _log_ready:
+        if not _LOG_READY:
             zenoh.init_log_from_env_or("error")
-            _log_ready = True
+            _LOG_READY.append(True)
 
 
 class Transport:
@@ -212,7 +216,9 @@ class Transport:
         try:
             session = zenoh.open(zenoh_config(self.config))
         except zenoh.ZError as exc:
-            raise TransportError(f"cannot open the mesh session: {exc}", node=self.node_id) from None
+            raise TransportError(
+                f"cannot open the mesh session: {exc}", node=self.node_id
+            ) from None
         self._session = session
         root = self._root
         self._publisher = session.declare_publisher(
@@ -234,9 +240,7 @@ class Transport:
                 f"{root}/ops/*", on_sample, allowed_origin=zenoh.Locality.REMOTE
             ),
             session.declare_queryable(f"{root}/sync/{self.node_id}", self._on_query),
-            session.liveliness().declare_subscriber(
-                f"{root}/peers/*", on_liveliness, history=True
-            ),
+            session.liveliness().declare_subscriber(f"{root}/peers/*", on_liveliness, history=True),
         ]
 
     def announce(self) -> None:
@@ -291,14 +295,10 @@ class Transport:
             return
         entities, self._entities = self._entities, []
         for entity in reversed(entities):
-            try:
+            with contextlib.suppress(zenoh.ZError):  # already gone with its session
                 entity.undeclare()
-            except zenoh.ZError:
-                pass  # already gone with its session
         publisher, self._publisher = self._publisher, None
         if publisher is not None:
-            try:
+            with contextlib.suppress(zenoh.ZError):
                 publisher.undeclare()
-            except zenoh.ZError:
-                pass
         session.close()
