@@ -2,7 +2,7 @@
 
 Each action carries the signals that triggered it (addresses, intensities, trust), so
 ``smesh trace`` can answer "why did agent X do Y". A crashed run resumes from the journal:
-the durable facts (tasks, results, votes, feedback, decisions) are replayed into a fresh
+the durable facts (tasks, results, votes, checks, feedback, decisions) are replayed into a fresh
 field, and accepted work is not redone. Leases are not replayed; they belonged to
 processes that are gone.
 
@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS actions (
 CREATE INDEX IF NOT EXISTS events_run ON events (run_id, seq);
 CREATE INDEX IF NOT EXISTS actions_run ON actions (run_id, task_id, seq);
 """
-_REPLAYED_KINDS = frozenset({"task", "result", "vote", "feedback", "decision"})
+_REPLAYED_KINDS = frozenset({"task", "result", "vote", "check", "feedback", "decision"})
 
 _encode = msgspec.msgpack.Encoder().encode
 
