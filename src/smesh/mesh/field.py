@@ -45,9 +45,9 @@ from smesh.mesh.merge import (
     EmitRecord,
     Entry,
     MarkRecord,
-    base_of,
     materialize,
     merge_op,
+    resolve,
     tombstone,
 )
 from smesh.mesh.replica import Counters, MeshStats, Provenance, ProvenanceLink, ReplayGuard
@@ -221,8 +221,10 @@ class MeshField(Field):
         outer = self._depth == 0
         pending = len(self._outbox)
         self._lock.release()
-        if outer and pending and not self._batching:
-            if pending >= self.config.max_batch or self._loop is None:
+        if outer and pending >= self.config.max_batch:
+            self.flush()  # a full batch goes out at once, even inside batch()
+        elif outer and pending and not self._batching:
+            if self._loop is None:
                 self.flush()
             elif not self._flush_scheduled:
                 self._flush_scheduled = True
@@ -282,7 +284,7 @@ class MeshField(Field):
                 self._unsealed.append(record)
                 self._insert(signal, local=True)
                 return signal
-            cut = tombstone(entry, self._lapsed.get(address))
+            cut = resolve(entry, self._lapsed.get(address), self.clock.now()).cut
             if signal.created_at <= cut:  # a re-emit must come after its withdrawal
                 signal = msgspec.structs.replace(signal, created_at=_after(cut, signal.created_at))
             self._local(address, emit_op(signal), signal, signal.origin)
@@ -323,9 +325,9 @@ class MeshField(Field):
                 signal=address,
             )
         entry = self._entries[address]
-        found = base_of(entry, tombstone(entry, self._lapsed.get(address)))
-        if found is None or found[1].signer != self.node_id:
-            signer = found[1].signer if found is not None else "?"
+        state = resolve(entry, self._lapsed.get(address), self.clock.now())
+        if state.record is None or state.record.signer != self.node_id:
+            signer = state.record.signer if state.record is not None else "?"
             raise NotPermitted(
                 f"only node {signer}, which emitted it, may {action} this signal",
                 node=self.node_id,
@@ -420,8 +422,8 @@ class MeshField(Field):
 
     def _settle(self, address: str, entry: Entry, by: str | None, *, local: bool) -> None:
         """Bring ``_live[address]`` in line with the entry and publish what changed."""
-        new = materialize(entry, self._lapsed.get(address))
         now = self.clock.now()
+        new = materialize(entry, self._lapsed.get(address), now)
         if new is not None and new.is_expired(now):
             new = None
         old = self._live.get(address)
@@ -603,7 +605,13 @@ class MeshField(Field):
             for opened in batches:
                 kept = False
                 for op in opened.ops:
-                    if self._merge_remote(op, opened, now, horizon):
+                    try:
+                        merged = self._merge_remote(op, opened, now, horizon)
+                    except Exception:  # whatever a signer sent, the replica stays up
+                        self.counters.add("dropped_error")
+                        _log.exception("unexpected error merging an operation")
+                        continue
+                    if merged:
                         kept = True
                         applied += 1
                 if kept:
@@ -636,7 +644,7 @@ class MeshField(Field):
                     self.counters.add("dropped_skew")
                     return False
                 address = op.address
-        except InvalidSignal:
+        except (InvalidSignal, RecursionError):
             self.counters.add("dropped_invalid_op")
             return False
         entry = self._entries.get(address)
@@ -724,8 +732,8 @@ class MeshField(Field):
                     entry = self._entries.get(address)
                     if entry is None:
                         continue
-                    found = base_of(entry, tombstone(entry, self._lapsed.get(address)))
-                    if found is not None and found[1].signer == node:
+                    state = resolve(entry, self._lapsed.get(address), now)
+                    if state.record is not None and state.record.signer == node:
                         self._lapsed[address] = now
                         self._settle(address, entry, None, local=False)
                         lapsed += 1
@@ -785,11 +793,10 @@ class MeshField(Field):
             entry = self._entries.get(address)
             if signal is None or entry is None:
                 return None
-            cut = tombstone(entry, self._lapsed.get(address))
-            found = base_of(entry, cut)
-            if found is None:
+            state = resolve(entry, self._lapsed.get(address), self.clock.now())
+            if state.base is None or state.record is None:
                 return None
-            (origin, created_at, signer), base = found
+            (origin, created_at, signer), base, cut = state.base, state.record, state.cut
             emitter = ProvenanceLink(
                 role="emit", by=origin, node=signer, at=created_at, batch=base.batch
             )

@@ -31,7 +31,16 @@ import msgspec
 from smesh.mesh.wire import EmitOp, Op, ReinforceOp, RenewOp, WithdrawOp, signal_of
 from smesh.signal import Signal
 
-__all__ = ["EmitRecord", "Entry", "MarkRecord", "materialize", "merge_op", "replay"]
+__all__ = [
+    "EmitRecord",
+    "Entry",
+    "MarkRecord",
+    "Resolved",
+    "materialize",
+    "merge_op",
+    "replay",
+    "resolve",
+]
 
 REINFORCE, RENEW, WITHDRAW = 2, 3, 4
 _INF = float("inf")
@@ -164,7 +173,7 @@ def tombstone(entry: Entry, lapsed: float | None = None) -> float:
 
 
 def base_of(entry: Entry, cut: float) -> tuple[EmitKey, EmitRecord] | None:
-    """The emit that gives the live signal its content, or None if nothing is live."""
+    """The earliest emit after ``cut`` (it gives the signal its content), or None."""
     best: tuple[float, str, str] | None = None
     found: tuple[EmitKey, EmitRecord] | None = None
     for key, record in entry.emits.items():
@@ -177,42 +186,92 @@ def base_of(entry: Entry, cut: float) -> tuple[EmitKey, EmitRecord] | None:
     return found
 
 
-def materialize(entry: Entry, lapsed: float | None = None) -> Signal | None:
-    """The live signal that ``entry``'s operations imply (ignoring expiry), or None.
+def _renewed(entry: Entry, key: EmitKey, cut: float) -> float:
+    origin, created, signer = key
+    for tag, by, at, mark_signer in entry.marks:
+        if tag == RENEW and at > created and at > cut and by == origin and mark_signer == signer:
+            created = at
+    return created
+
+
+class Resolved(msgspec.Struct, frozen=True):
+    """Where an entry stands: the cut below which everything is dead, and the live base.
+
+    Attributes:
+        cut: operations at or before this time belong to dead incarnations.
+        base: the key of the emit that gives the live signal its content (None: not live).
+        record: that emit.
+        created: the live signal's ``created_at`` (after renewals).
+    """
+
+    cut: float
+    base: EmitKey | None = None
+    record: EmitRecord | None = None
+    created: float = 0.0
+
+
+def resolve(entry: Entry, lapsed: float | None = None, now: float | None = None) -> Resolved:
+    """Find the live incarnation of ``entry``.
+
+    With ``now``, an incarnation whose own decay has run out by ``now`` is dead like a
+    withdrawn one, and so is everything that happened to it: a later emit starts afresh,
+    as it does in a local field once the old signal has expired.
+    """
+    cut = tombstone(entry, lapsed)
+    while True:
+        found = base_of(entry, cut)
+        if found is None:
+            return Resolved(cut)
+        key, record = found
+        created = _renewed(entry, key, cut)
+        if now is not None:
+            signal = record.signal
+            end = created + signal.decay.expiry_age(signal.intensity, signal.ttl)
+            if end <= now:
+                cut = end  # died of old age: what came before died with it
+                continue
+        return Resolved(cut, key, record, created)
+
+
+def materialize(
+    entry: Entry, lapsed: float | None = None, now: float | None = None
+) -> Signal | None:
+    """The live signal that ``entry``'s operations imply, or None.
 
     Args:
         entry: the address's state.
         lapsed: a local tombstone time (leases of a node that left the mesh).
+        now: if given, incarnations that have expired by then are dead (see
+            :func:`resolve`); without it the result ignores time altogether.
     """
     if lapsed is None and not entry.marks and len(entry.emits) == 1:
-        return next(iter(entry.emits.values())).signal  # the common case: emitted, untouched
-    cut = tombstone(entry, lapsed)
-    found = base_of(entry, cut)
-    if found is None:
+        signal = next(iter(entry.emits.values())).signal  # the common case: untouched
+        if now is None or signal.expires_at() > now:
+            return signal
         return None
-    (origin, created_at, signer), base = found
+    state = resolve(entry, lapsed, now)
+    if state.base is None or state.record is None:
+        return None
+    origin = state.base[0]
+    cut = state.cut
     first: dict[str, float] = {}
     for other_origin, other_at, _ in entry.emits:
         if other_at > cut and other_origin != origin and other_at < first.get(other_origin, _INF):
             first[other_origin] = other_at
-    created = created_at
-    for tag, by, at, mark_signer in entry.marks:
-        if at <= cut:
-            continue
-        if tag == REINFORCE and by != origin:
-            if at < first.get(by, float("inf")):
-                first[by] = at
-        elif tag == RENEW and by == origin and mark_signer == signer and at > created:
-            created = at
-    signal = base.signal
+    for tag, by, at, _signer in entry.marks:
+        if tag == REINFORCE and at > cut and by != origin and at < first.get(by, _INF):
+            first[by] = at
+    signal = state.record.signal
     for by in sorted(first, key=lambda node: (first[node], node)):
         signal = signal.reinforced(by)
-    if created != signal.created_at:
-        signal = msgspec.structs.replace(signal, created_at=created)
+    if state.created != signal.created_at:
+        signal = msgspec.structs.replace(signal, created_at=state.created)
     return signal
 
 
-def replay(ops: Iterable[tuple[Op, str]], lapsed: float | None = None) -> Signal | None:
+def replay(
+    ops: Iterable[tuple[Op, str]], lapsed: float | None = None, now: float | None = None
+) -> Signal | None:
     """Merge ``(operation, signer)`` pairs into a fresh entry and materialize it.
 
     The reference for the merge's properties: any order, any duplicates, same result.
@@ -220,4 +279,4 @@ def replay(ops: Iterable[tuple[Op, str]], lapsed: float | None = None) -> Signal
     entry = Entry()
     for op, signer in ops:
         merge_op(entry, op, signer, None)
-    return materialize(entry, lapsed)
+    return materialize(entry, lapsed, now)

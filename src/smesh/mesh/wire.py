@@ -192,7 +192,7 @@ def seal(identity: Identity, mesh: str, epoch: int, seq: int, ops: list[Op]) -> 
     """
     try:
         body = _encode_ops(ops)
-    except (TypeError, msgspec.EncodeError) as exc:
+    except (TypeError, OverflowError, msgspec.EncodeError) as exc:
         raise InvalidSignal(f"signal payload must be JSON-compatible: {exc}") from None
     message = _signed_message(mesh.encode(), identity.public_key, epoch, seq, body)
     return Sealed(
@@ -291,7 +291,7 @@ class Codec:
             raise DroppedMessage("oversize", f"message of {len(data)} bytes dropped")
         try:
             sealed = _decode_sealed(data)
-        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError, RecursionError) as exc:
             raise DroppedMessage("malformed", f"malformed batch: {exc}") from None
         return sealed
 
@@ -305,7 +305,7 @@ class Codec:
             raise DroppedMessage("oversize", f"sync reply of {len(data)} bytes dropped")
         try:
             reply = _decode_reply(data)
-        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError, RecursionError) as exc:
             raise DroppedMessage("malformed", f"malformed sync reply: {exc}") from None
         if reply.v != VERSION:
             raise DroppedMessage("version", f"sync reply of version {reply.v} dropped")
