@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _coders import Team
 from _oracle import ISSUES, SAMPLES, Oracle
-from test_code import Team
 
 from smesh.backends import register_backend
 from smesh.cli import main

@@ -309,18 +309,23 @@ class ScanAgent(_Reporter):
             data["path"], data["language"], int(data["start_line"]), int(data["end_line"])
         )
         lens = self.lens
+        cwe = f'"cwe": {lens.cwes[0]}, ' if lens.cwes else ""
         cwe_hint = (
-            f' Give each the "cwe" number that fits: {", ".join(map(str, lens.cwes))}.'
+            f' and the "cwe" number that fits ({", ".join(map(str, lens.cwes))})'
             if lens.cwes
             else ""
         )
+        # Small models take any "reply [] if none" exit they are offered, so none is.
         prompt = (
+            f"Find {lens.focus} in this {chunk.language} code.\n\n"
             f"File {chunk.path} ({chunk.language}), lines {chunk.start_line}-{chunk.end_line}:"
-            f"\n\n{numbered(chunk)}\n\n"
-            f"Look only for {lens.focus}. Report at most 5 real problems of that kind, each "
-            'with its line number, the offending "code" copied from that line, a severity '
-            "(low, medium or high) and a one-sentence message." + cwe_hint + " If there are "
-            'none, reply {"findings": []}.'
+            f"\n{numbered(chunk)}\n\n"
+            'List each problem (at most 5) with its line number, the offending "code" copied '
+            'from that line, a severity (low, medium or high), a one-sentence "message"'
+            + cwe_hint
+            + '. Answer as JSON: {"findings": [{'
+            + cwe
+            + '"line": 7, "code": "...", "severity": "high", "message": "..."}]}'
         )
         response = await self.ask(prompt, json_schema=_finding_schema(lens))
         items: list[dict[str, Any]] = []
