@@ -638,7 +638,12 @@ class Agent:
         future = rt.board.wait_decision(spec.task_id)
         try:
             async with asyncio.timeout(spec.verify.timeout_s):
-                await future
+                while not future.done():
+                    await asyncio.wait({future}, timeout=settings.poll_s)
+                    if not future.done():
+                        # over a mesh, a vote can arrive after its voter tallied what it
+                        # saw; nobody else would look again, so the worker re-tallies
+                        self._try_decide(task, attempt)
         except TimeoutError:
             if attempt not in task.decisions and not task.final:
                 rt.record(
