@@ -35,6 +35,10 @@ def _register() -> None:
 
     for module in (status, sim, bench, agents, compare, trace, review, swarm, code_cmd):
         cli.add_command(module.command)
+    from smesh.cli import mesh
+
+    cli.add_command(mesh.command)
+    cli.add_command(mesh.node_command)
 
 
 def _error(message: str, code: int) -> int:

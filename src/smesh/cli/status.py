@@ -55,8 +55,22 @@ def _probe_backends() -> dict[str, Any] | None:
     return result
 
 
-def collect_status() -> dict[str, Any]:
-    """Everything ``smesh status`` reports, as plain data."""
+def _probe_mesh(connect: str | None) -> dict[str, Any] | None:
+    # only when the mesh extra imports; it contacts a peer only when asked to
+    try:
+        mesh_status = importlib.import_module("smesh.mesh.status")
+    except ImportError:
+        return None
+    result: dict[str, Any] = mesh_status.mesh_status(connect)
+    return result
+
+
+def collect_status(mesh: str | None = None) -> dict[str, Any]:
+    """Everything ``smesh status`` reports, as plain data.
+
+    Args:
+        mesh: endpoint of a running mesh peer whose view of the mesh peers to report.
+    """
     report: dict[str, Any] = {
         "version": __version__,
         "python": platform.python_version(),
@@ -68,14 +82,24 @@ def collect_status() -> dict[str, Any]:
     backends = _probe_backends()
     if backends is not None:
         report["backends"] = backends
+    mesh_report = _probe_mesh(mesh)
+    if mesh_report is not None:
+        report["mesh"] = mesh_report
     return report
 
 
 @click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-def command(as_json: bool) -> None:
+@click.option(
+    "--mesh",
+    "mesh",
+    metavar="ENDPOINT",
+    envvar="SMESH_MESH",
+    help="List the mesh peers seen by the peer at ENDPOINT (e.g. tcp/127.0.0.1:7447).",
+)
+def command(as_json: bool, mesh: str | None) -> None:
     """Show the version, Python, and which optional parts are installed and work."""
-    report = collect_status()
+    report = collect_status(mesh)
     if as_json:
         print_json(report)
         return
@@ -112,3 +136,16 @@ def command(as_json: bool) -> None:
                 str(info.get("detail", "")),
             )
         console.print(btable)
+    mesh_info = report.get("mesh")
+    if mesh_info:
+        peers = mesh_info.get("peers")
+        line = f"mesh: zenoh {mesh_info['zenoh']} · cryptography {mesh_info['cryptography']}"
+        if mesh_info.get("error"):
+            line += f" · [red]{mesh_info['error']}[/red]"
+        elif peers is None:
+            line += " · peers: pass --mesh ENDPOINT of a running node"
+        else:
+            line += f" · {len(peers)} peer(s) seen from {mesh_info['connect']}"
+        console.print(line)
+        for peer in peers or ():
+            console.print(f"  {peer['mesh']}/{peer['node']}")

@@ -1,0 +1,192 @@
+"""``smesh node``: one mesh peer that hosts some of the demo's agents.
+
+Each process holds a full replica of the field and runs its own agents through an ordinary
+:class:`~smesh.agents.Team`; agents in different processes coordinate through the shared
+field alone (bids, leases, results, votes, decisions), exactly as they do in one process.
+One node posts the demo's tasks (``post=True``); every node stops once all the tasks it knows
+of are accepted or failed.
+
+Three processes, for example (see ``docs/mesh.md``)::
+
+    smesh node --listen tcp/127.0.0.1:7447 --agents coder,tester --post --wait-peers 2
+    smesh node --listen tcp/127.0.0.1:7448 --connect tcp/127.0.0.1:7447 --agents reviewer,checker
+    smesh node --listen tcp/127.0.0.1:7449 --connect tcp/127.0.0.1:7447 --agents analyst,writer
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from smesh.agents import Budget, RunReport, Settings, Team
+from smesh.errors import UsageError
+from smesh.mesh.field import MeshField
+from smesh.mesh.identity import Identity
+from smesh.mesh.replica import MeshStats
+from smesh.mesh.transport import MeshConfig
+
+if TYPE_CHECKING:
+    from smesh.agents import Agent
+    from smesh.backends.base import Backend
+
+__all__ = ["NodeOptions", "NodeReport", "parse_agents", "run_node"]
+
+
+class NodeOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """What one node does.
+
+    Attributes:
+        config: how it joins the mesh.
+        key: a file with its Ed25519 key (created if missing); None: the TLS key, or a
+            fresh one per run.
+        agents: the ids of the demo agents it hosts (see :func:`parse_agents`).
+        roster: how many LLM agents the demo roster has.
+        backend: the backend of its LLM agents (``scripted`` needs no model).
+        post: post the demo's tasks.
+        wait_peers: peers to wait for before posting or working.
+        wait_s: how long to wait for them.
+        max_seconds: a hard wall-time budget.
+        max_calls: a hard budget on LLM calls.
+        idle_timeout_s: stop when nothing happens for this long.
+        seed: base seed of the agents' RNGs.
+    """
+
+    config: MeshConfig
+    key: Path | None = None
+    agents: tuple[str, ...] = ()
+    roster: int = 4
+    backend: str = "scripted"
+    post: bool = False
+    wait_peers: int = 0
+    wait_s: float = 30.0
+    max_seconds: float = 170.0
+    max_calls: int = 200
+    idle_timeout_s: float = 60.0
+    seed: int = 0
+
+
+class NodeReport(msgspec.Struct, frozen=True, kw_only=True):
+    """How a node's run ended: the team's report and the node's mesh counters."""
+
+    node: str
+    agents: list[str]
+    run: RunReport | None
+    mesh: MeshStats
+
+
+def parse_agents(spec: str, *, roster: int = 4) -> tuple[str, ...]:
+    """``"coder,tester"`` → the ids of the demo agents to host.
+
+    The roster is the demo's: ``roster`` LLM agents cycling through coder, reviewer,
+    analyst and writer (named by role up to 4, ``coder-1``, ``coder-2``... beyond), plus the
+    ``tester`` and ``checker`` tools. Give each agent to one node only.
+
+    Raises:
+        UsageError: an id not on the roster, or one named twice.
+    """
+    known = _roster_ids(roster)
+    ids = tuple(filter(None, (part.strip() for part in spec.split(","))))
+    for agent_id in ids:
+        if agent_id not in known:
+            raise UsageError(f"no agent {agent_id!r} on the roster (known: {', '.join(known)})")
+    if len(set(ids)) != len(ids):
+        raise UsageError("an agent can be hosted once")
+    return ids
+
+
+def _roster_ids(roster: int) -> list[str]:
+    from smesh.apps.demo import ROLES
+
+    roles = list(ROLES)
+    if roster <= len(roles):
+        llm = roles[:roster]
+    else:
+        llm = [f"{roles[i % len(roles)]}-{i // len(roles) + 1}" for i in range(roster)]
+    return [*llm, "tester", "checker"]
+
+
+def _agents(backend: Backend, wanted: Sequence[str], roster: int) -> list[Agent]:
+    from smesh.apps.demo import demo_agents
+
+    everyone = {agent.id: agent for agent in demo_agents(backend, count=roster)}
+    return [everyone[agent_id] for agent_id in wanted]
+
+
+def _backend(spec: str) -> Backend:
+    if spec == "scripted":
+        from smesh.apps.demo_script import demo_script_backend
+
+        return demo_script_backend()
+    from smesh.backends import resolve_backend
+
+    return resolve_backend(spec)
+
+
+def _identity(options: NodeOptions) -> Identity:
+    if options.key is not None:
+        return Identity.load_or_create(options.key)
+    if options.config.tls is not None:
+        return Identity.load(options.config.tls.key)  # one key: TLS peer and signer
+    return Identity.generate()
+
+
+async def run_node(
+    options: NodeOptions, *, on_ready: Callable[[MeshField], None] | None = None
+) -> NodeReport:
+    """Join the mesh, run this node's agents until the work is done, leave.
+
+    Args:
+        options: what to run.
+        on_ready: called once the node has joined (e.g. to print its id).
+    """
+    from smesh.apps.demo import demo_tasks
+    from smesh.backends.base import aclose_backend
+
+    backend = _backend(options.backend)
+    field = MeshField(options.config, identity=_identity(options))
+    try:
+        await field.astart()
+        if on_ready is not None:
+            on_ready(field)
+        if options.wait_peers:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(options.wait_s):
+                    while len(field.peers()) < options.wait_peers:
+                        await asyncio.sleep(0.05)
+        agents = _agents(backend, options.agents, options.roster)
+        run: RunReport | None = None
+        if agents or options.post:
+            start = getattr(backend, "start", None)
+            if agents and start is not None:
+                await start()
+            team = Team(
+                agents,
+                field=field,
+                # bids must cross the network before they are resolved
+                settings=Settings(
+                    lease_s=30.0,
+                    claim_settle_s=0.3,
+                    poll_s=1.0,
+                    work_timeout_s=120.0,
+                    idle_timeout_s=options.idle_timeout_s,
+                ),
+                budget=Budget(calls=options.max_calls, wall_s=options.max_seconds),
+                seed=options.seed,
+                poster=f"poster-{field.node_id[:8]}",
+            )
+            run = await team.run(demo_tasks() if options.post else ())
+            await asyncio.sleep(0.2)  # let the last decisions reach the peers
+        return NodeReport(
+            node=field.node_id,
+            agents=list(options.agents),
+            run=run,
+            mesh=field.mesh_stats(),
+        )
+    finally:
+        await field.aclose()
+        await aclose_backend(backend)
