@@ -149,6 +149,12 @@ def peers(connect: str, mesh_name: str, timeout: float, as_json: bool) -> None:
 @click.option("--allow", multiple=True, help="Certificate name allowed in (repeatable).")
 @click.option("--max-seconds", type=click.FloatRange(min=1), default=170.0, show_default=True)
 @click.option("--idle-timeout", type=click.FloatRange(min=1), default=60.0, show_default=True)
+@click.option(
+    "--split",
+    type=click.IntRange(min=1, max=6),
+    default=None,
+    help="Run the whole agents demo over this many local node processes and report.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the node's report as JSON.")
 def node_command(
     listen: tuple[str, ...],
@@ -165,16 +171,25 @@ def node_command(
     allow: tuple[str, ...],
     max_seconds: float,
     idle_timeout: float,
+    split: int | None,
     as_json: bool,
 ) -> None:
     """Run a mesh peer: a full replica of the field, hosting some of the demo's agents.
 
-    Run three of them (one with --post) and the agents demo is split over three processes
-    that share one field over Eclipse Zenoh; see docs/mesh.md.
+    Run three of them (one with --post), or `smesh node --split 3`, and the agents demo is
+    split over three processes that share one field over Eclipse Zenoh; see docs/mesh.md.
     """
-    from smesh.mesh.node import NodeOptions, parse_agents, run_node
+    from smesh.mesh.node import NodeOptions, parse_agents, run_node, run_split
     from smesh.mesh.pki import load_credentials
     from smesh.mesh.transport import MeshConfig
+
+    if split is not None:
+        reports = asyncio.run(run_split(split, backend=backend, timeout_s=max_seconds + 60))
+        if as_json:
+            print_json(reports)
+        else:
+            _print_split(reports)
+        return
 
     tls = None
     if tls_ca is not None:
@@ -245,4 +260,23 @@ def _print(report: NodeReport) -> None:
         f"peers {len(report.mesh.peers)} · live signals {report.mesh.live} · "
         f"published {counters.get('published_ops', 0)} ops · "
         f"applied {counters.get('applied_ops', 0)} remote ops · dropped {dropped}"
+    )
+
+
+def _print_split(reports: list[dict[str, Any]]) -> None:
+    ok = True
+    for report in reports:
+        run = report["run"]
+        counters = report["mesh"]["counters"]
+        console.print(
+            f"[bold]node {report['node'][:8]}[/bold] ({', '.join(report['agents'])}): "
+            f"{run['stopped_by']} in {run['duration_s']:.1f} s · published "
+            f"{counters.get('published_ops', 0)} ops · applied "
+            f"{counters.get('applied_ops', 0)} remote ops"
+        )
+        for task in run["tasks"]:
+            ok = ok and task["status"] == "accepted"
+            console.print(f"    {task['id']}: {task['status']} by {task['claimed_by']}")
+    console.print(
+        "every task accepted on every node" if ok else "[red]some task was not accepted[/red]"
     )

@@ -6,7 +6,8 @@ field alone (bids, leases, results, votes, decisions), exactly as they do in one
 One node posts the demo's tasks (``post=True``); every node stops once all the tasks it knows
 of are accepted or failed.
 
-Three processes, for example (see ``docs/mesh.md``)::
+``smesh node --split 3`` runs the demo over three local processes at once. By hand, in
+three terminals (see ``docs/mesh.md``)::
 
     smesh node --listen tcp/127.0.0.1:7447 --agents coder,tester --post --wait-peers 2
     smesh node --listen tcp/127.0.0.1:7448 --connect tcp/127.0.0.1:7447 --agents reviewer,checker
@@ -19,12 +20,12 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from smesh.agents import Budget, RunReport, Settings, Team
-from smesh.errors import UsageError
+from smesh.errors import TransportError, UsageError
 from smesh.mesh.field import MeshField
 from smesh.mesh.identity import Identity
 from smesh.mesh.replica import MeshStats
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from smesh.agents import Agent
     from smesh.backends.base import Backend
 
-__all__ = ["NodeOptions", "NodeReport", "parse_agents", "run_node"]
+__all__ = ["NodeOptions", "NodeReport", "parse_agents", "run_node", "run_split", "split_plan"]
 
 
 class NodeOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -190,3 +191,75 @@ async def run_node(
     finally:
         await field.aclose()
         await aclose_backend(backend)
+
+
+#: how the demo's agents are spread over the nodes of a split run (round robin)
+_SPREAD = ("coder", "reviewer", "analyst", "tester", "checker", "writer")
+
+
+def split_plan(nodes: int) -> list[tuple[str, ...]]:
+    """The agents each of ``nodes`` local processes hosts in a split demo run."""
+    if not 1 <= nodes <= len(_SPREAD):
+        raise UsageError(f"the demo splits over 1 to {len(_SPREAD)} processes, not {nodes}")
+    plan: list[list[str]] = [[] for _ in range(nodes)]
+    for i, agent_id in enumerate(_SPREAD):
+        plan[i % nodes].append(agent_id)
+    return [tuple(agents) for agents in plan]
+
+
+async def run_split(
+    nodes: int, *, backend: str = "scripted", timeout_s: float = 300.0
+) -> list[dict[str, Any]]:
+    """Run the agents demo split over ``nodes`` local ``smesh node`` processes.
+
+    The first node posts the tasks once the others are up; every node listens on a free
+    port of 127.0.0.1 and connects to the first. Returns each node's JSON report.
+
+    Raises:
+        TransportError: a node failed or did not finish in time.
+    """
+    import json
+    import socket
+    import sys
+
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+
+    ports = [free_port() for _ in range(nodes)]
+    procs: list[asyncio.subprocess.Process] = []
+    try:
+        for i, agents in enumerate(split_plan(nodes)):
+            command = [
+                sys.executable, "-m", "smesh", "node", "--json",
+                "--mesh", f"split{ports[0]}",
+                "--listen", f"tcp/127.0.0.1:{ports[i]}",
+                "--agents", ",".join(agents),
+                "--backend", backend,
+            ]  # fmt: skip
+            if i == 0:
+                command += ["--post", "--wait-peers", str(nodes - 1)]
+            else:
+                command += ["--connect", f"tcp/127.0.0.1:{ports[0]}"]
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+                )
+            )
+        async with asyncio.timeout(timeout_s):
+            outputs = await asyncio.gather(*(proc.communicate() for proc in procs))
+    except TimeoutError:
+        raise TransportError(f"the split demo did not finish within {timeout_s:g} s") from None
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    reports: list[dict[str, Any]] = []
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        if proc.returncode != 0:
+            last = err.decode(errors="replace").strip().splitlines()
+            raise TransportError(f"a node failed: {last[-1] if last else proc.returncode}")
+        reports.append(json.loads(out))
+    return reports
