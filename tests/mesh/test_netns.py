@@ -75,6 +75,7 @@ def test_two_namespaces_share_one_field(
     assert eventually(lambda: a.call("peers")["peers"] == [b.node_id])
     first = a.call("emit", kind="task", payload={"from": "a"}, origin="poster")
     b.call("emit", kind="task", payload={"from": "b"}, origin="poster")
+    assert b.call("wait", count=2)["live"] == 2
     b.call("reinforce", address=first["address"], by="helper")
     assert eventually(
         lambda: a.call("dump") == b.call("dump") and len(a.call("dump")["signals"]) == 2
