@@ -15,7 +15,7 @@ from _meshkit import Peer, eventually, free_port
 from smesh.mesh import Identity
 from smesh.mesh.pki import init_ca, issue
 from smesh.mesh.transport import MeshConfig, zenoh_config
-from smesh.mesh.wire import Sealed, encode, seal
+from smesh.mesh.wire import Envelope, Sealed, SigNote, encode, seal
 
 Spawn = Callable[..., Peer]
 LOCAL = ("--listen", "tcp/127.0.0.1:0")  # every peer listens, so gossip can link them all
@@ -146,50 +146,60 @@ def test_forged_tampered_replayed_and_garbage_messages_are_dropped(
     assert eventually(lambda: len(victim.call("peers")["peers"]) == 1)
     session = _raw_session(port, mesh_name)
     try:
-        captured: list[bytes] = []
+        captured: list[Any] = []
         sub = session.declare_subscriber(
-            f"smesh/{mesh_name}/ops/*", lambda s: captured.append(s.payload.to_bytes())
+            f"smesh/{mesh_name}/ops/*",
+            lambda s: captured.append(msgspec.msgpack.decode(s.payload.to_bytes(), type=Envelope)),
         )
         time.sleep(0.5)
         honest.call("emit", kind="task", payload={"honest": 1}, origin="poster")
-        assert eventually(lambda: len(captured) == 1)
+        batches = lambda: [m for m in captured if isinstance(m, Sealed)]  # noqa: E731
+        notes = lambda: [m for m in captured if isinstance(m, SigNote)]  # noqa: E731
+        assert eventually(lambda: len(batches()) == 1 and len(notes()) == 1), captured
         assert victim.call("wait", count=1)["live"] == 1
-        good = msgspec.msgpack.decode(captured[0], type=Sealed)
+        good = batches()[0]
+        assert good.sig == b"" and good.macs  # authenticated by MAC, the signature followed
         forger = Identity.generate()
-        ops_forged = _emit_ops({"forged": 1})
-        real = seal(forger, mesh_name, 1, 0, ops_forged)
-        # 1. signed by another key but claiming the honest node's public key
-        impersonation = msgspec.structs.replace(real, signer=good.signer)
-        # 2. the honest batch with its operations swapped for others
-        tampered = msgspec.structs.replace(good, ops=real.ops)
-        # 3. the honest batch sent again
-        replayed = good
-        # 4. bytes that are no batch at all, and 5. a batch for another mesh
-        other_mesh = seal(forger, mesh_name + "x", 1, 1, _emit_ops({"other": 1}))
+        real = seal(forger, mesh_name, 1, 0, _emit_ops({"forged": 1}))
+        attacks = [
+            # signed by another key but claiming the honest node's public key
+            msgspec.structs.replace(real, signer=good.signer),
+            # the honest batch with its operations swapped: its MAC no longer checks
+            msgspec.structs.replace(good, ops=real.ops),
+            # the honest batch sent again
+            good,
+            # a batch signed for another mesh
+            seal(forger, mesh_name + "x", 1, 1, _emit_ops({"other": 1})),
+            # a batch with no MAC and no signature in the honest node's name, then a
+            # signature that is not the honest node's
+            msgspec.structs.replace(real, signer=good.signer, seq=9, sig=b"", macs=[]),
+            SigNote(v=1, signer=good.signer, epoch=1, seq=9, sig=bytes(64)),
+        ]
         pub = session.declare_publisher(f"smesh/{mesh_name}/ops/forger")
-        for message in (impersonation, tampered, replayed, other_mesh):
+        for message in attacks:
             pub.put(encode(message))
         pub.put(b"\x93\x01\x02")
         pub.put(b"\xc1garbage")
         pub.put(b"\x00" * (9 * 1024 * 1024))
         sub.undeclare()
-        assert eventually(
-            lambda: (
-                sum(
-                    v
-                    for k, v in victim.call("stats")["counters"].items()
-                    if k.startswith("dropped_")
-                )
-                >= 7
-            )
-        ), victim.call("stats")["counters"]
-        counters = victim.call("stats")["counters"]
-        assert counters["dropped_bad_signature"] == 3  # impersonation, tampered, other mesh
-        assert counters["dropped_replay"] == 1
-        assert counters["dropped_malformed"] == 2
-        assert counters["dropped_oversize"] == 1
+
+        def dropped() -> dict[str, int]:
+            counters = victim.call("stats")["counters"]
+            return {k: v for k, v in counters.items() if k.startswith("dropped_")}
+
+        assert eventually(lambda: sum(dropped().values()) >= 8), dropped()
+        assert dropped() == {
+            "dropped_bad_signature": 3,  # impersonation, another mesh, forged signature
+            "dropped_bad_mac": 1,  # tampered
+            "dropped_replay": 1,
+            "dropped_malformed": 2,
+            "dropped_oversize": 1,
+        }
+        assert victim.call("stats")["counters"]["mac_ok"] >= 1
         live = victim.call("dump")["signals"]
         assert [s["payload"] for s in live] == [{"honest": 1}]
+        # the signature that followed the honest batch was kept: its provenance checks out
+        assert victim.call("provenance", address=live[0]["address"])["verified"] is True
         # the peer is unharmed: honest traffic still flows
         honest.call("emit", kind="task", payload={"after": 1}, origin="poster")
         assert victim.call("wait", count=2)["live"] == 2

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
-import itertools
 import logging
 import math
 import threading
@@ -40,6 +39,7 @@ import msgspec
 from smesh.clock import Clock, SystemClock
 from smesh.errors import InvalidSignal, NotPermitted, SmeshError
 from smesh.field import Field, FieldEvent, FieldStats, Sensed, Subscription
+from smesh.mesh.channel import Attach, LiveChannel
 from smesh.mesh.identity import Identity
 from smesh.mesh.merge import (
     EmitRecord,
@@ -50,11 +50,9 @@ from smesh.mesh.merge import (
     resolve,
     tombstone,
 )
-from smesh.mesh.replica import Counters, MeshStats, Provenance, ProvenanceLink, ReplayGuard
+from smesh.mesh.replica import Counters, MeshStats, Provenance, ProvenanceLink
 from smesh.mesh.transport import MeshConfig, PeerLink, Transport
 from smesh.mesh.wire import (
-    VERSION,
-    Codec,
     DroppedMessage,
     EmitOp,
     Op,
@@ -62,13 +60,9 @@ from smesh.mesh.wire import (
     ReinforceOp,
     RenewOp,
     Sealed,
-    SyncReply,
     WithdrawOp,
     check_mark,
     emit_op,
-    encode,
-    seal,
-    sealed_id,
     signal_of,
 )
 from smesh.signal import Signal
@@ -76,7 +70,6 @@ from smesh.signal import Signal
 __all__ = ["MeshField"]
 
 _log = logging.getLogger(__name__)
-_REPLY_CHUNK = 1 << 20  # bytes of batches per sync-reply message
 _SWEEP_S = 5.0  # how often unreferenced batches are dropped
 
 
@@ -102,8 +95,9 @@ class MeshField(Field):
         self.config = config if config is not None else MeshConfig()
         self.identity = identity if identity is not None else Identity.generate()
         self.node_id = self.identity.node_id
-        self.codec = Codec(self.config.mesh, max_bytes=self.config.max_message_bytes)
         self.counters = Counters()
+        self.channel = LiveChannel(self.identity, self.config, self.counters)
+        self.codec = self.channel.codec
         self.late_join_ms: float | None = None
         self._lock = threading.RLock()
         self._depth = 0
@@ -116,9 +110,6 @@ class MeshField(Field):
         self._outbox: list[Op] = []
         self._unsealed: list[EmitRecord | MarkRecord] = []
         self._flush_scheduled = False
-        self._epoch = time.time_ns()
-        self._seq = itertools.count()
-        self._replay = ReplayGuard()
         self._peers: dict[str, float] = {}
         self._inbox: deque[Callable[[], None]] = deque()
         self._inbox_lock = threading.Lock()
@@ -155,7 +146,7 @@ class MeshField(Field):
         self._loop_thread = threading.get_ident()
         await asyncio.to_thread(self._open_transport)
         started = time.perf_counter()
-        opened = await asyncio.to_thread(self._fetch)
+        opened = await asyncio.to_thread(self.channel.fetch)
         self._apply(opened)
         self.late_join_ms = (time.perf_counter() - started) * 1e3
         await asyncio.to_thread(self._announce)
@@ -170,15 +161,17 @@ class MeshField(Field):
             on_peer=self._on_peer,
         )
         self._transport.open()
+        self.channel.transport = self._transport
 
     def _announce(self) -> None:
         self._synced = True
         if self._transport is not None:
             self._transport.announce()
+            self.channel.say_hello()
 
     def _catch_up(self) -> None:
         started = time.perf_counter()
-        self._apply(self._fetch())
+        self._apply(self.channel.fetch())
         self.late_join_ms = (time.perf_counter() - started) * 1e3
 
     def close(self) -> None:
@@ -189,6 +182,7 @@ class MeshField(Field):
             self.flush()
         self._closed = True
         transport, self._transport = self._transport, None
+        self.channel.transport = None
         if transport is not None:
             transport.close()
         for worker in list(self._workers):
@@ -534,18 +528,13 @@ class MeshField(Field):
         if not ops:
             return 0
         step = self.config.max_batch
-        mesh = self.config.mesh
         for start in range(0, len(ops), step):
             chunk = ops[start : start + step]
-            sealed = seal(self.identity, mesh, self._epoch, next(self._seq), chunk)
-            batch_id = sealed_id(mesh, sealed)
+            batch_id, sealed = self.channel.send(chunk)
             with self._lock:
                 self._batches[batch_id] = sealed
                 for record in records[start : start + step]:
                     record.batch = batch_id
-            transport = self._transport
-            if transport is not None:
-                transport.publish(encode(sealed))
             self.counters.add("published_batches")
             self.counters.add("published_ops", len(chunk))
         return len(ops)
@@ -553,21 +542,19 @@ class MeshField(Field):
     # -- inbound ---------------------------------------------------------------------------
 
     def _on_batch(self, data: bytes) -> None:
-        """A remote batch arrived (zenoh thread): verify it here, apply it on the loop."""
-        self.counters.add("received")
-        try:
-            opened = self.codec.open(data)
-            sealed = opened.sealed
-            if not self._replay.accept(opened.signer, sealed.epoch, sealed.seq):
-                raise DroppedMessage("replay", "replayed batch", node=opened.signer)
-        except DroppedMessage as exc:
-            self.counters.add("dropped_" + exc.reason)
-            return
-        except Exception:  # never let a message take the peer down
-            self.counters.add("dropped_error")
-            _log.exception("unexpected error opening a mesh message")
-            return
-        self._deliver(lambda: self._apply([opened]))
+        """A live-channel message arrived (zenoh thread): authenticate it here, apply it on
+        the loop (or at once, without one)."""
+        result = self.channel.receive(data)
+        if isinstance(result, Opened):
+            self._deliver(lambda: self._apply([result]))
+        elif isinstance(result, Attach):
+            self._deliver(lambda: self._attach(result))
+
+    def _attach(self, note: Attach) -> None:
+        with self._lock:
+            held = self._batches.get(note.batch_id)
+            if held is not None and not held.sig:
+                self._batches[note.batch_id] = msgspec.structs.replace(held, sig=note.sig)
 
     def _deliver(self, job: Callable[[], None]) -> None:
         loop = self._loop
@@ -615,7 +602,10 @@ class MeshField(Field):
                         kept = True
                         applied += 1
                 if kept:
-                    self._batches[opened.batch_id] = opened.sealed
+                    sealed = opened.sealed
+                    if sealed.macs:  # MACs were for the live hop; replicas keep the rest
+                        sealed = msgspec.structs.replace(sealed, macs=[])
+                    self._batches[opened.batch_id] = sealed
             self.counters.add("applied_ops", applied)
         finally:
             self._exit()
@@ -656,51 +646,12 @@ class MeshField(Field):
         self._settle(address, entry, by, local=False)
         return True
 
-    def _fetch(self, peer: str = "*") -> list[Opened]:
-        """Ask replicas for their batches; verify each distinct batch once."""
-        transport = self._transport
-        if transport is None:
-            return []
-        seen: set[bytes] = set()
-        opened: list[Opened] = []
-        for data in transport.fetch(peer):
-            try:
-                reply = self.codec.reply(data)
-            except DroppedMessage as exc:
-                self.counters.add("dropped_" + exc.reason)
-                continue
-            for sealed in reply.batches:
-                if sealed.sig in seen:  # every replica holds the same batches: check once
-                    continue
-                seen.add(sealed.sig)
-                try:
-                    batch_id, signer = self.codec.verify(sealed)
-                    opened.append(Opened(sealed, batch_id, signer, self.codec.ops(sealed, signer)))
-                except DroppedMessage as exc:
-                    self.counters.add("dropped_" + exc.reason)
-        self.counters.add("synced_batches", len(opened))
-        return opened
-
     def _on_query(self, query: Any) -> None:
-        """Answer a late joiner with every batch this replica holds (zenoh thread)."""
+        """Answer a late joiner with every signed batch this replica holds (zenoh thread)."""
         try:
             with self._lock:
-                held = list(self._batches.values())
-            transport = self._transport
-            if transport is None:
-                return
-            chunk: list[Sealed] = []
-            size = 0
-            number = 0
-            for sealed in held:
-                chunk.append(sealed)
-                size += len(sealed.ops) + 160
-                if size >= _REPLY_CHUNK:
-                    transport.reply(query, encode(SyncReply(VERSION, chunk)), number)
-                    chunk, size, number = [], 0, number + 1
-            if chunk:
-                transport.reply(query, encode(SyncReply(VERSION, chunk)), number)
-            self.counters.add("sync_answers")
+                held = list(self._batches.items())
+            self.channel.answer(query, self.channel.servable(held))
         except Exception:
             self.counters.add("sync_answer_errors")
             _log.exception("answering a sync query failed")
@@ -722,6 +673,7 @@ class MeshField(Field):
             if self._synced and not known:
                 self._spawn(lambda: self._sync_with(node))  # it may hold what we missed
             return
+        self.channel.keyring.forget(node)
         self._enter()
         try:
             self._peers.pop(node, None)
@@ -742,7 +694,7 @@ class MeshField(Field):
             self._exit()
 
     def _sync_with(self, node: str) -> None:
-        opened = self._fetch(node)
+        opened = self.channel.fetch(node)
         if opened:
             self._deliver(lambda: self._apply(opened))
 

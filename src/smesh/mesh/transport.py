@@ -199,6 +199,7 @@ class Transport:
         self._on_peer = on_peer
         self._session: Any = None
         self._publisher: Any = None
+        self._tx_lock = threading.Lock()
         self._entities: list[Any] = []
 
     @property
@@ -250,10 +251,15 @@ class Transport:
         )
 
     def publish(self, data: bytes) -> None:
-        """Publish one batch (blocks while zenoh's queue is full)."""
-        publisher = self._publisher
-        if publisher is not None:
-            publisher.put(data)
+        """Publish one message (blocks while zenoh's queue is full).
+
+        A zenoh publisher must not be used from two threads at once (zenoh-python raises
+        "Already borrowed"), and zenoh threads publish too (answers, hellos): one lock.
+        """
+        with self._tx_lock:
+            publisher = self._publisher
+            if publisher is not None:
+                publisher.put(data)
 
     def reply(self, query: Any, data: bytes, chunk: int) -> None:
         """Answer a sync query with one chunk."""
@@ -297,7 +303,8 @@ class Transport:
         for entity in reversed(entities):
             with contextlib.suppress(zenoh.ZError):  # already gone with its session
                 entity.undeclare()
-        publisher, self._publisher = self._publisher, None
+        with self._tx_lock:
+            publisher, self._publisher = self._publisher, None
         if publisher is not None:
             with contextlib.suppress(zenoh.ZError):
                 publisher.undeclare()

@@ -41,16 +41,21 @@ __all__ = [
     "Codec",
     "DroppedMessage",
     "EmitOp",
+    "Envelope",
+    "Hello",
     "Op",
     "Opened",
     "ReinforceOp",
     "RenewOp",
     "Sealed",
+    "SigNote",
     "SyncReply",
     "WithdrawOp",
     "emit_op",
+    "pack",
     "seal",
     "signal_of",
+    "signed_message",
 ]
 
 VERSION = 1
@@ -108,8 +113,13 @@ Op = EmitOp | ReinforceOp | RenewOp | WithdrawOp
 MarkOp = ReinforceOp | RenewOp | WithdrawOp
 
 
-class Sealed(msgspec.Struct, array_like=True, frozen=True):
-    """One signed batch of operations, exactly as it travels and as replicas keep it."""
+class Sealed(msgspec.Struct, array_like=True, frozen=True, tag=1):
+    """One signed batch of operations, exactly as it travels and as replicas keep it.
+
+    On the live channel ``sig`` may be empty, with ``macs`` authenticating the batch to each
+    receiver and the signature following in a :class:`SigNote` (see
+    :mod:`smesh.mesh.auth`); replicas keep and serve the batch with its signature.
+    """
 
     v: int
     signer: bytes
@@ -117,10 +127,34 @@ class Sealed(msgspec.Struct, array_like=True, frozen=True):
     seq: int
     ops: bytes
     sig: bytes
+    macs: list[bytes] = []
+
+
+class SigNote(msgspec.Struct, array_like=True, frozen=True, tag=2):
+    """The signature of a batch sent just before with MACs only."""
+
+    v: int
+    signer: bytes
+    epoch: int
+    seq: int
+    sig: bytes
+
+
+class Hello(msgspec.Struct, array_like=True, frozen=True, tag=3):
+    """A node's key-agreement key for one process start, signed by its identity."""
+
+    v: int
+    signer: bytes
+    epoch: int
+    kx: bytes
+    sig: bytes
+
+
+Envelope = Sealed | SigNote | Hello
 
 
 class SyncReply(msgspec.Struct, array_like=True, frozen=True):
-    """One chunk of a replica's answer to a late joiner: the batches it holds."""
+    """One chunk of a replica's answer to a late joiner: the signed batches it holds."""
 
     v: int
     batches: list[Sealed]
@@ -146,6 +180,7 @@ class DroppedMessage(InvalidMessage):
 _encode_ops = msgspec.msgpack.Encoder(order="sorted").encode
 _encode = msgspec.msgpack.Encoder().encode
 _decode_sealed = msgspec.msgpack.Decoder(Sealed).decode
+_decode_envelope = msgspec.msgpack.Decoder(Envelope).decode
 _decode_reply = msgspec.msgpack.Decoder(SyncReply).decode
 _decode_ops = msgspec.msgpack.Decoder(list[Op]).decode
 _HEADER = struct.Struct(">qq")
@@ -184,16 +219,30 @@ def emit_op(signal: Signal) -> EmitOp:
     )
 
 
+def pack(ops: list[Op]) -> bytes:
+    """The canonical encoding of a batch's operations.
+
+    Raises:
+        InvalidSignal: a payload does not encode.
+    """
+    try:
+        return _encode_ops(ops)
+    except (TypeError, OverflowError, msgspec.EncodeError) as exc:
+        raise InvalidSignal(f"signal payload must be JSON-compatible: {exc}") from None
+
+
+def signed_message(mesh: str, signer: bytes, epoch: int, seq: int, body: bytes) -> bytes:
+    """What a batch's signature (and each MAC) covers."""
+    return _signed_message(mesh.encode(), signer, epoch, seq, body)
+
+
 def seal(identity: Identity, mesh: str, epoch: int, seq: int, ops: list[Op]) -> Sealed:
     """Encode and sign a batch of operations.
 
     Raises:
         InvalidSignal: a payload does not encode.
     """
-    try:
-        body = _encode_ops(ops)
-    except (TypeError, OverflowError, msgspec.EncodeError) as exc:
-        raise InvalidSignal(f"signal payload must be JSON-compatible: {exc}") from None
+    body = pack(ops)
     message = _signed_message(mesh.encode(), identity.public_key, epoch, seq, body)
     return Sealed(
         v=VERSION,
@@ -205,8 +254,8 @@ def seal(identity: Identity, mesh: str, epoch: int, seq: int, ops: list[Op]) -> 
     )
 
 
-def encode(message: Sealed | SyncReply) -> bytes:
-    """The bytes of a batch or a sync reply."""
+def encode(message: Sealed | SigNote | Hello | SyncReply) -> bytes:
+    """The bytes of an envelope or a sync reply."""
     return _encode(message)
 
 
@@ -294,6 +343,32 @@ class Codec:
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError, RecursionError) as exc:
             raise DroppedMessage("malformed", f"malformed batch: {exc}") from None
         return sealed
+
+    def envelope(self, data: bytes) -> Sealed | SigNote | Hello:
+        """Decode one live-channel message without verifying it.
+
+        Raises:
+            DroppedMessage: oversized, malformed or of another version.
+        """
+        if len(data) > self.max_bytes:
+            raise DroppedMessage("oversize", f"message of {len(data)} bytes dropped")
+        try:
+            message: Sealed | SigNote | Hello = _decode_envelope(data)
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError, RecursionError) as exc:
+            raise DroppedMessage("malformed", f"malformed message: {exc}") from None
+        if message.v != VERSION:
+            raise DroppedMessage("version", f"message of version {message.v} dropped")
+        if len(message.signer) != PUBLIC_KEY_BYTES:
+            raise DroppedMessage("malformed", "message with a malformed signer key")
+        seq = getattr(message, "seq", 0)
+        if not (0 <= message.epoch < 2**63 and 0 <= seq < 2**63):
+            raise DroppedMessage("malformed", "message with an epoch or seq out of range")
+        return message
+
+    def message(self, sealed: Sealed) -> tuple[bytes, str]:
+        """What ``sealed``'s signature and MACs cover, and its batch id."""
+        message = _signed_message(self._mesh, sealed.signer, sealed.epoch, sealed.seq, sealed.ops)
+        return message, batch_id_of(message)
 
     def reply(self, data: bytes) -> SyncReply:
         """Decode one sync-reply chunk without verifying its batches.
