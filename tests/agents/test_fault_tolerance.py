@@ -20,6 +20,7 @@ from smesh.agents import (
     Agent,
     FunctionAgent,
     Judgement,
+    RunReport,
     Settings,
     TaskSpec,
     Team,
@@ -303,19 +304,22 @@ def test_a_malformed_reply_is_retried_within_the_call() -> None:
     virtual(main())
 
 
-def test_a_perform_that_raises_a_foreign_exception_does_not_hang_the_run() -> None:
-    """A bug in user code (not a backend error) ends the run with the error, not a hang."""
+def test_a_perform_that_raises_a_foreign_exception_fails_its_task_not_the_run() -> None:
+    """A bug in user code (not a backend error) fails that attempt visibly; the run ends."""
 
     async def broken(ctx: WorkContext) -> Any:
         raise RuntimeError("boom")
 
-    async def main() -> None:
+    async def main() -> RunReport:
         team = Team([FunctionAgent("w", perform=broken, skills={"s": 1.0})], clock=LoopClock())
-        await team.run([TaskSpec(task_id="t", skill="s")])
+        return await team.run([TaskSpec(task_id="t", skill="s", max_attempts=2)])
 
-    with pytest.raises(ExceptionGroup) as info:
-        virtual(asyncio.wait_for(main(), timeout=3600))
-    assert info.group_contains(RuntimeError, match="boom")
+    report = virtual(asyncio.wait_for(main(), timeout=3600))
+    assert report.stopped_by == "quiescent"
+    (task,) = report.tasks
+    assert task.status == "failed"
+    assert task.attempts == 2
+    assert task.reason is not None and "RuntimeError" in task.reason and "boom" in task.reason
 
 
 # -- a verifier that approves everything -------------------------------------------------------

@@ -1,6 +1,6 @@
 """Agents that coordinate through a field alone."""
 
-from smesh.agents.agent import Agent, FunctionAgent, Judgement, WorkContext
+from smesh.agents.agent import Agent, FunctionAgent, Judgement, Ruling, WorkContext
 from smesh.agents.board import TaskBoard, TaskState
 from smesh.agents.protocol import TaskSpec, VerifySpec
 from smesh.agents.runtime import Budget, Runtime, Settings
@@ -11,6 +11,7 @@ __all__ = [
     "Budget",
     "FunctionAgent",
     "Judgement",
+    "Ruling",
     "RunReport",
     "Runtime",
     "Settings",

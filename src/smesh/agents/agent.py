@@ -54,7 +54,7 @@ from smesh.node import Node
 from smesh.signal import Signal
 from smesh.trust import TrustTable
 
-__all__ = ["Agent", "FunctionAgent", "Judgement", "WorkContext"]
+__all__ = ["Agent", "FunctionAgent", "Judgement", "Ruling", "WorkContext"]
 
 _STEP = Step()
 _SAMPLE = 16  # open tasks an agent looks at per pick when many are open
@@ -82,6 +82,21 @@ class Judgement(msgspec.Struct, frozen=True):
 
     verdict: Verdict
     reason: str = ""
+
+
+class Ruling(msgspec.Struct, frozen=True):
+    """A decision an agent's rule reaches on an attempt.
+
+    Attributes:
+        outcome: ``accepted`` or ``rejected`` (``failed`` once attempts run out).
+        basis: what it rests on: ``checks`` or ``votes`` teach trust; see
+            :meth:`Agent._decide`.
+        detail: numbers for the journal (e.g. the trust masses).
+    """
+
+    outcome: Outcome
+    basis: str
+    detail: dict[str, float] = {}
 
 
 class WorkContext(msgspec.Struct, frozen=True, kw_only=True):
@@ -587,11 +602,15 @@ class Agent:
         try:
             async with asyncio.timeout(settings.work_timeout_s):
                 output = await self.perform(ctx)
+        except BudgetExceeded:
+            raise
         except (BackendError, InvalidSignal, UsageError) as exc:
             # before TimeoutError: a backend's own BackendTimeout is one too
             error = f"{type(exc).__name__}: {exc}"
         except TimeoutError:
             error = f"no result within {settings.work_timeout_s:g} s"
+        except Exception as exc:
+            error = f"{type(exc).__name__} in {type(self).__name__}.perform: {exc}"
         finally:
             renewal.cancel()
         if self._crashed:
@@ -687,7 +706,9 @@ class Agent:
             try:
                 async with asyncio.timeout(rt.settings.work_timeout_s):
                     judgement = await self.judge(spec, result.payload.get("output"))
-            except (BackendError, TimeoutError, KeyError, TypeError, UsageError) as exc:
+            except BudgetExceeded:
+                raise
+            except Exception as exc:
                 rt.record(
                     self.id,
                     "abstain",
@@ -753,34 +774,42 @@ class Agent:
             self._verifying -= 1
             self.wake()
 
-    def _try_decide(self, task: TaskState, attempt: int) -> None:
-        """Tally the ballots on ``attempt``; emit the decision if they settle it."""
-        if attempt in task.decisions or task.final or task.spec.verify is None:
-            return
+    def settle(self, task: TaskState, attempt: int) -> Ruling | None:
+        """The decision the evidence on ``attempt`` supports, or None to wait for more.
+
+        By default authoritative checks decide (any failing check rejects); otherwise the
+        trust-weighted tally of the votes against the task's quorum and margin. Override it
+        for another acceptance rule (e.g. "the tests AND the reviewer"); every agent that
+        may decide a task should apply the same rule.
+        """
         checks = task.checks.get(attempt)
         if checks:
-            # ground truth decides: any failing check rejects
             verdict: Outcome = "rejected" if "reject" in checks.values() else "accepted"
-            self._decide(task, attempt, verdict, basis="checks")
-            return
+            return Ruling(verdict, "checks")
+        verify = task.spec.verify
+        if verify is None:
+            return None
         result = task.results[attempt]
         trust = self.runtime.board.trust
-        verify = task.spec.verify
         outcome = tally(
             task.ballots(attempt),
             lambda voter: trust.get(voter, result.created_at),
             quorum=verify.quorum,
             margin=verify.margin,
         )
-        if outcome.outcome is not None:
-            self._decide(
-                task,
-                attempt,
-                outcome.outcome,
-                basis="votes",
-                approve=outcome.approve,
-                reject=outcome.reject,
-            )
+        if outcome.outcome is None:
+            return None
+        return Ruling(
+            outcome.outcome, "votes", {"approve": outcome.approve, "reject": outcome.reject}
+        )
+
+    def _try_decide(self, task: TaskState, attempt: int) -> None:
+        """Emit the decision on ``attempt`` if :meth:`settle` says the evidence is enough."""
+        if attempt in task.decisions or task.final or task.spec.verify is None:
+            return
+        ruling = self.settle(task, attempt)
+        if ruling is not None:
+            self._decide(task, attempt, ruling.outcome, basis=ruling.basis, **ruling.detail)
 
     def _decide(
         self, task: TaskState, attempt: int, outcome: Outcome, *, basis: str, **detail: float

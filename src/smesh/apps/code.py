@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 
 from smesh.agents import Agent, Judgement, TaskSpec, Team, VerifySpec, WorkContext
+from smesh.agents.agent import Ruling
 from smesh.agents.board import TaskBoard, TaskState
 from smesh.apps.common import AppOptions, Summary, summarize
 from smesh.apps.demo import extract_code
@@ -203,16 +204,14 @@ class _Gate(Agent):
     """A verifier of the code gate: a module is accepted when the tester *and* the
     reviewer approve, and rejected as soon as either rejects (whatever their trust)."""
 
-    def _try_decide(self, task: TaskState, attempt: int) -> None:
-        if attempt in task.decisions or task.final:
-            return
+    def settle(self, task: TaskState, attempt: int) -> Ruling | None:
         ballots = task.ballots(attempt)
         approvers = set(ballots.get("approve", ()))
-        rejecters = set(ballots.get("reject", ()))
-        if rejecters:
-            self._decide(task, attempt, "rejected", basis="votes")
-        elif {TESTER, REVIEWER} <= approvers:
-            self._decide(task, attempt, "accepted", basis="votes")
+        if ballots.get("reject"):
+            return Ruling("rejected", "votes")
+        if {TESTER, REVIEWER} <= approvers:
+            return Ruling("accepted", "votes")
+        return None
 
 
 def workspace(out: Path, board: TaskBoard, task: TaskState, output: Any) -> Path:
