@@ -171,8 +171,8 @@ def test_provenance_is_the_signed_emitter_and_reinforcers() -> None:
     # tamper with the stored batch: the proof no longer holds
     batch_id = record.emitter.batch
     assert batch_id is not None
-    sealed = field._batches[batch_id]
-    field._batches[batch_id] = msgspec.structs.replace(sealed, sig=bytes(64))
+    sealed = field._store._batches[batch_id]
+    field._store._batches[batch_id] = msgspec.structs.replace(sealed, sig=bytes(64))
     assert field.verify_provenance(signal.address) is False
     assert field.provenance("0" * 32) is None
 
@@ -185,7 +185,7 @@ def test_operations_are_published_in_bounded_signed_batches() -> None:
         assert field.counters.get("published_ops") == 20  # full batches go out at once
     assert field.counters.snapshot()["published_batches"] == 3
     assert field.counters.get("published_ops") == 25
-    assert len(field._batches) == 3
+    assert len(field._store) == 3
 
 
 def test_dead_signals_are_forgotten_after_the_grace_period() -> None:
@@ -195,14 +195,14 @@ def test_dead_signals_are_forgotten_after_the_grace_period() -> None:
         keep = field.emit("k", "keep", origin="a", ttl=1000.0)
         gone = field.emit("k", "gone", origin="a", ttl=1.0)
         field.withdraw(field.emit("k", "withdrawn", origin="a", ttl=2.0).address, by="a")
-    assert len(field._entries) == 3 and len(field._batches) == 1
+    assert len(field._entries) == 3 and len(field._store) == 1
     clock.advance(2.0)
     field.tick()
     assert field.get(gone.address) is None and len(field._entries) == 3  # tombstones kept
     clock.advance(10.0)
     field.tick()
     assert list(field._entries) == [keep.address]
-    assert len(field._batches) == 1  # still holds the live signal's emit
+    assert len(field._store) == 1  # still holds the live signal's emit
 
 
 def test_two_sessions_in_one_process_share_a_field_without_a_loop() -> None:

@@ -15,7 +15,7 @@ from _meshkit import Peer, eventually, free_port
 from smesh.mesh import Identity
 from smesh.mesh.pki import init_ca, issue
 from smesh.mesh.transport import MeshConfig, zenoh_config
-from smesh.mesh.wire import Envelope, Sealed, SigNote, encode, seal
+from smesh.mesh.wire import Codec, Envelope, Sealed, SigNote, encode, seal
 
 Spawn = Callable[..., Peer]
 LOCAL = ("--listen", "tcp/127.0.0.1:0")  # every peer listens, so gossip can link them all
@@ -122,6 +122,8 @@ def test_a_late_joiner_receives_every_live_signal(spawn: Spawn, mesh_name: str) 
     short = emitter.call("emit", kind="task", payload={"short": 1}, origin="poster", ttl=0.3)
     assert replica.call("wait", count=36, within=10)["live"] >= 35
     time.sleep(0.5)  # the short-lived signal expires everywhere on its own decay
+    # every batch the replica holds is signed (notes follow batches by a few ms)
+    assert eventually(lambda: replica.call("stats")["unsigned"] == 0)
     expected = [s for s in emitter.call("dump")["signals"] if s["address"] != short["address"]]
     emitter.kill()  # the replica alone must answer the late joiner
     joiner = spawn("--mesh", mesh_name, "--connect", tcp(replica_port))
@@ -161,6 +163,8 @@ def test_forged_tampered_replayed_and_garbage_messages_are_dropped(
         assert good.sig == b"" and good.macs  # authenticated by MAC, the signature followed
         forger = Identity.generate()
         real = seal(forger, mesh_name, 1, 0, _emit_ops({"forged": 1}))
+        parked = msgspec.structs.replace(real, signer=good.signer, seq=9, sig=b"", macs=[])
+        parked_id = bytes.fromhex(Codec(mesh_name).message(parked)[1])
         attacks = [
             # signed by another key but claiming the honest node's public key
             msgspec.structs.replace(real, signer=good.signer),
@@ -172,8 +176,8 @@ def test_forged_tampered_replayed_and_garbage_messages_are_dropped(
             seal(forger, mesh_name + "x", 1, 1, _emit_ops({"other": 1})),
             # a batch with no MAC and no signature in the honest node's name, then a
             # signature that is not the honest node's
-            msgspec.structs.replace(real, signer=good.signer, seq=9, sig=b"", macs=[]),
-            SigNote(v=1, signer=good.signer, epoch=1, seq=9, sig=bytes(64)),
+            parked,
+            SigNote(v=1, signer=good.signer, epoch=1, ids=[parked_id], sig=bytes(64)),
         ]
         pub = session.declare_publisher(f"smesh/{mesh_name}/ops/forger")
         for message in attacks:

@@ -21,6 +21,7 @@ SUITES: dict[str, str] = {
     "core": "smesh.bench.core",
     "backends": "smesh.bench.backends",
     "agents": "smesh.bench.agents",
+    "mesh": "smesh.bench.mesh",
 }
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import logging
 import math
@@ -39,7 +40,7 @@ import msgspec
 from smesh.clock import Clock, SystemClock
 from smesh.errors import InvalidSignal, NotPermitted, SmeshError
 from smesh.field import Field, FieldEvent, FieldStats, Sensed, Subscription
-from smesh.mesh.channel import Attach, LiveChannel
+from smesh.mesh.channel import Cover, LiveChannel
 from smesh.mesh.identity import Identity
 from smesh.mesh.merge import (
     EmitRecord,
@@ -51,6 +52,7 @@ from smesh.mesh.merge import (
     tombstone,
 )
 from smesh.mesh.replica import Counters, MeshStats, Provenance, ProvenanceLink
+from smesh.mesh.store import BatchStore
 from smesh.mesh.transport import MeshConfig, PeerLink, Transport
 from smesh.mesh.wire import (
     DroppedMessage,
@@ -59,7 +61,7 @@ from smesh.mesh.wire import (
     Opened,
     ReinforceOp,
     RenewOp,
-    Sealed,
+    SigNote,
     WithdrawOp,
     check_mark,
     emit_op,
@@ -103,7 +105,7 @@ class MeshField(Field):
         self._depth = 0
         self._batching = 0
         self._entries: dict[str, Entry] = {}
-        self._batches: dict[str, Sealed] = {}
+        self._store = BatchStore()
         self._lapsed: dict[str, float] = {}
         self._gc: list[tuple[float, str]] = []  # heap of (when to look again, address)
         self._next_sweep = 0.0
@@ -146,8 +148,8 @@ class MeshField(Field):
         self._loop_thread = threading.get_ident()
         await asyncio.to_thread(self._open_transport)
         started = time.perf_counter()
-        opened = await asyncio.to_thread(self.channel.fetch)
-        self._apply(opened)
+        synced = await asyncio.to_thread(self.channel.fetch)
+        self._apply_synced(synced)
         self.late_join_ms = (time.perf_counter() - started) * 1e3
         await asyncio.to_thread(self._announce)
         return self
@@ -162,6 +164,7 @@ class MeshField(Field):
         )
         self._transport.open()
         self.channel.transport = self._transport
+        self.channel.start_signer(self._on_own_note)
 
     def _announce(self) -> None:
         self._synced = True
@@ -171,7 +174,7 @@ class MeshField(Field):
 
     def _catch_up(self) -> None:
         started = time.perf_counter()
-        self._apply(self.channel.fetch())
+        self._apply_synced(self.channel.fetch())
         self.late_join_ms = (time.perf_counter() - started) * 1e3
 
     def close(self) -> None:
@@ -180,6 +183,7 @@ class MeshField(Field):
             return
         with contextlib.suppress(SmeshError):
             self.flush()
+        self.channel.stop_signer()  # sign and send what is still unsigned
         self._closed = True
         transport, self._transport = self._transport, None
         self.channel.transport = None
@@ -508,8 +512,7 @@ class MeshField(Field):
             keep: set[str] = set()
             for entry in self._entries.values():
                 keep.update(entry.batches())
-            for batch_id in [b for b in self._batches if b not in keep]:
-                del self._batches[batch_id]
+            self._store.sweep(keep)
 
     # -- publishing ------------------------------------------------------------------------
 
@@ -532,7 +535,7 @@ class MeshField(Field):
             chunk = ops[start : start + step]
             batch_id, sealed = self.channel.send(chunk)
             with self._lock:
-                self._batches[batch_id] = sealed
+                self._store.add(batch_id, sealed)
                 for record in records[start : start + step]:
                     record.batch = batch_id
             self.counters.add("published_batches")
@@ -544,17 +547,29 @@ class MeshField(Field):
     def _on_batch(self, data: bytes) -> None:
         """A live-channel message arrived (zenoh thread): authenticate it here, apply it on
         the loop (or at once, without one)."""
-        result = self.channel.receive(data)
-        if isinstance(result, Opened):
-            self._deliver(lambda: self._apply([result]))
-        elif isinstance(result, Attach):
-            self._deliver(lambda: self._attach(result))
+        for result in self.channel.receive(data):
+            self._deliver(functools.partial(self._take, result))
 
-    def _attach(self, note: Attach) -> None:
+    def _take(self, result: Opened | Cover) -> None:
+        if isinstance(result, Opened):
+            self._apply([result])
+        else:
+            self._cover(result.note, result.verified)
+
+    def _on_own_note(self, note: SigNote) -> None:
+        # the signer thread signed our own batches: keep the note with them
+        self._deliver(lambda: self._cover(note, True))
+
+    def _cover(self, note: SigNote, verified: bool) -> None:
         with self._lock:
-            held = self._batches.get(note.batch_id)
-            if held is not None and not held.sig:
-                self._batches[note.batch_id] = msgspec.structs.replace(held, sig=note.sig)
+            self._store.cover(note, verified=verified)
+
+    def _apply_synced(self, synced: tuple[list[Opened], list[SigNote]]) -> None:
+        opened, notes = synced
+        self._apply(opened)
+        with self._lock:
+            for note in notes:
+                self._store.cover(note, verified=True)
 
     def _deliver(self, job: Callable[[], None]) -> None:
         loop = self._loop
@@ -602,10 +617,7 @@ class MeshField(Field):
                         kept = True
                         applied += 1
                 if kept:
-                    sealed = opened.sealed
-                    if sealed.macs:  # MACs were for the live hop; replicas keep the rest
-                        sealed = msgspec.structs.replace(sealed, macs=[])
-                    self._batches[opened.batch_id] = sealed
+                    self._store.add(opened.batch_id, opened.sealed)
             self.counters.add("applied_ops", applied)
         finally:
             self._exit()
@@ -647,11 +659,30 @@ class MeshField(Field):
         return True
 
     def _on_query(self, query: Any) -> None:
-        """Answer a late joiner with every signed batch this replica holds (zenoh thread)."""
+        """Answer a late joiner with every signed batch this replica holds (zenoh thread).
+
+        Signature notes that arrived after their batches were applied on MACs are checked
+        here, the first time they serve as evidence.
+        """
         try:
             with self._lock:
-                held = list(self._batches.items())
-            self.channel.answer(query, self.channel.servable(held))
+                batches, notes, unchecked = self._store.servable()
+            if unchecked:
+                verdicts: dict[bytes, bool] = {}
+                for note in notes:
+                    if note.sig in unchecked:
+                        try:
+                            self.codec.verify_note(note)
+                            verdicts[note.sig] = True
+                        except DroppedMessage as exc:
+                            self.counters.add("dropped_" + exc.reason)
+                            verdicts[note.sig] = False
+                with self._lock:
+                    for key, ok in verdicts.items():
+                        self._store.verified(key, ok)
+                    if not all(verdicts.values()):
+                        batches, notes, _ = self._store.servable()
+            self.channel.answer(query, batches, notes)
         except Exception:
             self.counters.add("sync_answer_errors")
             _log.exception("answering a sync query failed")
@@ -694,9 +725,9 @@ class MeshField(Field):
             self._exit()
 
     def _sync_with(self, node: str) -> None:
-        opened = self.channel.fetch(node)
-        if opened:
-            self._deliver(lambda: self._apply(opened))
+        synced = self.channel.fetch(node)
+        if synced[0]:
+            self._deliver(lambda: self._apply_synced(synced))
 
     def _spawn(self, target: Callable[[], None]) -> None:
         def run() -> None:
@@ -733,7 +764,8 @@ class MeshField(Field):
                 peers=sorted(self._peers),
                 live=len(self._live),
                 entries=len(self._entries),
-                batches=len(self._batches),
+                batches=len(self._store),
+                unsigned=self._store.unsigned(),
                 late_join_ms=None if self.late_join_ms is None else round(self.late_join_ms, 3),
                 counters=self.counters.snapshot(),
             )
@@ -779,7 +811,10 @@ class MeshField(Field):
         """Re-check every signature behind the signal at ``address`` from the retained
         batches: each link's batch must verify, be signed by the link's node, and carry
         the link's operation. False if anything is missing or does not check."""
-        self.flush()  # our own operations must be sealed to be checked
+        self.flush()  # our own operations must be sealed, and signed, to be checked
+        note = self.channel.sign_pending()
+        if note is not None:
+            self._cover(note, True)
         record = self.provenance(address)
         if record is None:
             return False
@@ -788,11 +823,21 @@ class MeshField(Field):
             links.append(record.renewal)
         for link in links:
             with self._lock:
-                sealed = self._batches.get(link.batch) if link.batch is not None else None
-            if sealed is None:
+                proof = self._store.proof(link.batch) if link.batch is not None else None
+            if proof is None:
                 return False
+            sealed, note = proof
             try:
-                batch_id, signer = self.codec.verify(sealed)
+                _, batch_id = self.codec.message(sealed)
+                if sealed.sig:
+                    self.codec.verify(sealed)
+                elif note is None or note.signer != sealed.signer or note.epoch != sealed.epoch:
+                    return False
+                else:
+                    self.codec.verify_note(note)
+                    if bytes.fromhex(batch_id) not in note.ids:
+                        return False
+                signer = self.channel.node_id(sealed.signer)
                 ops = self.codec.ops(sealed, signer)
             except DroppedMessage:
                 return False

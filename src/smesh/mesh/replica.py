@@ -134,6 +134,7 @@ class MeshStats(msgspec.Struct, frozen=True, kw_only=True):
         live: signals in the replica.
         entries: addresses with retained operations (live, withdrawn or recently expired).
         batches: signed batches retained (to answer late joiners and prove provenance).
+        unsigned: retained batches whose signature has not arrived yet.
         late_join_ms: how long the initial sync took, if there was one.
         counters: received, applied, published and dropped counts (``dropped_<reason>``).
     """
@@ -144,5 +145,6 @@ class MeshStats(msgspec.Struct, frozen=True, kw_only=True):
     live: int
     entries: int
     batches: int
+    unsigned: int
     late_join_ms: float | None
     counters: dict[str, int]

@@ -60,6 +60,9 @@ class MeshConfig(msgspec.Struct, frozen=True, kw_only=True):
         lease_kinds: signal kinds that lapse when the node that signed them leaves.
         max_skew_s: how far in the future a remote timestamp may lie (clock skew).
         gc_grace_s: how long a replica keeps a dead signal's operations (late messages).
+        sign_interval_s: at most one signature note per this interval (see
+            :mod:`smesh.mesh.channel`).
+        sign_delay_s: a batch sent with MACs is signed no sooner than this after it.
         max_message_bytes: the largest inbound message accepted.
     """
 
@@ -74,6 +77,8 @@ class MeshConfig(msgspec.Struct, frozen=True, kw_only=True):
     lease_kinds: frozenset[str] = frozenset({"claim"})
     max_skew_s: float = 30.0
     gc_grace_s: float = 60.0
+    sign_interval_s: float = 0.02
+    sign_delay_s: float = 0.005
     max_message_bytes: int = MAX_MESSAGE_BYTES
 
     def __post_init__(self) -> None:

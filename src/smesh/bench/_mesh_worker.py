@@ -1,0 +1,183 @@
+"""Peer processes for the mesh benchmarks (``python -m smesh.bench._mesh_worker ROLE ...``).
+
+Each prints ``ready`` when it can take traffic and, for sinks, ``done <unix time>`` once it
+has received everything; echoes and holders run until their stdin closes.
+
+Roles: ``raw-sink`` / ``mesh-sink`` count messages or emitted signals; ``raw-echo`` /
+``mesh-echo`` answer each ping with a pong; ``mesh-hold`` emits (or receives) a number of
+long-lived signals and keeps its replica up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import threading
+import time
+from typing import Any
+
+RAW_KEY = "smesh-bench/{}/raw"
+
+
+def _say(*parts: object) -> None:
+    sys.stdout.write(" ".join(str(p) for p in parts) + "\n")
+    sys.stdout.flush()
+
+
+def _raw_session(args: argparse.Namespace) -> Any:
+    import zenoh
+
+    config = zenoh.Config()
+    config.insert_json5("mode", '"peer"')
+    config.insert_json5("listen/endpoints", json.dumps(["tcp/127.0.0.1:0"]))
+    config.insert_json5("connect/endpoints", json.dumps(args.connect))
+    config.insert_json5("scouting/multicast/enabled", "false")
+    return zenoh.open(config)
+
+
+def raw_sink(args: argparse.Namespace) -> None:
+    session = _raw_session(args)
+    done = threading.Event()
+    count = [0]
+
+    def on_sample(sample: Any) -> None:
+        count[0] += 1
+        if count[0] == args.count:
+            _say("done", time.time())
+            done.set()
+
+    sub = session.declare_subscriber(RAW_KEY.format(args.name) + "/data", on_sample)
+    _say("ready")
+    done.wait(args.timeout)
+    sub.undeclare()
+    session.close()
+
+
+def raw_echo(args: argparse.Namespace) -> None:
+    import zenoh
+
+    session = _raw_session(args)
+    pong = session.declare_publisher(
+        RAW_KEY.format(args.name) + "/pong",
+        express=True,
+        congestion_control=zenoh.CongestionControl.BLOCK,
+    )
+    sub = session.declare_subscriber(
+        RAW_KEY.format(args.name) + "/ping", lambda sample: pong.put(sample.payload.to_bytes())
+    )
+    _say("ready")
+    sys.stdin.read()  # until the benchmark closes our stdin
+    sub.undeclare()
+    session.close()
+
+
+def _mesh(args: argparse.Namespace) -> Any:
+    from smesh.mesh import MeshConfig, MeshField
+
+    listen = tuple(args.listen) or ("tcp/127.0.0.1:0",)
+    config = MeshConfig(mesh=args.name, listen=listen, connect=tuple(args.connect))
+    return MeshField(config)
+
+
+async def mesh_sink(args: argparse.Namespace) -> None:
+    field = _mesh(args)
+    await field.astart()
+    done = asyncio.Event()
+    count = [0]
+
+    def on_event(event: Any) -> None:
+        if event.type == "emit":
+            count[0] += 1
+            if count[0] == args.count:
+                _say("done", time.time())
+                done.set()
+
+    field.subscribe(on_event, kinds=["bench"])
+    _say("ready", field.node_id)
+    try:
+        async with asyncio.timeout(args.timeout):
+            await done.wait()
+    finally:
+        await field.aclose()
+
+
+def _echo_events(field: Any) -> Any:
+    def on_event(event: Any) -> None:
+        if event.type == "emit":
+            field.emit("pong", event.signal.payload, origin="echo", ttl=5.0)
+
+    return on_event
+
+
+async def mesh_echo_loop(args: argparse.Namespace) -> None:
+    field = _mesh(args)
+    await field.astart()
+    field.subscribe(_echo_events(field), kinds=["ping"])
+    _say("ready", field.node_id)
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    finally:
+        await field.aclose()
+
+
+def mesh_echo_sync(args: argparse.Namespace) -> None:
+    field = _mesh(args)
+    field.start()
+    field.subscribe(_echo_events(field), kinds=["ping"])
+    _say("ready", field.node_id)
+    sys.stdin.read()
+    field.close()
+
+
+async def mesh_hold(args: argparse.Namespace) -> None:
+    field = _mesh(args)
+    await field.astart()
+    if args.count:
+        with field.batch():
+            for i in range(args.count):
+                field.emit("held", {"i": i}, origin="holder", ttl=3600.0)
+    deadline = time.monotonic() + args.timeout
+    # ready once it holds every signal, each batch with its signature (a late joiner
+    # only takes signed batches)
+    while (len(field) < args.expect or field.mesh_stats().unsigned) and (
+        time.monotonic() < deadline
+    ):
+        await asyncio.sleep(0.02)
+    _say("ready", field.node_id, len(field))
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    finally:
+        await field.aclose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("role")
+    parser.add_argument("--name", required=True, help="mesh name / key prefix")
+    parser.add_argument("--listen", action="append", default=[])
+    parser.add_argument("--connect", action="append", default=[])
+    parser.add_argument("--count", type=int, default=0)
+    parser.add_argument("--expect", type=int, default=0)
+    parser.add_argument("--timeout", type=float, default=120.0)
+    args = parser.parse_args()
+    role = args.role
+    if role == "raw-sink":
+        raw_sink(args)
+    elif role == "raw-echo":
+        raw_echo(args)
+    elif role == "mesh-sink":
+        asyncio.run(mesh_sink(args))
+    elif role == "mesh-echo-loop":
+        asyncio.run(mesh_echo_loop(args))
+    elif role == "mesh-echo-sync":
+        mesh_echo_sync(args)
+    elif role == "mesh-hold":
+        asyncio.run(mesh_hold(args))
+    else:
+        raise SystemExit(f"unknown role {role}")
+
+
+if __name__ == "__main__":
+    main()
