@@ -241,16 +241,19 @@ class LiveChannel:
 
     def _park(self, batch_id: str, sealed: Sealed) -> None:
         now = time.monotonic()
+        stale = 0
         with self._lock:
-            stale = [k for k, (_, since) in self._pending.items() if now - since > _PENDING_S]
-            for key in stale:
-                del self._pending[key]
-            if len(self._pending) >= _PENDING_MAX:
-                del self._pending[next(iter(self._pending))]
-                stale.append(batch_id)
-            self._pending[batch_id] = (sealed, now)
+            pending = self._pending
+            # oldest first (insertion order): drop what waited too long, or the oldest when full
+            while pending:
+                oldest = next(iter(pending))
+                if now - pending[oldest][1] <= _PENDING_S and len(pending) < _PENDING_MAX:
+                    break
+                del pending[oldest]
+                stale += 1
+            pending[batch_id] = (sealed, now)
         if stale:
-            self.counters.add("dropped_unsigned", len(stale))
+            self.counters.add("dropped_unsigned", stale)
 
     def _note(self, note: SigNote) -> list[Opened | Cover]:
         with self._lock:

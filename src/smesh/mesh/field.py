@@ -458,7 +458,7 @@ class MeshField(Field):
         if not told:  # the content changed hands (an earlier concurrent emit arrived)
             self._notify("reinforce", new, by, local)
 
-    def _insert(self, signal: Signal, *, local: bool) -> None:
+    def _insert(self, signal: Signal, *, local: bool, expires: float | None = None) -> None:
         """Add a signal that is not live yet (as :meth:`Field.emit` does)."""
         address = signal.address
         self._live[address] = signal
@@ -467,7 +467,9 @@ class MeshField(Field):
             self._kinds[signal.kind] = {address: None}
         else:
             kinds[address] = None
-        self._schedule(signal.created_at + self._expiry_age(signal), address)
+        if expires is None:
+            expires = signal.created_at + self._expiry_age(signal)
+        self._schedule(expires, address)
         self._emitted += 1
         if self._subscribers:
             self._notify("emit", signal, signal.origin, local)
@@ -630,7 +632,8 @@ class MeshField(Field):
                 if signal.created_at > horizon:
                     self.counters.add("dropped_skew")
                     return False
-                if signal.created_at + self._expiry_age(signal) <= now:
+                expires = signal.created_at + self._expiry_age(signal)
+                if expires <= now:
                     self.counters.add("stale_ops")  # expired in flight: nothing to do
                     return False
                 address = signal.address
@@ -638,7 +641,7 @@ class MeshField(Field):
                     record = EmitRecord(signal, opened.signer, opened.batch_id)
                     self._entries[address] = Entry(record)
                     if address not in self._live:
-                        self._insert(signal, local=False)
+                        self._insert(signal, local=False, expires=expires)
                     return True
             else:
                 check_mark(op)
