@@ -15,7 +15,8 @@ from smesh.decay import Custom, Step
 from smesh.errors import InvalidSignal, NotPermitted, SignalNotFound
 from smesh.field import Field, FieldEvent
 from smesh.mesh import Identity, MeshConfig, MeshField
-from smesh.mesh.wire import Codec, Op, ReinforceOp, RenewOp, emit_op, encode, seal
+from smesh.mesh.codec import Codec
+from smesh.mesh.wire import Op, ReinforceOp, RenewOp, emit_op, encode, seal
 from smesh.signal import Signal
 
 MESH = "unit"
@@ -23,7 +24,7 @@ MESH = "unit"
 
 def _remote(field: MeshField, who: Identity, ops: list[Op], seq: int = 0) -> None:
     """Deliver ops signed by ``who`` as if they came over the mesh."""
-    field._apply([Codec(MESH).open(encode(seal(who, MESH, 1, seq, ops)))])
+    field.inbound.apply([Codec(MESH).open(encode(seal(who, MESH, 1, seq, ops)))])
 
 
 def _field(clock: VirtualClock | None = None, **config: Any) -> MeshField:
@@ -145,8 +146,8 @@ def test_a_departed_nodes_leases_lapse_and_nothing_else() -> None:
     result = Signal.create("result", {"t": 1}, origin="w1", created_at=now, scope="origin")
     _remote(field, gone, [emit_op(lease), emit_op(result)])
     _remote(field, alive, [emit_op(other_lease)])
-    field._peer_changed(gone.node_id, True)
-    field._peer_changed(gone.node_id, False)
+    field.inbound.peer_changed(gone.node_id, True)
+    field.inbound.peer_changed(gone.node_id, False)
     assert field.get(lease.address) is None
     assert field.get(result.address) is not None  # durable work survives its author
     assert field.get(other_lease.address) is not None

@@ -13,9 +13,10 @@ import zenoh
 from _meshkit import Peer, eventually, free_port
 
 from smesh.mesh import Identity
+from smesh.mesh.codec import Codec
 from smesh.mesh.pki import init_ca, issue
 from smesh.mesh.transport import MeshConfig, zenoh_config
-from smesh.mesh.wire import Codec, Envelope, Sealed, SigNote, encode, seal
+from smesh.mesh.wire import Envelope, Sealed, SigNote, encode, seal
 
 Spawn = Callable[..., Peer]
 LOCAL = ("--listen", "tcp/127.0.0.1:0")  # every peer listens, so gossip can link them all

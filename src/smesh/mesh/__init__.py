@@ -6,7 +6,8 @@ See ``docs/mesh.md`` for the design.
 
 from smesh.mesh.field import MeshField
 from smesh.mesh.identity import Identity, node_id_of
-from smesh.mesh.replica import MeshStats, Provenance, ProvenanceLink
+from smesh.mesh.provenance import Provenance, ProvenanceLink
+from smesh.mesh.replica import MeshStats
 from smesh.mesh.transport import MeshConfig, PeerLink
 
 __all__ = [

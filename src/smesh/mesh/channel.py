@@ -27,14 +27,13 @@ from typing import Any
 import msgspec
 
 from smesh.mesh.auth import Keyring
+from smesh.mesh.codec import Codec, DroppedMessage
 from smesh.mesh.identity import Identity, node_id_of
 from smesh.mesh.replica import Counters, ReplayGuard
 from smesh.mesh.transport import MeshConfig, Transport
 from smesh.mesh.wire import (
     MAX_NOTE_IDS,
     VERSION,
-    Codec,
-    DroppedMessage,
     Hello,
     Op,
     Opened,

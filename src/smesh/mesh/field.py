@@ -25,13 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import heapq
 import logging
 import math
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -40,8 +38,9 @@ import msgspec
 from smesh.clock import Clock, SystemClock
 from smesh.errors import InvalidSignal, NotPermitted, SmeshError
 from smesh.field import Field, FieldEvent, FieldStats, Sensed, Subscription
-from smesh.mesh.channel import Cover, LiveChannel
+from smesh.mesh.channel import LiveChannel
 from smesh.mesh.identity import Identity
+from smesh.mesh.inbound import Inbound
 from smesh.mesh.merge import (
     EmitRecord,
     Entry,
@@ -51,21 +50,16 @@ from smesh.mesh.merge import (
     resolve,
     tombstone,
 )
-from smesh.mesh.replica import Counters, MeshStats, Provenance, ProvenanceLink
+from smesh.mesh.provenance import Provenance, check_link, trace
+from smesh.mesh.replica import Counters, MeshStats
 from smesh.mesh.store import BatchStore
 from smesh.mesh.transport import MeshConfig, PeerLink, Transport
 from smesh.mesh.wire import (
-    DroppedMessage,
-    EmitOp,
     Op,
-    Opened,
     ReinforceOp,
     RenewOp,
-    SigNote,
     WithdrawOp,
-    check_mark,
     emit_op,
-    signal_of,
 )
 from smesh.signal import Signal
 
@@ -113,15 +107,12 @@ class MeshField(Field):
         self._unsealed: list[EmitRecord | MarkRecord] = []
         self._flush_scheduled = False
         self._peers: dict[str, float] = {}
-        self._inbox: deque[Callable[[], None]] = deque()
-        self._inbox_lock = threading.Lock()
-        self._drain_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._transport: Transport | None = None
         self._synced = False
         self._closed = False
-        self._workers: set[threading.Thread] = set()
+        self.inbound = Inbound(self)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -149,7 +140,7 @@ class MeshField(Field):
         await asyncio.to_thread(self._open_transport)
         started = time.perf_counter()
         synced = await asyncio.to_thread(self.channel.fetch)
-        self._apply_synced(synced)
+        self.inbound.apply_synced(synced)
         self.late_join_ms = (time.perf_counter() - started) * 1e3
         await asyncio.to_thread(self._announce)
         return self
@@ -158,13 +149,13 @@ class MeshField(Field):
         self._transport = Transport(
             self.config,
             self.node_id,
-            on_batch=self._on_batch,
-            on_query=self._on_query,
-            on_peer=self._on_peer,
+            on_batch=self.inbound.on_batch,
+            on_query=self.inbound.on_query,
+            on_peer=self.inbound.on_peer,
         )
         self._transport.open()
         self.channel.transport = self._transport
-        self.channel.start_signer(self._on_own_note)
+        self.channel.start_signer(self.inbound.on_own_note)
 
     def _announce(self) -> None:
         self._synced = True
@@ -174,7 +165,7 @@ class MeshField(Field):
 
     def _catch_up(self) -> None:
         started = time.perf_counter()
-        self._apply_synced(self.channel.fetch())
+        self.inbound.apply_synced(self.channel.fetch())
         self.late_join_ms = (time.perf_counter() - started) * 1e3
 
     def close(self) -> None:
@@ -189,8 +180,7 @@ class MeshField(Field):
         self.channel.transport = None
         if transport is not None:
             transport.close()
-        for worker in list(self._workers):
-            worker.join(self.config.sync_timeout_s + 1.0)
+        self.inbound.join(self.config.sync_timeout_s + 1.0)
 
     async def aclose(self) -> None:
         """:meth:`close` without blocking the event loop."""
@@ -544,208 +534,6 @@ class MeshField(Field):
             self.counters.add("published_ops", len(chunk))
         return len(ops)
 
-    # -- inbound ---------------------------------------------------------------------------
-
-    def _on_batch(self, data: bytes) -> None:
-        """A live-channel message arrived (zenoh thread): authenticate it here, apply it on
-        the loop (or at once, without one)."""
-        for result in self.channel.receive(data):
-            self._deliver(functools.partial(self._take, result))
-
-    def _take(self, result: Opened | Cover) -> None:
-        if isinstance(result, Opened):
-            self._apply([result])
-        else:
-            self._cover(result.note, result.verified)
-
-    def _on_own_note(self, note: SigNote) -> None:
-        # the signer thread signed our own batches: keep the note with them
-        self._deliver(lambda: self._cover(note, True))
-
-    def _cover(self, note: SigNote, verified: bool) -> None:
-        with self._lock:
-            self._store.cover(note, verified=verified)
-
-    def _apply_synced(self, synced: tuple[list[Opened], list[SigNote]]) -> None:
-        opened, notes = synced
-        self._apply(opened)
-        with self._lock:
-            for note in notes:
-                self._store.cover(note, verified=True)
-
-    def _deliver(self, job: Callable[[], None]) -> None:
-        loop = self._loop
-        if loop is None:
-            job()
-            return
-        with self._inbox_lock:
-            self._inbox.append(job)
-            if self._drain_scheduled:
-                return
-            self._drain_scheduled = True
-        with contextlib.suppress(RuntimeError):  # the loop is closing: drop late messages
-            loop.call_soon_threadsafe(self._drain)
-
-    def _drain(self) -> None:
-        while True:
-            with self._inbox_lock:
-                if not self._inbox:
-                    self._drain_scheduled = False
-                    return
-                jobs = list(self._inbox)
-                self._inbox.clear()
-            for job in jobs:
-                job()
-
-    def _apply(self, batches: list[Opened]) -> None:
-        """Merge verified remote batches into the replica."""
-        if self._closed:
-            return
-        self._enter()
-        try:
-            now = self.clock.now()
-            horizon = now + self.config.max_skew_s
-            applied = 0
-            for opened in batches:
-                kept = False
-                for op in opened.ops:
-                    try:
-                        merged = self._merge_remote(op, opened, now, horizon)
-                    except Exception:  # whatever a signer sent, the replica stays up
-                        self.counters.add("dropped_error")
-                        _log.exception("unexpected error merging an operation")
-                        continue
-                    if merged:
-                        kept = True
-                        applied += 1
-                if kept:
-                    self._store.add(opened.batch_id, opened.sealed)
-            self.counters.add("applied_ops", applied)
-        finally:
-            self._exit()
-
-    def _merge_remote(self, op: Op, opened: Opened, now: float, horizon: float) -> bool:
-        signal: Signal | None = None
-        try:
-            if isinstance(op, EmitOp):
-                signal = signal_of(op)
-                if signal.created_at > horizon:
-                    self.counters.add("dropped_skew")
-                    return False
-                expires = signal.created_at + self._expiry_age(signal)
-                if expires <= now:
-                    self.counters.add("stale_ops")  # expired in flight: nothing to do
-                    return False
-                address = signal.address
-                if address not in self._entries:  # the common case: a new signal
-                    record = EmitRecord(signal, opened.signer, opened.batch_id)
-                    self._entries[address] = Entry(record)
-                    if address not in self._live:
-                        self._insert(signal, local=False, expires=expires)
-                    return True
-            else:
-                check_mark(op)
-                if op.at > horizon:
-                    self.counters.add("dropped_skew")
-                    return False
-                address = op.address
-        except (InvalidSignal, RecursionError):
-            self.counters.add("dropped_invalid_op")
-            return False
-        entry = self._entries.get(address)
-        if entry is None:
-            entry = self._entries[address] = Entry()
-        if merge_op(entry, op, opened.signer, opened.batch_id, signal) is None:
-            return False
-        by = op.origin if isinstance(op, EmitOp) else op.by
-        self._settle(address, entry, by, local=False)
-        return True
-
-    def _on_query(self, query: Any) -> None:
-        """Answer a late joiner with every signed batch this replica holds (zenoh thread).
-
-        Signature notes that arrived after their batches were applied on MACs are checked
-        here, the first time they serve as evidence.
-        """
-        try:
-            with self._lock:
-                batches, notes, unchecked = self._store.servable()
-            if unchecked:
-                verdicts: dict[bytes, bool] = {}
-                for note in notes:
-                    if note.sig in unchecked:
-                        try:
-                            self.codec.verify_note(note)
-                            verdicts[note.sig] = True
-                        except DroppedMessage as exc:
-                            self.counters.add("dropped_" + exc.reason)
-                            verdicts[note.sig] = False
-                with self._lock:
-                    for key, ok in verdicts.items():
-                        self._store.verified(key, ok)
-                    if not all(verdicts.values()):
-                        batches, notes, _ = self._store.servable()
-            self.channel.answer(query, batches, notes)
-        except Exception:
-            self.counters.add("sync_answer_errors")
-            _log.exception("answering a sync query failed")
-        finally:
-            query.drop()
-
-    # -- presence --------------------------------------------------------------------------
-
-    def _on_peer(self, node: str, alive: bool) -> None:
-        self._deliver(lambda: self._peer_changed(node, alive))
-
-    def _peer_changed(self, node: str, alive: bool) -> None:
-        if self._closed:
-            return
-        if alive:
-            with self._lock:
-                known = node in self._peers
-                self._peers[node] = self.clock.now()
-            if self._synced and not known:
-                self._spawn(lambda: self._sync_with(node))  # it may hold what we missed
-            return
-        self.channel.keyring.forget(node)
-        self._enter()
-        try:
-            self._peers.pop(node, None)
-            now = self.clock.now()
-            lapsed = 0
-            for kind in self.config.lease_kinds:
-                for address in list(self._kinds.get(kind, ())):
-                    entry = self._entries.get(address)
-                    if entry is None:
-                        continue
-                    state = resolve(entry, self._lapsed.get(address), now)
-                    if state.record is not None and state.record.signer == node:
-                        self._lapsed[address] = now
-                        self._settle(address, entry, None, local=False)
-                        lapsed += 1
-            self.counters.add("lapsed_leases", lapsed)
-        finally:
-            self._exit()
-
-    def _sync_with(self, node: str) -> None:
-        synced = self.channel.fetch(node)
-        if synced[0]:
-            self._deliver(lambda: self._apply_synced(synced))
-
-    def _spawn(self, target: Callable[[], None]) -> None:
-        def run() -> None:
-            try:
-                target()
-            except Exception:
-                self.counters.add("sync_errors")
-                _log.exception("syncing with a peer failed")
-            finally:
-                self._workers.discard(thread)
-
-        thread = threading.Thread(target=run, name="smesh-mesh-sync", daemon=True)
-        self._workers.add(thread)
-        thread.start()
-
     # -- introspection ---------------------------------------------------------------------
 
     def peers(self) -> list[str]:
@@ -781,34 +569,7 @@ class MeshField(Field):
             if signal is None or entry is None:
                 return None
             state = resolve(entry, self._lapsed.get(address), self.clock.now())
-            if state.base is None or state.record is None:
-                return None
-            (origin, created_at, signer), base, cut = state.base, state.record, state.cut
-            emitter = ProvenanceLink(
-                role="emit", by=origin, node=signer, at=created_at, batch=base.batch
-            )
-            first: dict[str, ProvenanceLink] = {}
-            renewal: ProvenanceLink | None = None
-            for (o, at, s), record in entry.emits.items():
-                if at > cut and o != origin and (o not in first or at < first[o].at):
-                    first[o] = ProvenanceLink(role="emit", by=o, node=s, at=at, batch=record.batch)
-            for (_tag, by, at, s), mark in entry.marks.items():
-                if at <= cut:
-                    continue
-                if isinstance(mark.op, ReinforceOp) and by != origin:
-                    if by not in first or at < first[by].at:
-                        first[by] = ProvenanceLink(
-                            role="reinforce", by=by, node=s, at=at, batch=mark.batch
-                        )
-                elif isinstance(mark.op, RenewOp) and at == signal.created_at and s == signer:
-                    renewal = ProvenanceLink(role="renew", by=by, node=s, at=at, batch=mark.batch)
-            return Provenance(
-                address=address,
-                kind=signal.kind,
-                emitter=emitter,
-                reinforcers=[first[r] for r in signal.reinforcers if r in first],
-                renewal=renewal,
-            )
+            return trace(address, signal, entry, state)
 
     def verify_provenance(self, address: str) -> bool:
         """Re-check every signature behind the signal at ``address`` from the retained
@@ -817,7 +578,7 @@ class MeshField(Field):
         self.flush()  # our own operations must be sealed, and signed, to be checked
         note = self.channel.sign_pending()
         if note is not None:
-            self._cover(note, True)
+            self.inbound.cover(note, True)
         record = self.provenance(address)
         if record is None:
             return False
@@ -827,40 +588,9 @@ class MeshField(Field):
         for link in links:
             with self._lock:
                 proof = self._store.proof(link.batch) if link.batch is not None else None
-            if proof is None:
-                return False
-            sealed, note = proof
-            try:
-                _, batch_id = self.codec.message(sealed)
-                if sealed.sig:
-                    self.codec.verify(sealed)
-                elif note is None or note.signer != sealed.signer or note.epoch != sealed.epoch:
-                    return False
-                else:
-                    self.codec.verify_note(note)
-                    if bytes.fromhex(batch_id) not in note.ids:
-                        return False
-                signer = self.channel.node_id(sealed.signer)
-                ops = self.codec.ops(sealed, signer)
-            except DroppedMessage:
-                return False
-            if batch_id != link.batch or signer != link.node:
-                return False
-            if not any(_carries(op, address, link) for op in ops):
+            if proof is None or not check_link(address, link, proof, self.channel):
                 return False
         return True
-
-
-def _carries(op: Op, address: str, link: ProvenanceLink) -> bool:
-    if isinstance(op, EmitOp):
-        if link.role != "emit" or op.origin != link.by or op.created_at != link.at:
-            return False
-        try:
-            return signal_of(op).address == address
-        except InvalidSignal:
-            return False
-    role = {ReinforceOp: "reinforce", RenewOp: "renew", WithdrawOp: "withdraw"}[type(op)]
-    return role == link.role and op.address == address and op.by == link.by and op.at == link.at
 
 
 def _after(cut: float, when: float) -> float:

@@ -28,7 +28,8 @@ from typing import TypeAlias
 
 import msgspec
 
-from smesh.mesh.wire import EmitOp, Op, ReinforceOp, RenewOp, WithdrawOp, signal_of
+from smesh.mesh.codec import signal_of
+from smesh.mesh.wire import EmitOp, Op, ReinforceOp, RenewOp, WithdrawOp
 from smesh.signal import Signal
 
 __all__ = [

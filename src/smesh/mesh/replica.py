@@ -1,4 +1,4 @@
-"""The bookkeeping of a replica: drop counters, replay windows, provenance records.
+"""The bookkeeping of a replica: event counters, replay windows, its stats.
 
 Small, thread-safe pieces that :class:`smesh.mesh.field.MeshField` uses from zenoh's threads
 as well as from its own.
@@ -10,7 +10,7 @@ import threading
 
 import msgspec
 
-__all__ = ["Counters", "MeshStats", "Provenance", "ProvenanceLink", "ReplayGuard"]
+__all__ = ["Counters", "MeshStats", "ReplayGuard"]
 
 _WINDOW = 1024  # how many recent sequence numbers per signer are remembered
 
@@ -86,42 +86,6 @@ class ReplayGuard:
                 return False
             window.mask |= bit
             return True
-
-
-class ProvenanceLink(msgspec.Struct, frozen=True, kw_only=True):
-    """One signed operation in a signal's history.
-
-    Attributes:
-        role: ``emit``, ``reinforce`` (or a concurrent emit that counts as one) or ``renew``.
-        by: the agent (origin or reinforcer) it speaks for.
-        node: the node that signed it.
-        at: its time (``created_at`` for emits).
-        batch: the id of the signed batch that carries it (None while not yet sealed).
-    """
-
-    role: str
-    by: str
-    node: str
-    at: float
-    batch: str | None
-
-
-class Provenance(msgspec.Struct, frozen=True, kw_only=True):
-    """Who said a signal, and who corroborated it: each link is a signed operation.
-
-    Attributes:
-        address: the signal's address.
-        kind: its kind.
-        emitter: the emit that gives the signal its content and origin.
-        reinforcers: one link per reinforcer, in the signal's order.
-        renewal: the renewal that set the current ``created_at``, if any.
-    """
-
-    address: str
-    kind: str
-    emitter: ProvenanceLink
-    reinforcers: list[ProvenanceLink]
-    renewal: ProvenanceLink | None = None
 
 
 class MeshStats(msgspec.Struct, frozen=True, kw_only=True):
