@@ -198,13 +198,15 @@ def _finding_schema(lens: Lens) -> dict[str, Any]:
     }
 
 
+# Reason before verdict, as in smesh.agents.agent.JUDGEMENT_SCHEMA: the small embedded
+# model judges better when it has to explain itself before it commits.
 JUDGE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "verdict": {"type": "string", "enum": ["agree", "disagree", "unsure"]},
         "reason": {"type": "string", "maxLength": 200},
+        "verdict": {"type": "string", "enum": ["agree", "disagree", "unsure"]},
     },
-    "required": ["verdict", "reason"],
+    "required": ["reason", "verdict"],
 }
 
 
@@ -359,10 +361,12 @@ class ScanAgent(_Reporter):
             f"A colleague reported this {state.key.label} issue in {state.key.file}, "
             f"line {note.line_start} (severity {note.severity}):\n{note.message}\n\n"
             f"The code:\n{numbered(context)}\n\n"
-            "Look at the code yourself. Is the report correct? Reply as JSON with "
-            '"verdict" ("agree", "disagree" or "unsure") and a one-sentence "reason".'
+            "Look at the code yourself. Is the report correct? Reply as JSON with a "
+            'one-sentence "reason" and a "verdict" ("agree", "disagree" or "unsure").'
         )
-        response = await self.ask(prompt, json_schema=JUDGE_SCHEMA, max_tokens=self.judge_tokens)
+        response = await self.ask(
+            prompt, json_schema=JUDGE_SCHEMA, max_tokens=self.judge_tokens, temperature=0.0
+        )
         parsed = response.parsed or {}
         opinion = str(parsed.get("verdict", "unsure"))
         reason = str(parsed.get("reason", ""))
