@@ -223,3 +223,19 @@ def test_two_sessions_in_one_process_share_a_field_without_a_loop() -> None:
         assert stats.peers == [b.node_id] and stats.counters["received"] >= 1
         assert a.links() and all(link.auth is None for link in a.links())
     assert a.peers() == [] or time.sleep(0) is None  # closed: nothing more arrives
+
+
+def test_a_session_that_cannot_open_is_a_transport_error_and_leaves_nothing_open() -> None:
+    from _meshkit import free_port
+
+    from smesh.errors import TransportError
+
+    port = free_port()
+    holder = MeshField(MeshConfig(mesh="busy", listen=(f"tcp/127.0.0.1:{port}",))).start()
+    try:
+        clash = MeshField(MeshConfig(mesh="busy", listen=(f"tcp/127.0.0.1:{port}",)))
+        with pytest.raises(TransportError, match="cannot open the mesh session"):
+            clash.start()
+        assert clash._transport is None and clash._closed
+    finally:
+        holder.close()

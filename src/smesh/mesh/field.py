@@ -117,9 +117,13 @@ class MeshField(ReplicaField):
         Raises:
             TransportError: the session could not be opened.
         """
-        self._open_transport()
-        self._catch_up()
-        self._announce()
+        try:
+            self._open_transport()
+            self._catch_up()
+            self._announce()
+        except BaseException:
+            self.close()  # nothing half-open stays behind
+            raise
         return self
 
     async def astart(self) -> MeshField:
@@ -130,12 +134,16 @@ class MeshField(ReplicaField):
         """
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        await asyncio.to_thread(self._open_transport)
-        started = time.perf_counter()
-        synced = await asyncio.to_thread(self.channel.fetch)
-        self.inbound.apply_synced(synced)
-        self.late_join_ms = (time.perf_counter() - started) * 1e3
-        await asyncio.to_thread(self._announce)
+        try:
+            await asyncio.to_thread(self._open_transport)
+            started = time.perf_counter()
+            synced = await asyncio.to_thread(self.channel.fetch)
+            self.inbound.apply_synced(synced)
+            self.late_join_ms = (time.perf_counter() - started) * 1e3
+            await asyncio.to_thread(self._announce)
+        except BaseException:
+            await asyncio.shield(asyncio.to_thread(self.close))  # nothing half-open stays
+            raise
         return self
 
     def _open_transport(self) -> None:

@@ -278,16 +278,19 @@ class Transport:
         session = self._session
         if session is None:
             return
-        replies = session.get(
-            f"{self._root}/sync/{peer}/**",
-            target=zenoh.QueryTarget.ALL,
-            consolidation=zenoh.QueryConsolidation(zenoh.ConsolidationMode.NONE),
-            timeout=timeout_s if timeout_s is not None else self.config.sync_timeout_s,
-        )
-        for reply in replies:
-            sample = reply.ok
-            if sample is not None:
-                yield sample.payload.to_bytes()
+        try:
+            replies = session.get(
+                f"{self._root}/sync/{peer}/**",
+                target=zenoh.QueryTarget.ALL,
+                consolidation=zenoh.QueryConsolidation(zenoh.ConsolidationMode.NONE),
+                timeout=timeout_s if timeout_s is not None else self.config.sync_timeout_s,
+            )
+            for reply in replies:
+                sample = reply.ok
+                if sample is not None:
+                    yield sample.payload.to_bytes()
+        except zenoh.ZError as exc:  # e.g. the session closed under us
+            raise TransportError(f"sync query failed: {exc}", node=self.node_id) from None
 
     def links(self) -> list[PeerLink]:
         """This node's live links (with the peer certificate's name over TLS)."""
