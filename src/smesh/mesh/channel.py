@@ -125,10 +125,12 @@ class LiveChannel:
         assert transport is not None
         transport.publish(encode(Sealed(VERSION, public, self.epoch, seq, body, b"", macs)))
         with self._cond:
-            if not self._unsigned:
-                self._first_unsigned = time.monotonic()
             self._unsigned.append(bytes.fromhex(batch_id))
-            self._cond.notify()
+            if len(self._unsigned) == 1:
+                # wake the signer for the first unsigned batch only: it then sleeps until
+                # the note is due, and a thread woken per batch would compete with this one
+                self._first_unsigned = time.monotonic()
+                self._cond.notify()
         return batch_id, Sealed(VERSION, public, self.epoch, seq, body, b"")
 
     def sign_pending(self) -> SigNote | None:
