@@ -11,10 +11,10 @@ from smesh.bench import mesh as bench
 def test_the_workloads_run_between_real_processes() -> None:
     assert bench.raw_throughput(2000) > 0
     assert bench.mesh_throughput(2000) > 0
-    raw = bench.raw_latency(20)
-    assert len(raw) == 20 and all(0 < t < 1 for t in raw)
-    mesh = bench.mesh_latency(20, "mesh-echo-sync")
-    assert len(mesh) == 20 and all(0 < t < 1 for t in mesh)
+    for echo in ("mesh-echo-sync", "mesh-echo-loop"):
+        raw, mesh = bench.latency(20, echo)
+        assert len(raw) == len(mesh) == 20
+        assert all(0 < t < 1 for t in raw + mesh)
     joins = bench.late_join(300, 1)
     assert len(joins) == 1 and 0 < joins[0] < 5000
 
@@ -24,8 +24,7 @@ def test_the_suite_reports_the_names_and_targets_of_the_issue(
 ) -> None:
     monkeypatch.setattr(bench, "raw_throughput", lambda n: 200_000.0)
     monkeypatch.setattr(bench, "mesh_throughput", lambda n: 50_000.0)
-    monkeypatch.setattr(bench, "raw_latency", lambda n: [100e-6] * 10)
-    monkeypatch.setattr(bench, "mesh_latency", lambda n, echo: [150e-6] * 10)
+    monkeypatch.setattr(bench, "latency", lambda n, echo: ([100e-6] * 10, [150e-6] * 10))
     monkeypatch.setattr(bench, "late_join", lambda signals, joins: [80.0] * joins)
     seen: list[str] = []
     results = {r.name: r for r in bench.run(quick=True, progress=seen.append)}

@@ -3,9 +3,10 @@
 Each prints ``ready`` when it can take traffic and, for sinks, ``done <unix time>`` once it
 has received everything; echoes and holders run until their stdin closes.
 
-Roles: ``raw-sink`` / ``mesh-sink`` count messages or emitted signals; ``raw-echo`` /
-``mesh-echo`` answer each ping with a pong; ``mesh-hold`` emits (or receives) a number of
-long-lived signals and keeps its replica up.
+Roles: ``raw-sink`` / ``mesh-sink`` count messages or replicated signals;
+``mesh-echo-sync`` / ``mesh-echo-loop`` answer each ping signal with a pong signal, and each
+raw zenoh ping with a raw pong (so both are measured side by side); ``mesh-hold`` emits (or
+receives) a number of long-lived signals and keeps its replica up.
 """
 
 from __future__ import annotations
@@ -55,22 +56,20 @@ def raw_sink(args: argparse.Namespace) -> None:
     session.close()
 
 
-def raw_echo(args: argparse.Namespace) -> None:
+def _raw_echo(args: argparse.Namespace, connect: list[str]) -> Any:
+    """A session answering every raw ping with a pong, from zenoh's callback thread."""
     import zenoh
 
-    session = _raw_session(args)
+    session = _raw_session(argparse.Namespace(connect=connect))
     pong = session.declare_publisher(
         RAW_KEY.format(args.name) + "/pong",
         express=True,
         congestion_control=zenoh.CongestionControl.BLOCK,
     )
-    sub = session.declare_subscriber(
+    session.declare_subscriber(
         RAW_KEY.format(args.name) + "/ping", lambda sample: pong.put(sample.payload.to_bytes())
     )
-    _say("ready")
-    sys.stdin.read()  # until the benchmark closes our stdin
-    sub.undeclare()
-    session.close()
+    return session
 
 
 def _mesh(args: argparse.Namespace) -> Any:
@@ -108,10 +107,12 @@ async def mesh_echo_loop(args: argparse.Namespace) -> None:
     field = _mesh(args)
     await field.astart()
     field.subscribe(_echo_events(field), kinds=["ping"])
+    raw = _raw_echo(args, args.raw_connect)
     _say("ready", field.node_id)
     try:
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     finally:
+        raw.close()
         await field.aclose()
 
 
@@ -119,8 +120,10 @@ def mesh_echo_sync(args: argparse.Namespace) -> None:
     field = _mesh(args)
     field.start()
     field.subscribe(_echo_events(field), kinds=["ping"])
+    raw = _raw_echo(args, args.raw_connect)
     _say("ready", field.node_id)
     sys.stdin.read()
+    raw.close()
     field.close()
 
 
@@ -151,6 +154,7 @@ def main() -> None:
     parser.add_argument("--name", required=True, help="mesh name / key prefix")
     parser.add_argument("--listen", action="append", default=[])
     parser.add_argument("--connect", action="append", default=[])
+    parser.add_argument("--raw-connect", action="append", default=[])
     parser.add_argument("--count", type=int, default=0)
     parser.add_argument("--expect", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=120.0)
@@ -158,8 +162,6 @@ def main() -> None:
     role = args.role
     if role == "raw-sink":
         raw_sink(args)
-    elif role == "raw-echo":
-        raw_echo(args)
     elif role == "mesh-sink":
         asyncio.run(mesh_sink(args))
     elif role == "mesh-echo-loop":
