@@ -195,9 +195,13 @@ class Field:
             raise InvalidSignal("emit(Signal) takes no payload or options")
         address = signal.address
         live = self._live
-        if address in live:
-            self.reinforce(address, by=signal.origin)
-            return live[address]
+        existing = live.get(address)
+        if existing is not None:
+            if not existing.is_expired(self.clock.now()):
+                self.reinforce(address, by=signal.origin)
+                return live[address]
+            # past its expiry but not yet ticked away: it is gone, and this is a new signal
+            self._expire_now(existing)
         live[address] = signal
         bucket = self._kinds.get(signal.kind)
         if bucket is None:
@@ -254,9 +258,12 @@ class Field:
         if self._subscribers:
             for signal in fresh:
                 self._publish("emit", signal, signal.origin)
+        replaced = 0
         for signal in duplicates:
-            self.reinforce(signal.address, by=signal.origin)
-        return len(fresh)
+            before = self._emitted
+            self.emit(signal)  # reinforces a live twin, or replaces an expired one
+            replaced += self._emitted - before
+        return len(fresh) + replaced
 
     def _schedule(self, when: float, address: str) -> None:
         slot = int(when // BUCKET_SECONDS)
@@ -283,6 +290,10 @@ class Field:
         updated = signal.reinforced(by)
         if updated is signal:
             return False
+        if signal.is_expired(self.clock.now()):
+            # expired but not yet ticked away: too late to corroborate it
+            self._expire_now(signal)
+            raise SignalNotFound(f"the signal at {address} has expired", signal=address)
         self._live[address] = updated
         self._reinforcements += 1
         if self._subscribers:
@@ -358,6 +369,13 @@ class Field:
         return expired
 
     expire = tick
+
+    def _expire_now(self, signal: Signal) -> None:
+        """Expire one signal ahead of the tick that would have found it."""
+        self._remove(signal)
+        self._expired += 1
+        if self._subscribers:
+            self._publish("expire", signal, None)
 
     def _remove(self, signal: Signal) -> None:
         address = signal.address

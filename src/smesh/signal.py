@@ -47,7 +47,7 @@ def compute_address(kind: str, payload: Any, origin: str, scope: Scope = "conten
     parts = (scope, kind, payload, origin) if scope == "origin" else (scope, kind, payload)
     try:
         body = _encode_canonical(parts)
-    except (TypeError, msgspec.EncodeError) as exc:
+    except (TypeError, OverflowError, RecursionError, msgspec.EncodeError) as exc:
         raise InvalidSignal(f"signal payload must be JSON-compatible: {exc}") from None
     return blake2b(body, digest_size=16).hexdigest()
 

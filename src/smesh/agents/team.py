@@ -231,8 +231,10 @@ class Team:
         for task in self.board.tasks.values():
             reason: str | None = None
             if not task.final:
-                # the poster gives up on its own unfinished task: an explicit failure
                 reason = f"unfinished when the run stopped ({stopped_by})"
+            if not task.final and task.signal.origin == self.poster:
+                # the poster gives up on its own unfinished task: an explicit failure (a
+                # task another process posted, over a mesh, is that process's to give up)
                 self.field.emit(
                     KIND_DECISION,
                     {
