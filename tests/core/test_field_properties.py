@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 
 from smesh.clock import VirtualClock
 from smesh.decay import Custom, Decay, Exponential, Linear, Sigmoid, Step
-from smesh.errors import SignalNotFound
 from smesh.field import Field
 from smesh.signal import Signal
 from smesh.vectorized import SignalArray
@@ -233,14 +232,6 @@ def test_expired_signal_is_never_sensed_at_any_later_time(s: Signal, ttl_factor:
 def test_reinforcement_is_idempotent_per_node(s: Signal, reinforcers: list[str]) -> None:
     field = Field(VirtualClock())
     field.emit(s)
-    if s.is_expired(field.clock.now()):
-        # born expired (intensity < 0.01): too late to corroborate, even before a tick
-        if any(by != s.origin for by in reinforcers):
-            with pytest.raises(SignalNotFound):
-                for by in reinforcers:
-                    field.reinforce(s.address, by=by)
-            assert len(field) == 0 and field.stats().reinforcements == 0
-        return
     seen: list[str] = []
     for by in reinforcers:
         counted = field.reinforce(s.address, by=by)
@@ -249,7 +240,8 @@ def test_reinforcement_is_idempotent_per_node(s: Signal, reinforcers: list[str])
         if new:
             seen.append(by)
     live = field.get(s.address, now=s.created_at)
-    assert live is not None
+    if live is None:  # born expired (intensity < 0.01): still held until a tick
+        live = field.signals()[0]
     assert live.reinforcers == tuple(seen)
     assert field.stats().reinforcements == len(seen)
     assert close(live.confidence, eager_confidence(s.confidence, len(seen)))
