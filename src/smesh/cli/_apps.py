@@ -3,9 +3,10 @@ life cycle, the live progress view and writing the report."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,11 +26,14 @@ __all__ = [
     "dumps",
     "emit_report",
     "make_options",
+    "report_options",
+    "run_app",
     "run_options",
     "summary_table",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def run_options(func: F) -> F:
@@ -152,6 +156,68 @@ class ProgressView:
             finally:
                 live.update(self._render())
                 self._live = None
+
+
+def report_options(formats: Sequence[str]) -> Callable[[F], F]:
+    """The report options of ``review`` and ``swarm``: --format, --out and --json."""
+
+    def decorate(func: F) -> F:
+        options = [
+            click.option(
+                "--format",
+                "fmt",
+                type=click.Choice(list(formats)),
+                default="text",
+                show_default=True,
+                help="Report format.",
+            ),
+            click.option(
+                "--out",
+                type=click.Path(dir_okay=False, path_type=Path),
+                help="Write the report to this file instead of stdout.",
+            ),
+            click.option("--json", "as_json", is_flag=True, help="Same as --format json."),
+        ]
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+def run_app(
+    body: Callable[[Any, AppOptions], Awaitable[T]],
+    *,
+    backend: str | None,
+    quiet: bool,
+    view: ProgressView,
+    journal_path: Path,
+    max_calls: int,
+    max_seconds: float,
+    seed: int,
+    resume_id: str | None,
+) -> T:
+    """Run an app: open the journal and the backend, build its options from the common
+    command-line options, show the live view unless ``quiet``, and close everything."""
+
+    async def run() -> T:
+        journal = Journal(journal_path)
+        try:
+            async with app_backend(backend, quiet=quiet) as model:
+                options = make_options(
+                    max_calls=max_calls,
+                    max_seconds=max_seconds,
+                    seed=seed,
+                    journal=journal,
+                    resume_id=resume_id,
+                    view=view,
+                )
+                with view.shown(not quiet):
+                    return await body(model, options)
+        finally:
+            journal.close()
+
+    return asyncio.run(run())
 
 
 def make_options(

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.table import Table
 
+from smesh.apps.common import AppOptions
 from smesh.cli._apps import (
     ProgressView,
-    app_backend,
     dumps,
     emit_report,
-    make_options,
+    run_app,
     run_options,
     summary_table,
 )
 from smesh.cli._common import console, err_console
-from smesh.journal import Journal
 
 
 @click.command("code")
@@ -82,32 +81,28 @@ def command(
         raise click.UsageError(f"--out {str(out)!r} is not a directory")
     view = ProgressView("code")
 
-    async def run() -> CodeReport:
-        journal = Journal(journal_path)
-        try:
-            async with app_backend(backend, quiet=as_json) as model:
-                options = make_options(
-                    max_calls=max_calls,
-                    max_seconds=max_seconds,
-                    seed=seed,
-                    journal=journal,
-                    resume_id=resume_id,
-                    view=view,
-                )
-                with view.shown(not as_json):
-                    return await run_code(
-                        brief,
-                        out,
-                        model,
-                        coders=coders,
-                        rounds=rounds,
-                        limits=Limits(timeout_s=test_timeout, cpu_s=int(test_timeout) + 5),
-                        options=options,
-                    )
-        finally:
-            journal.close()
+    async def body(model: Any, options: AppOptions) -> CodeReport:
+        return await run_code(
+            brief,
+            out,
+            model,
+            coders=coders,
+            rounds=rounds,
+            limits=Limits(timeout_s=test_timeout, cpu_s=int(test_timeout) + 5),
+            options=options,
+        )
 
-    report = asyncio.run(run())
+    report = run_app(
+        body,
+        backend=backend,
+        quiet=as_json,
+        view=view,
+        journal_path=journal_path,
+        max_calls=max_calls,
+        max_seconds=max_seconds,
+        seed=seed,
+        resume_id=resume_id,
+    )
     if as_json:
         emit_report(dumps(report.contract()), None)
         return

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
+from typing import Any
 
 import click
 
+from smesh.apps.common import AppOptions
 from smesh.cli._apps import (
     ProgressView,
-    app_backend,
     dumps,
     emit_report,
-    make_options,
+    report_options,
+    run_app,
     run_options,
     summary_table,
 )
 from smesh.cli._common import err_console
-from smesh.journal import Journal
 
 FORMATS = ("text", "json", "sarif")
 
@@ -51,20 +51,7 @@ FORMATS = ("text", "json", "sarif")
 )
 @click.option("--max-files", type=click.IntRange(min=1), help="Scan at most this many files.")
 @click.option("--ext", "extensions", multiple=True, help="Only this extension (repeatable).")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(FORMATS),
-    default="text",
-    show_default=True,
-    help="Report format.",
-)
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the report to this file instead of stdout.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@report_options(FORMATS)
 @run_options
 def command(
     root: Path,
@@ -103,33 +90,29 @@ def command(
     view = ProgressView("swarm")
     quiet = fmt != "text" and out is None
 
-    async def run() -> SwarmReport:
-        journal = Journal(journal_path)
-        try:
-            async with app_backend(backend if names else None, quiet=quiet) as model:
-                options = make_options(
-                    max_calls=max_calls,
-                    max_seconds=max_seconds,
-                    seed=seed,
-                    journal=journal,
-                    resume_id=resume_id,
-                    view=view,
-                )
-                with view.shown(not quiet):
-                    return await run_swarm(
-                        root,
-                        model,
-                        specialists=names,
-                        analyzers=tools,
-                        consensus=consensus,
-                        max_files=max_files,
-                        extensions=list(extensions) or None,
-                        options=options,
-                    )
-        finally:
-            journal.close()
+    async def body(model: Any, options: AppOptions) -> SwarmReport:
+        return await run_swarm(
+            root,
+            model,
+            specialists=names,
+            analyzers=tools,
+            consensus=consensus,
+            max_files=max_files,
+            extensions=list(extensions) or None,
+            options=options,
+        )
 
-    report = asyncio.run(run())
+    report = run_app(
+        body,
+        backend=backend if names else None,
+        quiet=quiet,
+        view=view,
+        journal_path=journal_path,
+        max_calls=max_calls,
+        max_seconds=max_seconds,
+        seed=seed,
+        resume_id=resume_id,
+    )
     if fmt == "json":
         emit_report(dumps(report.contract()), out)
     elif fmt == "sarif":
