@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -12,7 +12,9 @@ from smesh.agents.board import TaskBoard, TaskState
 from smesh.agents.runtime import Budget
 from smesh.clock import Clock
 
-__all__ = ["APP_SETTINGS", "AppOptions", "Summary", "summarize"]
+__all__ = ["APP_SETTINGS", "AppOptions", "ScanReport", "Summary", "summarize"]
+
+FindingT = TypeVar("FindingT")
 
 #: protocol timing for the apps: LLM calls on a small CPU model take seconds, not minutes
 APP_SETTINGS = Settings(lease_s=30.0, poll_s=2.0, work_timeout_s=240.0, idle_timeout_s=180.0)
@@ -108,3 +110,26 @@ def summarize(report: RunReport, *, consensus: int, total: int) -> Summary:
         tasks=len(report.tasks),
         trust=dict(report.trust),
     )
+
+
+class ScanReport(msgspec.Struct, Generic[FindingT], frozen=True, kw_only=True):
+    """The findings of a review or swarm run and its summary.
+
+    Attributes:
+        findings: every finding, in file and line order.
+        summary: the run's closing numbers.
+        judgements: per finding (same order), who said what, for human-readable reports.
+        root: the scanned path.
+    """
+
+    findings: list[FindingT]
+    summary: Summary
+    judgements: list[list[str]] = []
+    root: str = ""
+
+    def contract(self) -> dict[str, Any]:
+        """The ``--format json`` document: ``{"findings": [...], "summary": {...}}``."""
+        return {
+            "findings": msgspec.to_builtins(self.findings),
+            "summary": msgspec.to_builtins(self.summary),
+        }

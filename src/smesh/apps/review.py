@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from smesh.agents import Agent, TaskSpec, Team
-from smesh.apps.common import AppOptions, Summary, summarize
+from smesh.apps.common import AppOptions, ScanReport, summarize
 from smesh.apps.files import DEFAULT_MAX_BYTES, chunk_file, select_files
 from smesh.apps.findings import ConsensusRule, FindingLedger, FindingState
 from smesh.apps.sarif import SarifResult, SarifRule, to_sarif
@@ -123,27 +123,8 @@ class ReviewFinding(msgspec.Struct, frozen=True, kw_only=True):
     consensus: bool
 
 
-class ReviewReport(msgspec.Struct, frozen=True, kw_only=True):
-    """The findings of a review run and its summary.
-
-    Attributes:
-        findings: every finding, in file and line order.
-        summary: the run's closing numbers.
-        judgements: per finding (same order), each judge's ``agent: opinion — reason``.
-        root: the reviewed path.
-    """
-
-    findings: list[ReviewFinding]
-    summary: Summary
-    judgements: list[list[str]] = []
-    root: str = ""
-
-    def contract(self) -> dict[str, Any]:
-        """The ``--format json`` document: ``{"findings": [...], "summary": {...}}``."""
-        return {
-            "findings": msgspec.to_builtins(self.findings),
-            "summary": msgspec.to_builtins(self.summary),
-        }
+class ReviewReport(ScanReport[ReviewFinding], frozen=True, kw_only=True):
+    """The findings of a review run and its summary."""
 
 
 def reviewer_ids(reviewers: Sequence[str]) -> list[tuple[str, Lens]]:

@@ -21,7 +21,7 @@ import msgspec
 
 from smesh.agents import Agent, TaskSpec, Team
 from smesh.apps.analyzers import Analyzer, make_analyzer
-from smesh.apps.common import AppOptions, Summary, summarize
+from smesh.apps.common import AppOptions, ScanReport, summarize
 from smesh.apps.files import DEFAULT_MAX_BYTES, chunk_file, select_files
 from smesh.apps.findings import ConsensusRule, FindingLedger, FindingState
 from smesh.apps.sarif import SarifResult, SarifRule, to_sarif
@@ -139,20 +139,8 @@ class SwarmFinding(msgspec.Struct, frozen=True, kw_only=True):
     consensus: bool
 
 
-class SwarmReport(msgspec.Struct, frozen=True, kw_only=True):
+class SwarmReport(ScanReport[SwarmFinding], frozen=True, kw_only=True):
     """The findings of a swarm run and its summary."""
-
-    findings: list[SwarmFinding]
-    summary: Summary
-    judgements: list[list[str]] = []
-    root: str = ""
-
-    def contract(self) -> dict[str, Any]:
-        """The ``--format json`` document: ``{"findings": [...], "summary": {...}}``."""
-        return {
-            "findings": msgspec.to_builtins(self.findings),
-            "summary": msgspec.to_builtins(self.summary),
-        }
 
 
 def specialist_ids(specialists: Sequence[str]) -> list[tuple[str, Lens]]:
