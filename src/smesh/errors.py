@@ -19,6 +19,9 @@ answer, a model that replies with garbage), so callers can catch one without the
         │   ├── BadResponse            malformed, truncated or schema-violating output
         │   └── ModelNotFound          the model file or wheel is missing or corrupt
         ├── BudgetExceeded         a hard budget (calls, tokens, cost, time) ran out
+        ├── ToolError              a tool call failed (carries ``.tool``); fed back to the model
+        │   ├── ToolTimeout            the tool did not finish within its timeout
+        │   └── EffectUncertain        a side effect's intent was journaled, its outcome never
         └── TransportError         the mesh transport failed (carries ``.node``)
             └── InvalidMessage         a malformed, forged or replayed network message
 """
@@ -32,6 +35,7 @@ __all__ = [
     "BackendUnavailable",
     "BadResponse",
     "BudgetExceeded",
+    "EffectUncertain",
     "InvalidMessage",
     "InvalidSignal",
     "ModelNotFound",
@@ -40,6 +44,8 @@ __all__ = [
     "RuntimeFailure",
     "SignalNotFound",
     "SmeshError",
+    "ToolError",
+    "ToolTimeout",
     "TransportError",
     "UnknownName",
     "UsageError",
@@ -142,6 +148,46 @@ class ModelNotFound(BackendError):
 
 class BudgetExceeded(RuntimeFailure):
     """A hard budget on calls, tokens, cost or wall time ran out."""
+
+
+class ToolError(RuntimeFailure):
+    """A tool call failed: bad arguments, an exception in the tool, an unknown tool.
+
+    The tool-calling loop never lets one escape: it becomes an error result the model sees.
+
+    Attributes:
+        tool: name of the tool involved, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        tool: str | None = None,
+        node: str | None = None,
+        signal: str | None = None,
+        backend: str | None = None,
+    ) -> None:
+        super().__init__(message, node=node, signal=signal, backend=backend)
+        self.tool = tool
+
+
+class ToolTimeout(ToolError, TimeoutError):
+    """The tool did not finish within its timeout."""
+
+
+class EffectUncertain(ToolError):
+    """A side effect's intent was recorded but its outcome never was (the process died).
+
+    It is reported rather than repeated; the tool's ``reconcile`` hook may settle it.
+
+    Attributes:
+        effect_id: the effect's id in the ledger.
+    """
+
+    def __init__(self, message: str, *, effect_id: str, tool: str | None = None) -> None:
+        super().__init__(message, tool=tool)
+        self.effect_id = effect_id
 
 
 class TransportError(RuntimeFailure):
