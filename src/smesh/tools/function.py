@@ -38,7 +38,7 @@ import msgspec
 
 from smesh.errors import ToolError, UsageError
 from smesh.tools._docstring import parse_docstring
-from smesh.tools.base import DEFAULT_TIMEOUT_S, CallContext, Reconciled, Tool
+from smesh.tools.base import DEFAULT_TIMEOUT_S, CallContext, Reconciled, Tool, check_tool_name
 
 __all__ = ["FunctionTool", "tool"]
 
@@ -119,7 +119,7 @@ class FunctionTool(Tool):
     ) -> None:
         if not callable(fn):
             raise UsageError(f"@tool needs a function, not {fn!r}")
-        tool_name = name or str(getattr(fn, "__name__", ""))
+        tool_name = check_tool_name(name or str(getattr(fn, "__name__", "")))
         summary, arg_docs = parse_docstring(inspect.getdoc(fn))
         args_type, schema, ctx_param = _build(fn, tool_name, arg_docs)
         super().__init__(

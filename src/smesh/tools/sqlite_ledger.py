@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS tool_effects (
 CREATE INDEX IF NOT EXISTS tool_effects_run ON tool_effects (run_id, task_id, attempt);
 """
 _COLUMNS = "effect_id, tool, status, result, error, run_id, task_id, attempt, step, args"
-_encode = msgspec.json.Encoder(order="sorted").encode
+# insertion order kept: a replayed result must read exactly as the original did
+_encode = msgspec.json.Encoder().encode
 
 
 def _record(row: tuple[Any, ...]) -> EffectRecord:
