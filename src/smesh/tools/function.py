@@ -92,6 +92,8 @@ def _build(
     schema: dict[str, Any] = dict(defs.pop(struct_name))
     schema.pop("title", None)
     schema.pop("description", None)
+    if not schema.get("required", True):
+        del schema["required"]  # an empty list is invalid in older JSON Schema drafts
     props: dict[str, Any] = schema.setdefault("properties", {})
     for param_name, text in arg_docs.items():
         if param_name in props and text:
