@@ -20,8 +20,7 @@ answer, a model that replies with garbage), so callers can catch one without the
         │   └── ModelNotFound          the model file or wheel is missing or corrupt
         ├── BudgetExceeded         a hard budget (calls, tokens, cost, time) ran out
         ├── ToolError              a tool call failed (carries ``.tool``); fed back to the model
-        │   ├── ToolTimeout            the tool did not finish within its timeout
-        │   └── EffectUncertain        a side effect's intent was journaled, its outcome never
+        │   └── ToolTimeout            the tool did not finish within its timeout
         └── TransportError         the mesh transport failed (carries ``.node``)
             └── InvalidMessage         a malformed, forged or replayed network message
 """
@@ -35,7 +34,6 @@ __all__ = [
     "BackendUnavailable",
     "BadResponse",
     "BudgetExceeded",
-    "EffectUncertain",
     "InvalidMessage",
     "InvalidSignal",
     "ModelNotFound",
@@ -174,20 +172,6 @@ class ToolError(RuntimeFailure):
 
 class ToolTimeout(ToolError, TimeoutError):
     """The tool did not finish within its timeout."""
-
-
-class EffectUncertain(ToolError):
-    """A side effect's intent was recorded but its outcome never was (the process died).
-
-    It is reported rather than repeated; the tool's ``reconcile`` hook may settle it.
-
-    Attributes:
-        effect_id: the effect's id in the ledger.
-    """
-
-    def __init__(self, message: str, *, effect_id: str, tool: str | None = None) -> None:
-        super().__init__(message, tool=tool)
-        self.effect_id = effect_id
 
 
 class TransportError(RuntimeFailure):

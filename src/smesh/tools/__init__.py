@@ -32,6 +32,7 @@ from smesh.tools.messages import (
     ToolSpec,
     Turn,
 )
+from smesh.tools.registry import register_tool_kind, resolve_tools
 from smesh.tools.sqlite_ledger import SQLiteEffectLedger
 from smesh.tools.toolset import ToolGrant, ToolSet
 
@@ -84,6 +85,8 @@ __all__ = [
     "ToolSpec",
     "Turn",
     "effect_id",
+    "register_tool_kind",
+    "resolve_tools",
     "run_tool_loop",
     "tool",
 ]
