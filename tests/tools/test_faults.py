@@ -195,3 +195,39 @@ async def test_faults_in_one_call_do_not_disturb_its_siblings() -> None:
     result = await ToolLoop([slow, fails, works]).run(model, "x")
     assert [r.status for r in result.calls] == ["timeout", "error", "ok", "unknown"]
     assert result.text == "ok"
+
+
+async def test_hung_sync_tools_starve_neither_the_default_executor_nor_the_ledger(
+    tmp_path: object,
+) -> None:
+    from pathlib import Path
+
+    from smesh.tools import EffectScope, SQLiteEffectLedger
+
+    release = threading.Event()
+    names: list[str] = []
+
+    @tool(timeout_s=0.2)
+    def hang() -> str:
+        names.append(threading.current_thread().name)
+        release.wait(10)
+        return "late"
+
+    @tool(side_effect=True)
+    def effect() -> str:
+        return "done"
+
+    loop = asyncio.get_running_loop()
+    blockers = [loop.run_in_executor(None, release.wait, 10) for _ in range(40)]  # saturated
+    try:
+        async with SQLiteEffectLedger(Path(str(tmp_path)) / "j.db") as ledger:
+            model = ScriptedModel([[call("hang")] * 8, call("effect"), "ok"])
+            scope = EffectScope(run_id="r", task_id="t")
+            started = time.perf_counter()
+            result = await ToolLoop([hang, effect], ledger=ledger).run(model, "x", scope=scope)
+            assert time.perf_counter() - started < 5
+    finally:
+        release.set()
+        await asyncio.gather(*blockers)
+    assert [r.status for r in result.calls] == ["timeout"] * 8 + ["ok"]
+    assert names and all(n.startswith("smesh-tool") for n in names)

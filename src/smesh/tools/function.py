@@ -20,18 +20,22 @@ the call. A model's bad arguments therefore never reach the function::
     async def send_email(to: str, body: str, ctx: CallContext) -> str:
         return await mailer.send(to, body, idempotency_key=ctx.effect_id)
 
-Sync functions run in a worker thread, so a slow one blocks neither the event loop nor
-its timeout (a thread cannot be killed: a sync tool that ignores time keeps its thread
-until it returns).
+Sync functions run in a worker thread of a pool kept for tools, so a slow one blocks
+neither the event loop nor its timeout, and hung tools cannot starve the event loop's
+default executor (which DNS lookups and the effect ledger rely on). A thread cannot be
+killed: a sync tool that ignores time keeps its thread until it returns.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import copy
+import functools
 import inspect
 import typing
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, overload
 
 import msgspec
@@ -45,6 +49,15 @@ __all__ = ["FunctionTool", "tool"]
 Reconciler = Callable[..., Reconciled | Awaitable[Reconciled | None] | None]
 
 _IMMUTABLE_DEFAULTS = (str, int, float, bool, bytes, type(None), tuple, frozenset)
+_TOOL_THREADS = 32
+_pool: ThreadPoolExecutor | None = None
+
+
+def _tool_pool() -> ThreadPoolExecutor:
+    global _pool  # noqa: PLW0603 - one pool per process, made on first use
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=_TOOL_THREADS, thread_name_prefix="smesh-tool")
+    return _pool
 
 
 def _field(name: str, hint: Any, default: Any) -> tuple[Any, ...]:
@@ -163,7 +176,8 @@ class FunctionTool(Tool):
             args = {**args, self._ctx_param: ctx}
         if self._is_async:
             return await self.fn(**args)
-        return await asyncio.to_thread(self.fn, **args)
+        call = functools.partial(contextvars.copy_context().run, self.fn, **args)
+        return await asyncio.get_running_loop().run_in_executor(_tool_pool(), call)
 
     def reconciler(self, fn: Reconciler) -> Reconciler:
         """Decorator: register how to tell whether a lost side effect happened.

@@ -10,10 +10,12 @@ intent, or an intent with its outcome.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +65,9 @@ class SQLiteEffectLedger(EffectLedger):
         busy_timeout_s: how long a write waits for another writer before failing.
         clock: wall clock for the ``started``/``finished`` columns.
 
-    Statements run in a worker thread (one at a time), so a busy database never blocks
-    the event loop, and each waits at most ``busy_timeout_s``.
+    Statements run in the ledger's own worker thread (one at a time), so a busy database
+    never blocks the event loop, each waits at most ``busy_timeout_s``, and threads hung
+    elsewhere (a sync tool that ignores its timeout) cannot hold the ledger up.
     """
 
     def __init__(
@@ -79,6 +82,7 @@ class SQLiteEffectLedger(EffectLedger):
         self.path = Path(path)
         self._clock = clock
         self._lock = threading.Lock()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smesh-ledger")
         self._conn: sqlite3.Connection | None = sqlite3.connect(
             self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
         )
@@ -134,13 +138,17 @@ class SQLiteEffectLedger(EffectLedger):
         self, effect_id: str, *, scope: EffectScope, step: int, tool: str, args: Any
     ) -> EffectRecord | None:
         """Record the intent (committed before returning) unless the id is known."""
-        return await asyncio.to_thread(self._begin, effect_id, scope, step, tool, args)
+        self._db()  # fail fast when closed
+        call = functools.partial(self._begin, effect_id, scope, step, tool, args)
+        return await asyncio.get_running_loop().run_in_executor(self._thread, call)
 
     async def finish(
         self, effect_id: str, *, ok: bool, result: Any = None, error: str | None = None
     ) -> None:
         """Record the outcome (committed before returning)."""
-        await asyncio.to_thread(self._finish, effect_id, ok, result, error)
+        self._db()
+        call = functools.partial(self._finish, effect_id, ok, result, error)
+        await asyncio.get_running_loop().run_in_executor(self._thread, call)
 
     def records(self, run_id: str | None = None) -> list[EffectRecord]:
         """Every recorded effect (of one run), in the order the intents were recorded."""
@@ -159,6 +167,7 @@ class SQLiteEffectLedger(EffectLedger):
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+        self._thread.shutdown(wait=False)
 
     async def aclose(self) -> None:
         """Close the connection. Safe to call twice."""
