@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from typing import Any
 
 import pytest
 
 from smesh.testing.tools import ScriptedModel, call
-from smesh.tools import ToolCall, ToolLoop, ToolResult, tool
+from smesh.tools import CallContext, Tool, ToolCall, ToolLoop, ToolResult, tool
 from smesh.tools.execute import render_result
 
 pytestmark = pytest.mark.asyncio
@@ -231,3 +232,26 @@ async def test_hung_sync_tools_starve_neither_the_default_executor_nor_the_ledge
         await asyncio.gather(*blockers)
     assert [r.status for r in result.calls] == ["timeout"] * 8 + ["ok"]
     assert names and all(n.startswith("smesh-tool") for n in names)
+
+
+async def test_unrenderable_results_and_failing_custom_validation_are_contained() -> None:
+    @tool
+    def cyclic() -> Any:
+        loop_list: list[Any] = []
+        loop_list.append(loop_list)
+        return loop_list
+
+    class Picky(Tool):
+        name = "picky"
+
+        def validate(self, args: dict[str, Any]) -> dict[str, Any]:
+            raise ValueError("picky about everything")
+
+        async def invoke(self, args: dict[str, Any], ctx: CallContext) -> Any:
+            return "unreachable"
+
+    model = ScriptedModel([[call("cyclic"), call("picky")], "ok"])
+    result = await ToolLoop([cyclic, Picky()]).run(model, "x")
+    assert [r.status for r in result.calls] == ["ok", "invalid"]
+    assert result.calls[0].result.startswith("[[")  # the repr, not a crash
+    assert "picky about everything" in result.calls[1].result

@@ -128,7 +128,7 @@ async def test_an_intent_without_outcome_is_uncertain_and_not_repeated(
     assert performed == []
     assert record.status == "uncertain" and not record.ok and record.replayed
     assert record.effect_id == eid
-    assert "outcome is unknown; it was not repeated" in record.result
+    assert "outcome was never recorded (a crash or a timeout); it was not repeated" in record.result
 
 
 @pytest.mark.parametrize("performed_before", [True, False])
@@ -236,3 +236,25 @@ async def test_two_ledgers_racing_on_one_effect_let_exactly_one_run(tmp_path: Pa
             lg.close()
     winners = [o for o in outcomes if o is None]
     assert len(winners) == 25  # one per effect id, whichever connection got there first
+
+
+async def test_a_reconciler_that_hangs_is_bounded_by_the_tool_timeout(
+    ledger: EffectLedger,
+) -> None:
+    @tool(side_effect=True, timeout_s=0.2)
+    async def send() -> str:
+        return "sent"
+
+    @send.reconciler
+    async def stuck() -> Reconciled:
+        await asyncio.sleep(30)
+        return Reconciled(performed=True)
+
+    eid = effect_id(SCOPE, 1, "send", {})
+    await ledger.begin(eid, scope=SCOPE, step=1, tool="send", args={})
+    result = await asyncio.wait_for(
+        ToolLoop([send], ledger=ledger).run(ScriptedModel([call("send"), "ok"]), "x", scope=SCOPE),
+        5,
+    )
+    assert result.calls[0].status == "uncertain"
+    assert "reconcile took longer than 0.2 s" in result.calls[0].result

@@ -36,7 +36,10 @@ def to_json_value(value: Any) -> Any:
     """``value`` as plain JSON data (structs, dataclasses ... converted; unknowns as repr)."""
     if value is None or isinstance(value, str | int | float | bool):
         return value
-    return msgspec.json.decode(_json_encode(value))
+    try:
+        return msgspec.json.decode(_json_encode(value))
+    except (TypeError, ValueError, RecursionError):  # e.g. a cycle
+        return repr(value)
 
 
 def render_result(value: Any, max_bytes: int = DEFAULT_MAX_RESULT_BYTES) -> str:
@@ -45,7 +48,13 @@ def render_result(value: Any, max_bytes: int = DEFAULT_MAX_RESULT_BYTES) -> str:
     Text over ``max_bytes`` UTF-8 bytes is cut (on a character boundary) and a note says
     how much was dropped.
     """
-    text = value if isinstance(value, str) else _json_encode(value).decode()
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = _json_encode(value).decode()
+        except (TypeError, ValueError, RecursionError):  # e.g. a cycle
+            text = repr(value)
     if len(text) * 4 <= max_bytes:  # cannot exceed the cap: skip encoding
         return text
     data = text.encode()
@@ -102,19 +111,20 @@ async def _replay(
         return False, known.result
     if known.status == "failed":
         raise _Done("error", known.error or "the tool failed", replayed=True)
-    # intent without outcome: the process died during the call
+    # intent without outcome: the process died during the call, or the call timed out
+    note = ""
     try:
-        found = await tool.reconcile(args)
+        async with asyncio.timeout(tool.timeout_s):
+            found = await tool.reconcile(args)
+    except TimeoutError:
+        found, note = None, f" (reconcile took longer than {tool.timeout_s:g} s)"
     except Exception as exc:
-        found = None
-        note = f" (reconcile failed: {type(exc).__name__}: {exc})"
-    else:
-        note = ""
+        found, note = None, f" (reconcile failed: {type(exc).__name__}: {exc})"
     if found is None:
         raise _Done(
             "uncertain",
-            f"effect {known.effect_id} of {tool.name} was started before a crash and its "
-            f"outcome is unknown; it was not repeated{note}",
+            f"effect {known.effect_id} of {tool.name} was started earlier and its outcome "
+            f"was never recorded (a crash or a timeout); it was not repeated{note}",
             replayed=True,
         )
     if not found.performed:
@@ -159,6 +169,8 @@ async def execute_call(
             args = tool.validate(raw)
         except ToolError as exc:
             raise _Done("invalid", str(exc)) from None
+        except Exception as exc:  # a custom validate() that failed its own way
+            raise _Done("invalid", f"invalid arguments for {tool.name}: {exc}") from None
         run = True
         if tool.side_effect and scope is not None:
             eid = effect_id(scope, step, tool.name, raw, occurrence)
