@@ -219,3 +219,20 @@ async def test_a_non_concurrent_tool_has_one_lock() -> None:
     async with clock.lock:
         assert clock.lock.locked()
     await asyncio.sleep(0)
+
+
+class Forgetful(Tool):
+    name = "forgetful"
+
+    def __init__(self) -> None:  # does not call super().__init__()
+        self.calls = 0
+
+    async def invoke(self, args: dict[str, Any], ctx: CallContext) -> Any:
+        self.calls += 1
+        return self.calls
+
+
+async def test_a_subclass_that_skips_init_still_works() -> None:
+    forgetful = Forgetful()
+    assert forgetful.lock is forgetful.lock
+    assert forgetful.spec().name == "forgetful"

@@ -97,6 +97,7 @@ class Tool(ABC):
     side_effect: bool = False
     timeout_s: float = DEFAULT_TIMEOUT_S
     concurrent: bool = True
+    _lock: asyncio.Lock | None = None  # per instance, made on first use
 
     def __init__(
         self,
