@@ -23,6 +23,8 @@ from smesh.errors import (
     RuntimeFailure,
     SignalNotFound,
     SmeshError,
+    ToolError,
+    ToolTimeout,
     TransportError,
     UnknownName,
     UsageError,
@@ -60,6 +62,7 @@ if TYPE_CHECKING:
     from smesh.diffusion import NetworkField, Spread
     from smesh.journal import Journal
     from smesh.sim import SimConfig, SimResult, SimTick, run_simulation
+    from smesh.tools import Tool, ToolLoop, ToolSet, tool
 
 # Names whose modules pull in numpy, asyncio or the backends load on first use, which
 # keeps `import smesh` fast.
@@ -100,6 +103,7 @@ _LAZY = {
     "SimResult": "smesh.sim",
     "SimTick": "smesh.sim",
     "run_simulation": "smesh.sim",
+    **dict.fromkeys(["Tool", "ToolLoop", "ToolSet", "tool"], "smesh.tools"),
 }
 
 
@@ -165,6 +169,11 @@ __all__ = [
     "TaskReport",
     "TaskSpec",
     "Team",
+    "Tool",
+    "ToolError",
+    "ToolLoop",
+    "ToolSet",
+    "ToolTimeout",
     "TransportError",
     "TrustTable",
     "UnknownName",
@@ -179,4 +188,5 @@ __all__ = [
     "register_backend",
     "resolve_backend",
     "run_simulation",
+    "tool",
 ]

@@ -19,6 +19,8 @@ answer, a model that replies with garbage), so callers can catch one without the
         │   ├── BadResponse            malformed, truncated or schema-violating output
         │   └── ModelNotFound          the model file or wheel is missing or corrupt
         ├── BudgetExceeded         a hard budget (calls, tokens, cost, time) ran out
+        ├── ToolError              a tool call failed (carries ``.tool``); fed back to the model
+        │   └── ToolTimeout            the tool did not finish within its timeout
         └── TransportError         the mesh transport failed (carries ``.node``)
             └── InvalidMessage         a malformed, forged or replayed network message
 """
@@ -40,6 +42,8 @@ __all__ = [
     "RuntimeFailure",
     "SignalNotFound",
     "SmeshError",
+    "ToolError",
+    "ToolTimeout",
     "TransportError",
     "UnknownName",
     "UsageError",
@@ -142,6 +146,32 @@ class ModelNotFound(BackendError):
 
 class BudgetExceeded(RuntimeFailure):
     """A hard budget on calls, tokens, cost or wall time ran out."""
+
+
+class ToolError(RuntimeFailure):
+    """A tool call failed: bad arguments, an exception in the tool, an unknown tool.
+
+    The tool-calling loop never lets one escape: it becomes an error result the model sees.
+
+    Attributes:
+        tool: name of the tool involved, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        tool: str | None = None,
+        node: str | None = None,
+        signal: str | None = None,
+        backend: str | None = None,
+    ) -> None:
+        super().__init__(message, node=node, signal=signal, backend=backend)
+        self.tool = tool
+
+
+class ToolTimeout(ToolError, TimeoutError):
+    """The tool did not finish within its timeout."""
 
 
 class TransportError(RuntimeFailure):

@@ -33,6 +33,13 @@ EXPECTED: dict[str, list[str]] = {
         "ada: attempt 1 rejected by schema: $.born: expected integer, got str",
         "ada: accepted after 2 attempt(s)",
     ],
+    "tools_example.py": [
+        "tools: exchange_rate, convert, send_invoice",
+        "  step 3: send_invoice -> invoice 1 sent to ada",
+        "  step 3: send_invoice -> invoice 1 sent to ada (replayed)",
+        "  answer: 100 EUR is 108.0 USD; invoice 1 sent to ada.",
+        "invoices actually sent: 1",
+    ],
 }
 
 SCRIPTS = sorted(p.name for p in EXAMPLES.glob("*.py"))
