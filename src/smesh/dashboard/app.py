@@ -9,6 +9,7 @@ Endpoints (all JSON unless said):
                                          ``batch`` messages (see hub.py); ``{run}`` may be
                                          ``latest``
 ``GET /api/runs/{run}/network``          a sim run's network and every frame so far
+                                         (``network`` null, with a ``note``, for others)
 ``GET /api/runs/{run}/tasks/{task}``     one task in full, with its story (as smesh trace)
 ``POST /api/runs/{run}/tasks/{task}/{verb}``  approve, reject or cancel (see controls.py);
                                          body ``{"reason", "attempt"}`` (JSON)
@@ -221,8 +222,9 @@ class Dashboard:
             return _error(404, str(exc))
         await hub.wait_synced(2.0)
         network = hub.model.meta.get("network")
-        if network is None:
-            return _error(404, "this run has no network (record one with smesh sim --record)")
+        if network is None:  # not an error: most runs are not simulations
+            note = "this run has no network: record one with smesh sim --record JOURNAL"
+            return _json({"network": None, "frames": [], "note": note})
         return _json({"network": network, "frames": hub.model.frames})
 
     async def task(self, request: Request) -> Response:

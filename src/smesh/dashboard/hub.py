@@ -162,7 +162,7 @@ class Hub:
         if model.finished is None and self.clients:
             model.sample(self.run_now())
         events, dropped = model.take_events()
-        tasks = model.take_tasks(self.max_tasks)
+        tasks = model.take_state() + model.take_tasks(self.max_tasks)
         if not self.clients or (not events and not tasks):
             return None  # taken anyway: the model never holds more than one window
         if dropped:

@@ -36,6 +36,20 @@ _RECENT_PRESSURE = 100
 _SAMPLE_BUDGET = 0.02  # share of a core the sampling may use
 
 
+def _top(table: dict[str, dict[str, float]], n: int = 50) -> dict[str, dict[str, float]]:
+    """The ``n`` costliest rows (then most called); the rest summed under ``(others)``."""
+    if len(table) <= n:
+        return table
+    ranked = sorted(table.items(), key=lambda kv: (-kv[1]["cost_usd"], -kv[1]["calls"], kv[0]))
+    out = dict(ranked[:n])
+    others = _usage()
+    for _, row in ranked[n:]:
+        for name, value in row.items():
+            others[name] += value
+    out["(others)"] = others
+    return out
+
+
 def _usage() -> dict[str, float]:
     return {"calls": 0, "errors": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
 
@@ -84,6 +98,11 @@ class RunModel:
         self.sample_s = sample_s
         self._next_sample: float | None = None
         self.frames: list[Any] = []
+        self.top: list[dict[str, Any]] = []  # the strongest signals at the last sample
+        self._trust_new: dict[str, list[tuple[float, float]]] = {}
+        self._edges_new: dict[tuple[str, str], float] = {}
+        self._verdicts_new: dict[tuple[str, str], list[int]] = {}
+        self._cost_changed = False
         self.actions_total = 0
         self.events_total = 0
         self._fresh: deque[tuple[Any, ...]] = deque(maxlen=max_events)
@@ -176,6 +195,8 @@ class RunModel:
         """The run ended with ``report``."""
         self.report = report
         self.finished = when
+        self._cost_changed = True
+        self.sample(self.now, force=True)  # the field as the run left it
 
     # -- derived state ---------------------------------------------------------------------
 
@@ -191,6 +212,7 @@ class RunModel:
             return
         cell = self.verdicts.setdefault(voter, {}).setdefault(str(result["agent"]), [0, 0])
         cell[0 if payload.get("verdict") == "approve" else 1] += 1
+        self._verdicts_new[(voter, str(result["agent"]))] = cell
 
     def _on_trust(self, t: float, peer: str, detail: dict[str, Any]) -> None:
         try:
@@ -204,6 +226,8 @@ class RunModel:
             del series[1 : len(series) - _TRUST_POINTS // 2 : 2]  # thin the older half
         truster = str(detail.get("by") or self.meta.get("process") or "run")
         self.trust_edges.setdefault(truster, {})[peer] = value
+        self._trust_new.setdefault(peer, []).append((t, value))
+        self._edges_new[(truster, peer)] = value
 
     def _on_llm(self, agent: str, task_id: str | None, detail: dict[str, Any]) -> None:
         backend = str(detail.get("backend", "backend"))
@@ -219,6 +243,7 @@ class RunModel:
             row["cost_usd"] += float(detail.get("cost_usd") or 0.0)
         if detail.get("status") == 429:
             self.rate_limited[backend] = self.rate_limited.get(backend, 0) + 1
+        self._cost_changed = True
 
     def _on_pressure(self, t: float, op: str, signal: Signal, payload: dict[str, Any]) -> None:
         backend = str(payload.get("backend", "backend"))
@@ -232,6 +257,7 @@ class RunModel:
         self.pressure.append(
             {"t": t, "op": op, "backend": backend, "by": signal.origin, "payload": preview(payload)}
         )
+        self._cost_changed = True
 
     def _observe_latency(self, seconds: float) -> None:
         self.latency_sum += seconds
@@ -299,6 +325,7 @@ class RunModel:
             },
             "top": top,
         }
+        self.top = top
         self.samples.append({"t": now, "by_kind": payload["by_kind"]})
         if len(self.samples) > _MAX_SAMPLES:
             del self.samples[::2]  # keep the whole run's shape at half the resolution
@@ -326,6 +353,23 @@ class RunModel:
                 payload={"by_kind": event.payload["by_kind"]},
             )
         return out + samples, dropped
+
+    def take_state(self) -> list[FeedEvent]:
+        """``trust`` and ``cost`` updates for what changed since the last call: the new trust
+        points, trust edges and verdict cells, and the cost tables (bounded)."""
+        out: list[FeedEvent] = []
+        if self._trust_new or self._verdicts_new:
+            payload = {
+                "points": self._trust_new,
+                "edges": [[a, b, v] for (a, b), v in self._edges_new.items()],
+                "verdicts": [[a, b, *c] for (a, b), c in self._verdicts_new.items()],
+            }
+            out.append(FeedEvent(type="trust", kind="update", t=self.now, payload=payload))
+            self._trust_new, self._edges_new, self._verdicts_new = {}, {}, {}
+        if self._cost_changed:
+            out.append(FeedEvent(type="cost", kind="update", t=self.now, payload=self.cost()))
+            self._cost_changed = False
+        return out
 
     def take_tasks(self, limit: int) -> list[FeedEvent]:
         """``task`` updates for up to ``limit`` changed tasks (the rest stay pending)."""
@@ -395,6 +439,7 @@ class RunModel:
             "stats": self.stats(),
             "tasks": [t.to_json(self.trust_of) for t in recent_tasks[:task_limit]],
             "samples": self.samples,
+            "top": self.top,
             "trust": {
                 "series": {k: list(v) for k, v in self.trust_series.items()},
                 "edges": self.trust_edges,
@@ -417,9 +462,9 @@ class RunModel:
                 for name, value in row.items():
                     total[name] += value
         return {
-            "by_agent": by_agent,
-            "by_backend": by_backend,
-            "by_task": self.by_task,
+            "by_agent": _top(by_agent),
+            "by_backend": _top(by_backend),
+            "by_task": _top(self.by_task),
             "accounting": accounting,
             "holds": self.holds,
             "hold_s": self.hold_s,
