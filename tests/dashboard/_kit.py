@@ -49,9 +49,7 @@ def team(
         FunctionAgent("rev-a", judge=_approve, verifies={"code": 1.0}),
         FunctionAgent("rev-b", judge=_approve, verifies={"code": 1.0}),
     ]
-    return Team(
-        agents, field=Field(SystemClock()), settings=FAST, journal=journal, run_id=run_id
-    )
+    return Team(agents, field=Field(SystemClock()), settings=FAST, journal=journal, run_id=run_id)
 
 
 def specs(n: int) -> list[TaskSpec]:
@@ -72,7 +70,13 @@ def run_team(path: Path, n: int = 2, replies: list[Any] | None = None, run_id: s
                 specs(n)
             )
 
-    return asyncio.run(main())
+    # on its own thread: Playwright's sync API keeps an event loop running on this one
+    out: list[Any] = []
+    worker = threading.Thread(target=lambda: out.append(asyncio.run(main())))
+    worker.start()
+    worker.join(60)
+    assert out, "the team run failed or hung"
+    return out[0]
 
 
 class TeamThread:

@@ -139,6 +139,11 @@ class Dashboard:
             self.tail.close()
             self.tail = None
 
+    def end_streams(self) -> None:
+        """End every open stream now (at shutdown, so that nothing is left to cut)."""
+        for hub in list(self.hubs.values()):
+            hub.end_streams()
+
     async def _reap(self) -> None:
         while True:
             await asyncio.sleep(5.0)

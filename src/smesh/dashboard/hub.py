@@ -106,6 +106,11 @@ class Hub:
         self.clients.clear()
         self.source.close()
 
+    def end_streams(self) -> None:
+        """End every client's stream (the server is going away); the hub keeps running."""
+        for client in self.clients:
+            _force(client, None)
+
     async def wait_synced(self, timeout: float) -> bool:
         """Wait until the source has caught up (a replay fully read); False on timeout."""
         try:

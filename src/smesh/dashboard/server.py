@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import threading
 import time
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -36,9 +37,28 @@ def _config(dashboard: Dashboard, host: str, port: int) -> uvicorn.Config:
     )
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, ending the dashboard's streams as soon as it is told to exit (so
+    open pages do not hold the shutdown until they are cut off)."""
+
+    def __init__(self, config: uvicorn.Config, dashboard: Dashboard) -> None:
+        super().__init__(config)
+        self.dashboard = dashboard
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: Any = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.dashboard.end_streams)
+
+
 def serve(dashboard: Dashboard, host: str = "127.0.0.1", port: int = 8765) -> None:
     """Serve in the foreground until interrupted (Ctrl-C)."""
-    server = uvicorn.Server(_config(dashboard, host, port))
+    server = _Server(_config(dashboard, host, port), dashboard)
     server.run()
     if not server.started:
         raise SmeshError(f"could not serve on {host}:{port} (is the port in use?)")
