@@ -200,7 +200,7 @@ def test_a_flood_is_batched_capped_and_coalesced() -> None:
         raw = [e for e in message["events"] if e["type"] in ("signal", "action")]
         tasks = [e for e in message["events"] if e["type"] == "task"]
         dropped = [e for e in message["events"] if e["type"] == "dropped"]
-        assert len(raw) == 300  # the newest 300 of 10,001
+        assert len(raw) == 300  # the newest 300 of 10,001 (the cap given)
         assert raw[-1]["payload"]["bid"] == 4999
         assert dropped[0]["payload"]["count"] == 10_001 - 300
         assert len(tasks) == 1  # 5,000 changes to one task: sent once, as its latest state

@@ -6,9 +6,10 @@ A :class:`Hub` owns a source and a :class:`~smesh.dashboard.model.RunModel`. Its
   ``PRAGMA data_version``), applying at most one chunk of rows per turn so a long replay
   never blocks the server;
 * **coalesces** for ``batch_s`` (100 ms): one batch carries the raw events of that window,
-  capped at ``max_events`` (the newest are kept; a ``dropped`` event counts the rest), the
-  *latest* state of up to ``max_tasks`` changed tasks (a task changed ten times in a window
-  is sent once; the rest wait for the next batch), the intensity samples, and counters;
+  capped at ``max_events`` (50: the newest are kept; a ``dropped`` event counts the rest),
+  every changed task once, as its *latest* state (a task changed ten times in a window is
+  sent once): the ``max_tasks`` (20) most recent in full, the others as compact status
+  rows, so no status change is lost however fast the run; the intensity samples; counters;
 * **encodes once** and puts the same bytes in every client's queue, so ten tabs cost ten
   socket writes, not ten encodings;
 * **drops to snapshot** when a client lags: a client whose queue holds ``queue_batches``
@@ -67,8 +68,8 @@ class Hub:
         *,
         poll_s: float = 0.05,
         batch_s: float = 0.1,
-        max_events: int = 300,
-        max_tasks: int = 200,
+        max_events: int = 50,
+        max_tasks: int = 20,
         queue_batches: int = 30,
     ) -> None:
         self.run_id = run_id

@@ -19,6 +19,8 @@ import time
 from collections import deque
 from typing import Any
 
+import msgspec
+
 from smesh.dashboard.events import FeedEvent, preview
 from smesh.dashboard.tasks import PROTOCOL_KINDS, TaskView
 from smesh.signal import Signal
@@ -33,7 +35,18 @@ _TOP_SIGNALS = 24
 _TRUST_POINTS = 400
 _MAX_SAMPLES = 600
 _RECENT_PRESSURE = 100
-_SAMPLE_BUDGET = 0.02  # share of a core the sampling may use
+_SAMPLE_BUDGET = 0.005  # share of a core the sampling may use
+_SAMPLE_SIGNALS = 2000  # a larger field is sampled by stride (sums scaled, counts exact)
+_MODEL_ACTIONS = frozenset({"trust", "llm", "frame"})
+
+
+def _parse(detail: Any) -> Any:
+    if isinstance(detail, str | bytes):
+        try:
+            return msgspec.json.decode(detail)
+        except msgspec.DecodeError:
+            return detail
+    return detail
 
 
 def _top(table: dict[str, dict[str, float]], n: int = 50) -> dict[str, dict[str, float]]:
@@ -173,11 +186,16 @@ class RunModel:
     def apply_action(
         self, seq: int, t: float, agent: str, action: str, task_id: str | None, detail: Any
     ) -> None:
-        """Apply one agent action (a journal row, or a live runtime record)."""
+        """Apply one agent action (a journal row, or a live runtime record). ``detail`` may
+        be JSON text: it is parsed only for the actions the model reads, and for the few
+        raw events that are sent."""
         self.actions_total += 1
         self.now = max(self.now, t)
         self._fresh.append(("a", seq, t, agent, action, task_id, detail))
         self._fresh_count += 1
+        if action not in _MODEL_ACTIONS:
+            return
+        detail = _parse(detail)
         if not isinstance(detail, dict):
             return
         if action == "trust":
@@ -291,7 +309,9 @@ class RunModel:
         started = time.perf_counter()
         by_kind: dict[str, list[float]] = {}
         strongest: list[tuple[float, str]] = []
-        for address, signal in self.live.items():
+        items = list(self.live.items())
+        stride = max(1, -(-len(items) // _SAMPLE_SIGNALS))
+        for address, signal in items[::stride]:
             value = signal.effective(now)
             row = by_kind.get(signal.kind)
             if row is None:
@@ -320,9 +340,14 @@ class RunModel:
             )
         payload = {
             "by_kind": {
-                k: {"live": int(v[0]), "sum": round(v[1], 4), "max": round(v[2], 4)}
+                k: {
+                    "live": self.live_by_kind.get(k, 0),
+                    "sum": round(v[1] * self.live_by_kind.get(k, 0) / v[0], 4),
+                    "max": round(v[2], 4),
+                }
                 for k, v in by_kind.items()
             },
+            "sampled": stride > 1,
             "top": top,
         }
         self.top = top
@@ -372,21 +397,29 @@ class RunModel:
         return out
 
     def take_tasks(self, limit: int) -> list[FeedEvent]:
-        """``task`` updates for up to ``limit`` changed tasks (the rest stay pending)."""
-        out: list[FeedEvent] = []
-        while self.dirty and len(out) < limit:
-            task_id = next(iter(self.dirty))
-            del self.dirty[task_id]
-            task = self.tasks[task_id]
-            out.append(
-                FeedEvent(
-                    type="task",
-                    kind="update",
-                    t=task.updated,
-                    task_id=task_id,
-                    payload=task.to_json(self.trust_of),
-                )
+        """Every changed task since the last call: the ``limit`` most recently updated in
+        full (``task``/``update``), the others as one ``task``/``status`` event of compact
+        rows ``[id, status, attempt, holder, updated]`` so no status change is ever lost."""
+        if not self.dirty:
+            return []
+        tasks = [self.tasks[task_id] for task_id in self.dirty]
+        self.dirty = {}
+        if len(tasks) > limit:
+            tasks.sort(key=lambda task: task.updated)
+        rest, tasks = tasks[:-limit], tasks[-limit:]
+        out = [
+            FeedEvent(
+                type="task",
+                kind="update",
+                t=task.updated,
+                task_id=task.task_id,
+                payload=task.to_json(self.trust_of),
             )
+            for task in tasks
+        ]
+        if rest:
+            rows = [[t.task_id, t.counted, t.attempt, t.holder, t.updated] for t in rest]
+            out.append(FeedEvent(type="task", kind="status", t=self.now, payload=rows))
         return out
 
     def _event(self, row: tuple[Any, ...]) -> FeedEvent:
@@ -405,6 +438,7 @@ class RunModel:
                 payload=preview(s.payload, 1),
             )
         _, seq, t, agent, action, task_id, detail = row
+        detail = _parse(detail)
         return FeedEvent(
             type="action",
             kind=action,

@@ -114,6 +114,11 @@ class JournalTail:
             "report": _loads(row[3]),
         }
 
+    def finished(self, run_id: str) -> bool:
+        """Whether the run has recorded its end (cheap: reads no JSON)."""
+        row = self._db.execute("SELECT finished FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return row is not None and row[0] is not None
+
     def events_after(self, run_id: str, seq: int, limit: int) -> list[tuple[Any, ...]]:
         """Field-event rows of ``run_id`` after ``seq``: (seq, time, type, kind, address,
         origin, by, signal blob)."""
@@ -193,10 +198,10 @@ class JournalSource:
                 self._apply_event(model, row)
                 self._event_seq = row[0]
             else:
-                model.apply_action(row[0], t, row[2], row[3], row[4], _loads(row[5]))
+                model.apply_action(row[0], t, row[2], row[3], row[4], row[5])  # JSON text
                 self._action_seq = row[0]
         self._more = len(events) == limit or len(actions) == limit
-        if not self._more and model.finished is None:
+        if not self._more and model.finished is None and self.tail.finished(self.run_id):
             info = self.tail.run(self.run_id)
             if info is not None and info["finished"] is not None:
                 self._info = info

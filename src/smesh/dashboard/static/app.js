@@ -134,7 +134,8 @@ function applyBatch(msg) {
   for (const ev of msg.events) {
     switch (ev.type) {
       case "task":
-        S.tasks.set(ev.task_id, ev.payload);
+        if (ev.kind === "status") applyStatus(S, ev.payload);
+        else S.tasks.set(ev.task_id, ev.payload);
         if (S.tasks.size > MAX_TASKS) S.tasks.delete(S.tasks.keys().next().value);
         break;
       case "sample":
@@ -158,6 +159,15 @@ function applyBatch(msg) {
     }
   }
   stats.batches += 1;
+}
+
+// compact rows for tasks that changed in a flood: [id, status, attempt, holder, updated]
+function applyStatus(S, rows) {
+  for (const [id, status, attempt, holder, updated] of rows) {
+    const old = S.tasks.get(id);
+    const base = old || { id, claims: [], votes: [], decisions: [], approvals: [], signals: {} };
+    S.tasks.set(id, { ...base, status, attempt, holder, updated });
+  }
 }
 
 function mergeTrust(trust, update) {
