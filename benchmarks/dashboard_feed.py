@@ -119,8 +119,7 @@ def main() -> None:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         dash = subprocess.Popen(
-            [sys.executable, "-m", "smesh", "dashboard", "--journal", str(path)]
-            + ["--port", str(port), "--run", "bench"],
+            [sys.executable, "-m", "smesh", "dashboard", "--journal", str(path), *_opts(port)],
             env=env,
             stderr=subprocess.DEVNULL,
         )
@@ -163,8 +162,10 @@ def main() -> None:
                 result = json.loads(out.strip().splitlines()[-1])
                 # the feed has caught up when every task of the run is on the page's counts
                 wait(
-                    lambda: page.evaluate("SM.state && (SM.state.stats.tasks.accepted || 0)")
-                    >= args.agents,
+                    lambda: (
+                        page.evaluate("SM.state && (SM.state.stats.tasks.accepted || 0)")
+                        >= args.agents
+                    ),
                     120,
                 )
                 dash_cpu = cpu_seconds(dash.pid) - dash_cpu0
@@ -191,6 +192,10 @@ def main() -> None:
     else:
         for key, value in figures.items():
             print(f"{key:22} {value}")
+
+
+def _opts(port: int) -> list[str]:
+    return ["--port", str(port), "--run", "bench"]
 
 
 def _ok(url: str) -> bool:

@@ -59,8 +59,13 @@ def run(path: Path) -> None:
         settings = Settings(poll_s=0.1, tick_s=0.1, idle_timeout_s=30, pressure_hold_s=0.5)
         verify = VerifySpec(quorum=1.2, margin=0.3)
         specs = [
-            TaskSpec(task_id=f"task-{i}", skill="code", description=f"implement step {i}",
-                     verify=verify, input={"depends_on": [f"task-{i - 1}"]} if i else None)
+            TaskSpec(
+                task_id=f"task-{i}",
+                skill="code",
+                description=f"implement step {i}",
+                verify=verify,
+                input={"depends_on": [f"task-{i - 1}"]} if i else None,
+            )
             for i in range(12)
         ]
         with Journal(path) as journal:
@@ -68,8 +73,14 @@ def run(path: Path) -> None:
 
             async def scouts() -> None:
                 for k in range(40):
-                    s = field.emit("insight", {"topic": f"hotspot {k % 5}"}, origin=f"scout-{k % 3}",
-                                   decay=Exponential(rate=0.4), ttl=20.0, intensity=0.9)
+                    s = field.emit(
+                        "insight",
+                        {"topic": f"hotspot {k % 5}"},
+                        origin=f"scout-{k % 3}",
+                        decay=Exponential(rate=0.4),
+                        ttl=20.0,
+                        intensity=0.9,
+                    )
                     if k % 2:
                         field.reinforce(s.address, by=f"coder-{k % 6}")
                     await asyncio.sleep(0.15)
@@ -90,10 +101,17 @@ def main() -> None:
         worker = threading.Thread(target=run, args=(path,))
         worker.start()
         time.sleep(1.0)
-        with DashboardServer(Dashboard(journal=path, run="demo")) as server, sync_playwright() as pw:
+        with (
+            DashboardServer(Dashboard(journal=path, run="demo")) as server,
+            sync_playwright() as pw,
+        ):
             browser = pw.chromium.launch_persistent_context(
-                str(Path(tmp) / "profile"), executable_path="/usr/bin/chromium", headless=True,
-                args=ARGS, viewport={"width": 1280, "height": 800})
+                str(Path(tmp) / "profile"),
+                executable_path="/usr/bin/chromium",
+                headless=True,
+                args=ARGS,
+                viewport={"width": 1280, "height": 800},
+            )
             page = browser.new_page()
             page.goto(server.url + "/#tasks")
             time.sleep(2.5)

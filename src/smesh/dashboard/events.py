@@ -33,7 +33,15 @@ import msgspec
 from smesh.decay import DEFAULT_DECAY, Exponential, Linear, Sigmoid, Step
 from smesh.signal import Signal
 
-__all__ = ["FeedEvent", "decode_signal", "encode_json", "preview"]
+__all__ = [
+    "FeedEvent",
+    "decode_signal",
+    "encode_json",
+    "parse_detail",
+    "preview",
+    "top_rows",
+    "usage_row",
+]
 
 #: longest string kept in a preview, in characters
 PREVIEW_CHARS = 240
@@ -117,3 +125,32 @@ def decode_signal(blob: bytes) -> Signal | None:
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
     return signal
+
+
+def parse_detail(detail: Any) -> Any:
+    """A journaled action detail (JSON text) as a value; text that is not JSON as is."""
+    if isinstance(detail, str | bytes):
+        try:
+            return msgspec.json.decode(detail)
+        except msgspec.DecodeError:
+            return detail
+    return detail
+
+
+def top_rows(table: dict[str, dict[str, float]], n: int = 50) -> dict[str, dict[str, float]]:
+    """The ``n`` costliest rows (then most called); the rest summed under ``(others)``."""
+    if len(table) <= n:
+        return table
+    ranked = sorted(table.items(), key=lambda kv: (-kv[1]["cost_usd"], -kv[1]["calls"], kv[0]))
+    out = dict(ranked[:n])
+    others = usage_row()
+    for _, row in ranked[n:]:
+        for name, value in row.items():
+            others[name] += value
+    out["(others)"] = others
+    return out
+
+
+def usage_row() -> dict[str, float]:
+    """An empty row of LLM usage."""
+    return {"calls": 0, "errors": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}

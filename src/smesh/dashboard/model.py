@@ -19,9 +19,10 @@ import time
 from collections import deque
 from typing import Any
 
-import msgspec
-
 from smesh.dashboard.events import FeedEvent, preview
+from smesh.dashboard.events import parse_detail as _parse
+from smesh.dashboard.events import top_rows as _top
+from smesh.dashboard.events import usage_row as _usage
 from smesh.dashboard.tasks import PROTOCOL_KINDS, TaskView
 from smesh.signal import Signal
 
@@ -36,35 +37,8 @@ _TRUST_POINTS = 400
 _MAX_SAMPLES = 600
 _RECENT_PRESSURE = 100
 _SAMPLE_BUDGET = 0.005  # share of a core the sampling may use
-_SAMPLE_SIGNALS = 2000  # a larger field is sampled by stride (sums scaled, counts exact)
+_SAMPLE_SIGNALS = 500  # a larger field is sampled by stride (sums scaled, counts exact)
 _MODEL_ACTIONS = frozenset({"trust", "llm", "frame"})
-
-
-def _parse(detail: Any) -> Any:
-    if isinstance(detail, str | bytes):
-        try:
-            return msgspec.json.decode(detail)
-        except msgspec.DecodeError:
-            return detail
-    return detail
-
-
-def _top(table: dict[str, dict[str, float]], n: int = 50) -> dict[str, dict[str, float]]:
-    """The ``n`` costliest rows (then most called); the rest summed under ``(others)``."""
-    if len(table) <= n:
-        return table
-    ranked = sorted(table.items(), key=lambda kv: (-kv[1]["cost_usd"], -kv[1]["calls"], kv[0]))
-    out = dict(ranked[:n])
-    others = _usage()
-    for _, row in ranked[n:]:
-        for name, value in row.items():
-            others[name] += value
-    out["(others)"] = others
-    return out
-
-
-def _usage() -> dict[str, float]:
-    return {"calls": 0, "errors": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
 
 
 class RunModel:

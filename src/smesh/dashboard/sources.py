@@ -211,7 +211,10 @@ class JournalSource:
     @staticmethod
     def _apply_event(model: RunModel, row: tuple[Any, ...]) -> None:
         seq, t, op, kind, address, origin, by, blob = row
-        signal = decode_signal(blob) if blob is not None else None
+        # a withdrawn or expired signal is the one the model holds: no need to decode it
+        signal = model.live.get(address) if op in ("withdraw", "expire") else None
+        if signal is None and blob is not None:
+            signal = decode_signal(blob)
         if signal is None:  # not serializable (a custom decay): what the row itself says
             signal = Signal(kind=kind, payload=None, origin=origin, address=address, created_at=t)
         model.apply_signal(seq, t, op, by, signal)
