@@ -99,19 +99,25 @@ class SimResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def run_simulation(
-    config: SimConfig, on_tick: Callable[[SimTick], None] | None = None
+    config: SimConfig,
+    on_tick: Callable[[SimTick], None] | None = None,
+    on_start: Callable[[Network, NetworkField], None] | None = None,
 ) -> SimResult:
     """Run a simulation and return its summary and per-tick trace.
 
     Args:
         config: the parameters.
         on_tick: called after every tick (for live views).
+        on_start: called with the network and the field before the first emission (for
+            recorders that follow the field).
     """
     config = config.validated()
     rng = random.Random(config.seed)
     network = Network.build(config.topology, config.nodes, rng=rng)
     clock = VirtualClock()
     field = NetworkField(network, clock, rng=rng)
+    if on_start is not None:
+        on_start(network, field)
     n = config.nodes
     origins = (
         rng.sample(range(n), config.signals)

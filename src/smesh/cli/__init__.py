@@ -39,6 +39,9 @@ def _register() -> None:
 
     cli.add_command(mesh.command)
     cli.add_command(mesh.node_command)
+    from smesh.cli import dashboard
+
+    cli.add_command(dashboard.command)
 
 
 def _error(message: str, code: int) -> int:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Group
@@ -96,6 +98,19 @@ def write_plot(result: SimResult, path: Path) -> None:
     plt.close(fig)
 
 
+def _recording(recorder: Any, on_tick: Callable[[SimTick], None] | None) -> tuple[Any, Any]:
+    """The (on_tick, on_start) hooks of ``run_simulation``, with a recorder's added."""
+    if recorder is None:
+        return on_tick, None
+
+    def both(step: SimTick) -> None:
+        recorder.on_tick(step)
+        if on_tick is not None:
+            on_tick(step)
+
+    return both, recorder.on_start
+
+
 @click.command("sim")
 @click.option(
     "--nodes", type=click.IntRange(min=1), default=50, show_default=True, help="Number of nodes."
@@ -151,6 +166,12 @@ def write_plot(result: SimResult, path: Path) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write a PNG or SVG plot of coverage and mean intensity per tick.",
 )
+@click.option(
+    "--record",
+    "record_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Record the run (signals and one frame per tick) in this journal, for smesh dashboard.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def command(
     nodes: int,
@@ -163,6 +184,7 @@ def command(
     radius: int,
     delay: float,
     plot_path: Path | None,
+    record_path: Path | None,
     as_json: bool,
 ) -> None:
     """Simulate signals diffusing, decaying and being reinforced over a network."""
@@ -182,8 +204,13 @@ def command(
         config = config.validated()
     except InvalidSignal as exc:
         raise click.UsageError(str(exc)) from None
+    recorder = None
+    if record_path is not None:
+        from smesh.dashboard.simrec import SimRecorder
+
+        recorder = SimRecorder(record_path, config)
     if as_json:
-        result = run_simulation(config)
+        result = run_simulation(config, *_recording(recorder, None))
         payload = {
             k: getattr(result, k)
             for k in (
@@ -203,6 +230,9 @@ def command(
         if plot_path is not None:
             write_plot(result, plot_path)
             payload["plot"] = str(plot_path)
+        if recorder is not None:
+            recorder.finish(result)
+            payload["run_id"] = recorder.run_id
         print_json(payload)
         return
 
@@ -220,9 +250,12 @@ def command(
             if delay:
                 time.sleep(delay)
 
-        result = run_simulation(config, on_tick=on_tick)
+        result = run_simulation(config, *_recording(recorder, on_tick))
     console.print()
     console.print(_summary(result))
+    if recorder is not None:
+        recorder.finish(result)
+        console.print(f"recorded as run {recorder.run_id} in {record_path}")
     if plot_path is not None:
         write_plot(result, plot_path)
         console.print(f"plot written to {plot_path}")

@@ -7,42 +7,9 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from smesh.agents.story import describe
 from smesh.cli._common import console, print_json
 from smesh.journal import DEFAULT_JOURNAL, Journal, JournalAction
-
-
-def _describe(a: JournalAction) -> str:
-    d = a.detail
-    if a.action == "claim":
-        trig = d.get("triggers", [{}])[0]
-        return (
-            f"won the lease on attempt {d.get('attempt')} with bid {d.get('bid')} "
-            f"(score {d.get('score')} = affinity × task intensity {trig.get('intensity')} × "
-            f"trust in poster {trig.get('trust_origin')}; task signal "
-            f"{str(trig.get('address', ''))[:10]}…)"
-        )
-    if a.action == "concede":
-        rivals = ", ".join(f"{r[0]}:{r[1]}{'*' if r[2] else ''}" for r in d.get("rivals", []))
-        return f"conceded attempt {d.get('attempt')} (bid {d.get('bid')}; rivals {rivals})"
-    if a.action == "result":
-        if d.get("error"):
-            return f"attempt {d.get('attempt')} failed: {d['error']}"
-        return f"posted attempt {d.get('attempt')}: {d.get('output', '')!s:.80}"
-    if a.action == "vote":
-        trig = d.get("triggers", [{}])[0]
-        return (
-            f"judged attempt {d.get('attempt')} blind: {d.get('verdict')} "
-            f"({d.get('reason', '')!s:.60}); own trust {d.get('trust_self')}, "
-            f"worker {trig.get('worker')} at {trig.get('trust_worker')}"
-        )
-    if a.action == "decide":
-        masses = ""
-        if "approve" in d:
-            masses = f" (trust mass approve {d['approve']} / reject {d['reject']})"
-        return f"decided attempt {d.get('attempt')}: {d.get('verdict')}{masses}"
-    if a.action == "trust":
-        return f"trust → {d.get('value')} ({d.get('cause')})"
-    return ", ".join(f"{k}={v}" for k, v in d.items())
 
 
 @click.command("trace")
@@ -93,5 +60,5 @@ def command(run_id: str | None, task_id: str | None, journal_path: Path, as_json
         table.add_column("action")
         table.add_column("why / what", overflow="fold")
         for a in rows:
-            table.add_row(f"{a.time - start:.2f}", a.agent, a.action, _describe(a))
+            table.add_row(f"{a.time - start:.2f}", a.agent, a.action, describe(a.action, a.detail))
         console.print(table)

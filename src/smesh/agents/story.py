@@ -1,0 +1,46 @@
+"""A run's story in words: journaled agent actions described for people.
+
+Shared by ``smesh trace`` and the dashboard's Trace view, so both tell the same story.
+Actions this module does not know are shown as their details, ``key=value``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["describe"]
+
+
+def describe(action: str, detail: dict[str, Any]) -> str:
+    """One line saying what an agent did and why (from a journaled action's details)."""
+    d = detail
+    if action == "claim":
+        trig = (d.get("triggers") or [{}])[0]
+        return (
+            f"won the lease on attempt {d.get('attempt')} with bid {d.get('bid')} "
+            f"(score {d.get('score')} = affinity × task intensity {trig.get('intensity')} × "
+            f"trust in poster {trig.get('trust_origin')}; task signal "
+            f"{str(trig.get('address', ''))[:10]}…)"
+        )
+    if action == "concede":
+        rivals = ", ".join(f"{r[0]}:{r[1]}{'*' if r[2] else ''}" for r in d.get("rivals", []))
+        return f"conceded attempt {d.get('attempt')} (bid {d.get('bid')}; rivals {rivals})"
+    if action == "result":
+        if d.get("error"):
+            return f"attempt {d.get('attempt')} failed: {d['error']}"
+        return f"posted attempt {d.get('attempt')}: {d.get('output', '')!s:.80}"
+    if action == "vote":
+        trig = (d.get("triggers") or [{}])[0]
+        return (
+            f"judged attempt {d.get('attempt')} blind: {d.get('verdict')} "
+            f"({d.get('reason', '')!s:.60}); own trust {d.get('trust_self')}, "
+            f"worker {trig.get('worker')} at {trig.get('trust_worker')}"
+        )
+    if action == "decide":
+        masses = ""
+        if "approve" in d:
+            masses = f" (trust mass approve {d['approve']} / reject {d['reject']})"
+        return f"decided attempt {d.get('attempt')}: {d.get('verdict')}{masses}"
+    if action == "trust":
+        return f"trust → {d.get('value')} ({d.get('cause')})"
+    return ", ".join(f"{k}={v}" for k, v in d.items())
