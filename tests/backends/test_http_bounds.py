@@ -372,3 +372,29 @@ async def test_a_chunked_stream_cut_short_is_an_error_not_an_end(kind: str) -> N
         async with make(kind, server.url, timeout=5) as backend:
             with pytest.raises(BackendUnavailable):
                 await call(backend, "stream")
+
+
+# --- the status probe ----------------------------------------------------------------------
+
+
+def test_the_ollama_probe_is_bounded_in_time_and_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from smesh.backends.probe import ollama_models
+
+    def drip_tags(conn: RawConnection) -> None:
+        conn.read_request()
+        conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 999\r\n\r\n")
+        conn.drip(b" ", 0.2)
+
+    with RawServer(drip_tags) as server:
+        monkeypatch.setenv("OLLAMA_HOST", server.url)
+        started = time.monotonic()
+        answer = ollama_models(timeout=1.0)
+        assert time.monotonic() - started < 2.5
+    assert isinstance(answer, str) and "within 1 s" in answer
+    with RawServer(flood(total=200 * MB, declare=False)) as server:
+        monkeypatch.setenv("OLLAMA_HOST", server.url)
+        assert ollama_models() == []  # the first answer is "{}"
+        answer = ollama_models()
+        sent = server.bytes_sent
+    assert isinstance(answer, str) and "more than" in answer
+    assert sent < 16 * MB
