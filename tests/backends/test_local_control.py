@@ -93,6 +93,8 @@ class FakeServer:
         if body.get("max_tokens") == 13:
             callback({"error": {"code": 400, "message": "exceeds the available context size"}})
             return
+        if body.get("max_tokens") == 17:
+            raise ValueError("bad request body")
         with self.lock:
             self.active += 1
         try:
@@ -162,9 +164,15 @@ async def test_complete_assembles_the_stream(
 ) -> None:
     async with LocalBackend(model_file, n_parallel=1) as backend:
         reply = await backend.complete(long_request(5))
-        with pytest.raises(BackendError, match="context size"):
-            await backend.complete(long_request(13))
+        streamed = [piece async for piece in backend.stream(long_request(3))]
+        for tokens, message in ((13, "context size"), (17, "rejected: bad request body")):
+            with pytest.raises(BackendError, match=message):
+                await backend.complete(long_request(tokens))
+            with pytest.raises(BackendError, match=message):
+                async for _ in backend.stream(long_request(tokens)):
+                    pass
     assert (reply.text, reply.finish_reason, reply.output_tokens) == ("aaaaa", "length", 5)
+    assert streamed == ["a", "a", "a"]
 
 
 @pytest.mark.asyncio

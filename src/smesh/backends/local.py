@@ -26,6 +26,7 @@ import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,15 @@ __all__ = [
 
 DEFAULT_MODEL = "0.5b"
 Chunk = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Generation:
+    """One generation in flight: its worker's future, a loop-side waiter, its stop flag."""
+
+    future: Future[list[Chunk]]
+    waiter: asyncio.Future[list[Chunk]]
+    stop: threading.Event
 
 
 def resolve_model_path(model: str | None) -> tuple[Path | None, str, str]:
@@ -217,8 +227,8 @@ class LocalBackend(BackendBase):
 
     def _launch(
         self, body: Mapping[str, Any], deliver: Callable[[Chunk], None] | None
-    ) -> tuple[Future[list[Chunk]], threading.Event]:
-        """Start one streamed generation in a worker thread; return it and its stop flag.
+    ) -> _Generation:
+        """Start one streamed generation in a worker thread.
 
         Chunks go to ``deliver`` as they come, or are collected and returned when it is None.
         """
@@ -249,15 +259,17 @@ class LocalBackend(BackendBase):
         self._running.add(stop)
         future = self._executor.submit(generate)
         future.add_done_callback(lambda _: self._running.discard(stop))
-        return future, stop
+        return _Generation(future, asyncio.wrap_future(future), stop)
 
-    async def _settle(self, future: Future[list[Chunk]], stop: threading.Event) -> None:
+    async def _settle(self, run: _Generation) -> None:
         """Stop a generation that is still running and wait (bounded) for it to end."""
-        stop.set()
-        if not future.done():
-            # Queued work is dropped outright; running work ends at llama.cpp's next step.
-            future.cancel()
-            await asyncio.wait([asyncio.wrap_future(future)], timeout=self.cancel_grace)
+        run.stop.set()
+        # Queued work is dropped outright; running work ends at llama.cpp's next step.
+        run.future.cancel()
+        if not run.waiter.done():
+            await asyncio.wait([run.waiter], timeout=self.cancel_grace)
+        if run.waiter.done() and not run.waiter.cancelled():
+            run.waiter.exception()  # seen here, so a late failure is not logged as lost
 
     async def raw_chat(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Send an OpenAI-style body to the server; return the ``chat.completion`` it makes.
@@ -268,11 +280,13 @@ class LocalBackend(BackendBase):
         """
         if self._server is None:
             await self.start()
-        future, stop = self._launch(body, None)
+        run = self._launch(body, None)
         try:
-            chunks = await asyncio.shield(asyncio.wrap_future(future))
+            # shielded: a cancel must reach llama.cpp through the stop flag, and the waiter
+            # stays usable for the bounded wait in _settle
+            chunks = await asyncio.shield(run.waiter)
         finally:
-            await self._settle(future, stop)
+            await self._settle(run)
         return self._assemble(chunks)
 
     def _assemble(self, chunks: list[Chunk]) -> dict[str, Any]:
@@ -348,8 +362,8 @@ class LocalBackend(BackendBase):
             with contextlib.suppress(RuntimeError):  # the loop may be gone after a cancel
                 loop.call_soon_threadsafe(queue.put_nowait, item)
 
-        future, stop = self._launch(body, deliver)
-        future.add_done_callback(lambda _: deliver(None))
+        run = self._launch(body, deliver)
+        run.future.add_done_callback(lambda _: deliver(None))
         finish = "stop"
         pieces: list[str] = []
         try:
@@ -370,8 +384,8 @@ class LocalBackend(BackendBase):
                 f"{self.name}: stream idle for {self.stream_idle_timeout:g} s", backend=self.name
             ) from None
         finally:
-            await self._settle(future, stop)
-        future.result()  # a rejected request raises its BackendError here
+            await self._settle(run)
+        run.future.result()  # a rejected request raises its BackendError here
         if finish == "length" and not request.allow_truncated:
             raise TruncatedResponse(
                 f"{self.name}: streamed reply cut off at max_tokens={request.max_tokens}",
