@@ -1,18 +1,21 @@
 """End to end on the real embedded model (marked ``llm``; one model shared by the session).
 
-Structure only: non-empty text, valid JSON for a schema, truncation reported. Prompts are
-short and ``max_tokens`` small so the whole module runs in a few seconds on two cores.
+Structure only: non-empty text, valid JSON for a schema, truncation reported; and that a
+cancelled or timed-out call frees its slot (checked through the server's ``/slots``).
+Prompts are short and ``max_tokens`` small so the module runs in seconds on two cores.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from smesh.backends import Request, TruncatedResponse
+from smesh.backends import Request, Timeout, TruncatedResponse
 from smesh.backends.openai import OpenAIBackend
+from smesh.errors import BackendTimeout
 
 pytestmark = [pytest.mark.llm, pytest.mark.asyncio(loop_scope="session")]
 
@@ -102,3 +105,41 @@ async def test_openai_streaming_against_the_embedded_endpoint(local_backend: Any
         request = Request.of("Say hi.", max_tokens=10, temperature=0, allow_truncated=True)
         pieces = [piece async for piece in backend.stream(request)]
     assert len(pieces) >= 2 and "".join(pieces).strip()
+
+
+LONG = "Write a very long story about a lighthouse keeper, chapter by chapter."
+
+
+async def _wait_for_slots(backend: Any, busy: Callable[[int], bool], limit: float) -> float:
+    """Poll ``/slots`` until ``busy(count)`` holds; return the seconds it took."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while not busy(await backend.busy_slots()):
+        if loop.time() - started > limit:
+            raise AssertionError(f"slots did not settle within {limit} s")
+        await asyncio.sleep(0.02)
+    return loop.time() - started
+
+
+async def test_a_cancelled_generation_frees_its_slot_promptly(local_backend: Any) -> None:
+    loop = asyncio.get_running_loop()
+    request = Request.of(LONG, max_tokens=2000, temperature=0, allow_truncated=True)
+    task = asyncio.create_task(local_backend.complete(request))
+    await _wait_for_slots(local_backend, lambda n: n >= 1, limit=60)
+    await asyncio.sleep(1.0)  # well into the generation (the prompt is a few dozen tokens)
+    cancelled = loop.time()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    returned = loop.time() - cancelled
+    freed = await _wait_for_slots(local_backend, lambda n: n == 0, limit=10) + returned
+    # 2,000 tokens take minutes here; the stop lands at the next token
+    assert returned < 3 and freed < 5, (returned, freed)
+
+
+async def test_a_timed_out_call_is_stopped_at_the_backend(local_backend: Any) -> None:
+    request = Request.of(LONG, max_tokens=2000, temperature=0, allow_truncated=True)
+    with pytest.raises(BackendTimeout):
+        await Timeout(local_backend, 2.0).complete(request)
+    # the retry that would follow finds every slot free: nothing generates on behind it
+    await _wait_for_slots(local_backend, lambda n: n == 0, limit=5)

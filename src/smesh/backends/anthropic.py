@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from smesh.backends._http import HTTPBackend, require
+from smesh.backends._http import DEFAULT_MAX_RESPONSE_BYTES, HTTPBackend, require
 from smesh.backends.base import Request, Response, finish_response
 from smesh.errors import AuthenticationFailed, BadResponse, UsageError
 
@@ -35,7 +35,8 @@ class AnthropicBackend(HTTPBackend):
         api_key: default ``$ANTHROPIC_API_KEY``.
         base_url: default ``$ANTHROPIC_BASE_URL`` or ``https://api.anthropic.com``.
         name: backend name; default ``anthropic:MODEL``.
-        timeout: seconds per HTTP exchange.
+        timeout: deadline for the whole HTTP exchange, streams included, seconds.
+        max_response_bytes: the most bytes of one answer that are read.
         transport: an httpx transport (tests).
     """
 
@@ -47,6 +48,7 @@ class AnthropicBackend(HTTPBackend):
         base_url: str | None = None,
         name: str | None = None,
         timeout: float = 120.0,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         headers: Mapping[str, str] | None = None,
         transport: Any = None,
     ) -> None:
@@ -60,6 +62,7 @@ class AnthropicBackend(HTTPBackend):
             name=name or f"anthropic:{model}",
             base_url=base_url or os.environ.get("ANTHROPIC_BASE_URL") or ANTHROPIC_URL,
             timeout=timeout,
+            max_response_bytes=max_response_bytes,
             headers=merged,
             transport=transport,
         )

@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from smesh.backends._http import HTTPBackend, decode_line, require
+from smesh.backends._http import DEFAULT_MAX_RESPONSE_BYTES, HTTPBackend, decode_line, require
 from smesh.backends.base import Request, Response, TruncatedResponse, finish_response
 from smesh.errors import BadResponse, UsageError
 
@@ -41,7 +41,9 @@ class OllamaBackend(HTTPBackend):
         model: the Ollama model tag, e.g. ``qwen2.5-coder:7b``.
         host: server URL; default ``$OLLAMA_HOST`` or ``http://127.0.0.1:11434``.
         name: backend name; default ``ollama:MODEL``.
-        timeout: seconds per HTTP exchange (first calls may load the model).
+        timeout: deadline for the whole HTTP exchange, streams included, seconds (the
+            first call may load the model).
+        max_response_bytes: the most bytes of one answer that are read.
         keep_alive: how long Ollama keeps the model loaded after a call.
         transport: an httpx transport (tests).
     """
@@ -53,6 +55,7 @@ class OllamaBackend(HTTPBackend):
         host: str | None = None,
         name: str | None = None,
         timeout: float = 300.0,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         keep_alive: str | None = None,
         headers: Mapping[str, str] | None = None,
         transport: Any = None,
@@ -63,6 +66,7 @@ class OllamaBackend(HTTPBackend):
             name=name or f"ollama:{model}",
             base_url=ollama_url(host),
             timeout=timeout,
+            max_response_bytes=max_response_bytes,
             headers=headers,
             transport=transport,
         )

@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from smesh.backends._http import HTTPBackend, decode_line, require
+from smesh.backends._http import DEFAULT_MAX_RESPONSE_BYTES, HTTPBackend, decode_line, require
 from smesh.backends.base import Request, Response, TruncatedResponse, finish_response
 from smesh.errors import AuthenticationFailed, BadResponse, UsageError
 
@@ -97,7 +97,8 @@ class OpenAIBackend(HTTPBackend):
         base_url: API root including ``/v1``; default ``$OPENAI_BASE_URL`` or OpenAI's.
         api_key: bearer token; default ``$OPENAI_API_KEY``. Not needed by most local servers.
         name: backend name; default ``openai:MODEL``.
-        timeout: seconds per HTTP exchange.
+        timeout: deadline for the whole HTTP exchange, streams included, seconds.
+        max_response_bytes: the most bytes of one answer that are read.
         require_key: fail with :class:`AuthenticationFailed` before calling when no key is set.
         headers: extra headers.
         transport: an httpx transport (tests).
@@ -111,6 +112,7 @@ class OpenAIBackend(HTTPBackend):
         api_key: str | None = None,
         name: str | None = None,
         timeout: float = 120.0,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         require_key: bool | None = None,
         headers: Mapping[str, str] | None = None,
         transport: Any = None,
@@ -127,6 +129,7 @@ class OpenAIBackend(HTTPBackend):
             name=name or f"openai:{model}",
             base_url=url,
             timeout=timeout,
+            max_response_bytes=max_response_bytes,
             headers=merged,
             transport=transport,
         )

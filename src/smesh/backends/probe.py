@@ -9,26 +9,41 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 from smesh.backends.model import MODELS, model_status
 from smesh.backends.ollama import ollama_url
 
 __all__ = ["ollama_models", "probe_backends"]
 
+_MAX_TAGS_BYTES = 1024 * 1024
+
 
 def ollama_models(timeout: float = 2.0) -> list[str] | str:
-    """Return the models Ollama has pulled, or a one-line reason it cannot be asked."""
+    """Return the models Ollama has pulled, or a one-line reason it cannot be asked.
+
+    The answer is read in pieces: at most 1 MB, and no piece is asked for once ``timeout``
+    has passed, so a server that drips or floods cannot hold or bloat ``smesh status``.
+    """
     import httpx
 
     url = f"{ollama_url()}/api/tags"
+    deadline = time.monotonic() + timeout
+    body = bytearray()
     try:
-        response = httpx.get(url, timeout=timeout)
+        with httpx.stream("GET", url, timeout=timeout) as response:
+            if response.status_code != 200:
+                return f"{url} answered HTTP {response.status_code}"
+            for piece in response.iter_bytes():
+                body += piece
+                if len(body) > _MAX_TAGS_BYTES:
+                    return f"{url} answered more than {_MAX_TAGS_BYTES} bytes"
+                if time.monotonic() > deadline:
+                    return f"{url} did not finish answering within {timeout:g} s"
     except httpx.HTTPError as exc:
         return f"not reachable at {url} ({type(exc).__name__})"
-    if response.status_code != 200:
-        return f"{url} answered HTTP {response.status_code}"
     try:
-        data = json.loads(response.content)
+        data = json.loads(body)
         return [str(m["name"]) for m in data.get("models", [])]
     except (ValueError, KeyError, TypeError, AttributeError):
         return f"{url} answered malformed JSON"
