@@ -401,8 +401,15 @@ class Field:
         return signal
 
     def _owned(self, address: str, by: str, verb: str) -> Signal:
-        """The live signal at ``address``, if ``by`` emitted it (only origins may change it)."""
+        """The live signal at ``address``, if ``by`` emitted it (only origins may change it).
+
+        A signal past its expiry that no tick has removed yet is expired on the spot and not
+        found: renewing it would revive a lease that has already lapsed.
+        """
         signal = self._get_live(address)
+        if signal.is_expired(self.clock.now()):
+            self._expire_now(signal)
+            raise SignalNotFound(f"no live signal at address {address}", signal=address)
         if by != signal.origin:
             raise NotPermitted(
                 f"{by} cannot {verb} a signal emitted by {signal.origin}", node=by, signal=address

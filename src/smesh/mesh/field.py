@@ -35,7 +35,7 @@ from typing import Any
 import msgspec
 
 from smesh.clock import Clock, SystemClock
-from smesh.errors import InvalidSignal, NotPermitted, SmeshError
+from smesh.errors import InvalidSignal, NotPermitted, SignalNotFound, SmeshError
 from smesh.mesh.channel import LiveChannel
 from smesh.mesh.identity import Identity
 from smesh.mesh.inbound import Inbound
@@ -307,6 +307,9 @@ class MeshField(ReplicaField):
 
     def _own(self, address: str, by: str, action: str) -> tuple[Signal, Entry]:
         signal = self._get_live(address)
+        if signal.is_expired(self.clock.now()):  # gone, as in a local field: expire it now
+            self._settle(address, self._entries[address], None, local=True)
+            raise SignalNotFound(f"no live signal at address {address}", signal=address)
         if by != signal.origin:
             raise NotPermitted(
                 f"{by} cannot {action} a signal emitted by {signal.origin}",
