@@ -34,7 +34,7 @@ PACKAGE = SRC / "smesh"
 
 RANKS = {"core": 0, "backends": 1, "runtime": 2, "mesh": 3, "apps": 4, "top": 5}
 CORE = [
-    "signal", "decay", "field", "expiry", "trust", "node", "topology", "network",
+    "signal", "decay", "field", "events", "expiry", "trust", "node", "topology", "network",
     "diffusion", "vectorized", "sim", "clock", "errors", "_version",
 ]  # fmt: skip
 #: module prefix -> layer; the longest matching prefix decides

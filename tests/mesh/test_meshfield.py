@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import msgspec
@@ -30,6 +31,10 @@ def _field(clock: VirtualClock | None = None, **config: Any) -> MeshField:
     return MeshField(MeshConfig(mesh=MESH, **config), clock=clock or VirtualClock(1000.0))
 
 
+def _record(log: list[tuple[str, str, str | None]], event: FieldEvent) -> None:
+    log.append((event.type, event.signal.address, event.by))
+
+
 steps = st.lists(
     st.tuples(
         st.sampled_from(["emit", "reinforce", "withdraw", "renew", "tick"]),
@@ -49,8 +54,8 @@ def test_alone_it_behaves_exactly_like_a_local_field(script: list[tuple[str, int
     clocks = VirtualClock(1000.0), VirtualClock(1000.0)
     local, mesh = Field(clocks[0]), _field(clocks[1])
     seen: list[list[tuple[str, str, str | None]]] = [[], []]
-    for i, f in enumerate((local, mesh)):
-        f.subscribe(lambda e, i=i: seen[i].append((e.type, e.signal.address, e.by)))
+    for f, log in zip((local, mesh), seen, strict=True):
+        f.subscribe(functools.partial(_record, log))
     for action, n, who in script:
         for clock in clocks:
             clock.advance(0.7)
@@ -193,12 +198,16 @@ def test_provenance_is_the_signed_emitter_and_reinforcers() -> None:
         ("bob", field.node_id, "reinforce")
     ]
     assert field.verify_provenance(signal.address) is True  # seals our own op first
-    # tamper with the stored batch: the proof no longer holds
+    # a replica whose kept copy of the emitter's batch was tampered with: no proof holds
     batch_id = record.emitter.batch
     assert batch_id is not None
-    sealed = field._store._batches[batch_id]
-    field._store._batches[batch_id] = msgspec.structs.replace(sealed, sig=bytes(64))
-    assert field.verify_provenance(signal.address) is False
+    opened = Codec(MESH).open(encode(seal(other, MESH, 1, 0, [emit_op(signal)])))
+    assert opened.batch_id == batch_id
+    forged = msgspec.structs.replace(opened.sealed, sig=bytes(64))
+    tampered = _field(clock)
+    tampered.inbound.apply([msgspec.structs.replace(opened, sealed=forged)])
+    assert tampered.get(signal.address) == signal
+    assert tampered.verify_provenance(signal.address) is False
     assert field.provenance("0" * 32) is None
 
 
@@ -210,7 +219,7 @@ def test_operations_are_published_in_bounded_signed_batches() -> None:
         assert field.counters.get("published_ops") == 20  # full batches go out at once
     assert field.counters.snapshot()["published_batches"] == 3
     assert field.counters.get("published_ops") == 25
-    assert len(field._store) == 3
+    assert field.mesh_stats().batches == 3
 
 
 def test_dead_signals_are_forgotten_after_the_grace_period() -> None:
@@ -220,14 +229,17 @@ def test_dead_signals_are_forgotten_after_the_grace_period() -> None:
         keep = field.emit("k", "keep", origin="a", ttl=1000.0)
         gone = field.emit("k", "gone", origin="a", ttl=1.0)
         field.withdraw(field.emit("k", "withdrawn", origin="a", ttl=2.0).address, by="a")
-    assert len(field._entries) == 3 and len(field._store) == 1
+    stats = field.mesh_stats()
+    assert (stats.entries, stats.batches) == (3, 1)
     clock.advance(2.0)
     field.tick()
-    assert field.get(gone.address) is None and len(field._entries) == 3  # tombstones kept
+    assert field.get(gone.address) is None
+    assert field.mesh_stats().entries == 3  # tombstones kept
     clock.advance(10.0)
     field.tick()
-    assert list(field._entries) == [keep.address]
-    assert len(field._store) == 1  # still holds the live signal's emit
+    stats = field.mesh_stats()  # one entry left, and the live signal has one
+    assert stats.entries == 1 and field.provenance(keep.address) is not None
+    assert stats.batches == 1  # still holds the live signal's emit
 
 
 def test_two_sessions_in_one_process_share_a_field_without_a_loop() -> None:
@@ -265,6 +277,6 @@ def test_a_session_that_cannot_open_is_a_transport_error_and_leaves_nothing_open
         clash = MeshField(MeshConfig(mesh="busy", listen=(f"tcp/127.0.0.1:{port}",)))
         with pytest.raises(TransportError, match="cannot open the mesh session"):
             clash.start()
-        assert clash._transport is None and clash._closed
+        assert clash.closed and clash.links() == []
     finally:
         holder.close()
