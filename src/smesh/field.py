@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
 from typing import Any, overload
 
 import msgspec
@@ -70,11 +71,9 @@ class Field:
       included), :meth:`_get_live` the same or :class:`~smesh.errors.SignalNotFound`;
     - :meth:`_insert`, :meth:`_replace` and :meth:`_discard` add, update and remove a held
       signal (storage only: they count and publish nothing);
-    - :meth:`_tally` counts an event in :meth:`stats`, :meth:`_publish` delivers it to
-      subscribers (:attr:`_subscribed` says whether anyone listens);
-    - :meth:`_expires_at` is a signal's expiry time as the field files it;
-    - :meth:`_forget` is called whenever a signal leaves: override it to drop per-signal
-      state (call ``super()``).
+    - :meth:`_tally` counts an event in :meth:`stats`, :meth:`_publish` delivers it
+      (:attr:`_subscribed`: anyone listening?); :meth:`_expires_at` as the field files it;
+    - :meth:`_forget` runs whenever a signal leaves: override it to drop per-signal state.
 
     The field itself is single-threaded and holds no lock; a subclass shared between
     threads locks around these.
@@ -187,24 +186,26 @@ class Field:
             return self._emitted - before
         live = self._live
         kinds = self._kinds
-        fresh: list[Signal] = []
-        for signal in signals:
-            address = signal.address
-            if address in live:
-                self._emitted += len(fresh)  # keep the counts and the wheel in step first
-                self._wheel.file_all(fresh)
-                fresh.clear()
-                self.emit(signal)  # reinforce a live twin, or replace an expired one
-                continue
-            live[address] = signal
-            bucket = kinds.get(signal.kind)
-            if bucket is None:
-                kinds[signal.kind] = {address: None}
-            else:
-                bucket[address] = None
-            fresh.append(signal)
-        self._emitted += len(fresh)
-        self._wheel.file_all(fresh)
+        pending = iter(signals)  # in chunks: the scratch list stays small
+        while chunk := list(islice(pending, 4096)):
+            fresh: list[Signal] = []
+            for signal in chunk:
+                address = signal.address
+                if address in live:
+                    self._emitted += len(fresh)  # keep the counts and the wheel in step first
+                    self._wheel.file_all(fresh)
+                    fresh.clear()
+                    self.emit(signal)  # reinforce a live twin, or replace an expired one
+                    continue
+                live[address] = signal
+                bucket = kinds.get(signal.kind)
+                if bucket is None:
+                    kinds[signal.kind] = {address: None}
+                else:
+                    bucket[address] = None
+                fresh.append(signal)
+            self._emitted += len(fresh)
+            self._wheel.file_all(fresh)
         return self._emitted - before
 
     # -- changing live signals -------------------------------------------------------------
