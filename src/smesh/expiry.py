@@ -59,7 +59,8 @@ class ExpiryWheel:
 
     def expires_at(self, signal: Signal) -> float:
         """The clock time at which ``signal`` expires."""
-        return signal.created_at + self.age(signal)
+        age = self._ages.get((signal.decay, signal.intensity, signal.ttl))
+        return signal.created_at + (self.age(signal) if age is None else age)
 
     def file(self, address: str, when: float) -> None:
         """File ``address`` to be checked at ``when``."""

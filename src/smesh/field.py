@@ -465,8 +465,7 @@ class Field:
     def _tally(self, event: EventType, n: int = 1) -> None:
         """Count ``n`` events of a type in :meth:`stats` (``emit`` counts as emitted,
         ``reinforce`` as a reinforcement, and so on)."""
-        name = _COUNTERS[event]
-        setattr(self, name, getattr(self, name) + n)
+        self.__dict__[_COUNTERS[event]] += n
 
     def _expires_at(self, signal: Signal) -> float:
         """The time at which ``signal`` expires, as the field files it."""

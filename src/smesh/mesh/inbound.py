@@ -112,7 +112,7 @@ class Inbound:
 
     def _take(self, result: Opened | Cover) -> None:
         if isinstance(result, Opened):
-            self.apply([result])
+            self.port.apply([result])
         else:
             self.cover(result.note, result.verified)
 

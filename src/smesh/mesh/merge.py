@@ -198,13 +198,16 @@ def _renewed(entry: Entry, key: EmitKey, cut: float, life: float | None) -> floa
     later incarnation, as :meth:`smesh.field.Field.renew` would only ever see that one).
     """
     origin, created, signer = key
-    times = [
-        at
-        for tag, by, at, mark_signer in entry.marks
-        if tag == RENEW and at > created and at > cut and by == origin and mark_signer == signer
-    ]
+    times: list[float] | None = None  # most signals are never renewed: no list for them
+    for tag, by, at, mark_signer in entry.marks:
+        if tag == RENEW and at > created and at > cut and by == origin and mark_signer == signer:
+            if times is None:
+                times = []
+            times.append(at)
+    if times is None:
+        return created
     if life is None:
-        return max(times, default=created)
+        return max(times)
     for at in sorted(times):
         if at >= created + life:
             break  # it had expired by then: later renewals are not its own

@@ -172,8 +172,7 @@ class ReplicaField(Field):
         """Hold a signal that is not held yet, as :meth:`Field.emit` does."""
         self._insert(signal, expires_at=expires_at)
         self._tally("emit")
-        if self._subscribed:
-            self._notify("emit", signal, signal.origin, local)
+        self._notify("emit", signal, signal.origin, local)
 
     def _withdrawn_now(self, entry: Entry, address: str, old: Signal) -> bool:
         lapsed = self._lapsed.get(address)
@@ -233,11 +232,10 @@ class ReplicaField(Field):
                     return False
                 address = signal.address
                 if address not in self._entries:  # the common case: a new signal
-                    self._entries[address] = Entry(
-                        EmitRecord(signal, opened.signer, opened.batch_id)
-                    )
-                    if self._held(address) is None:
-                        self._admit(signal, local=False, expires_at=expires)
+                    # (no entry means nothing held: every held signal has its entry)
+                    record = EmitRecord(signal, opened.signer, opened.batch_id)
+                    self._entries[address] = Entry(record)
+                    self._admit(signal, local=False, expires_at=expires)
                     return True
             else:
                 check_mark(op)
