@@ -238,3 +238,73 @@ def test_imports_are_read_everywhere(tmp_path: Path) -> None:
         "mesh imports apps (upward)",
         "mesh imports top (upward)",
     ]
+
+
+# -- no reach-ins: a module uses another module's objects through their public or protected
+# (documented, for subclasses through ``self``) members, never ``other._private``
+
+#: Known reach-ins at this branch point, as (file, expression); to be emptied like KNOWN.
+KNOWN_REACH_INS: set[tuple[str, str]] = {
+    # the backends bench drives the local backend's server (bench and backends: arch-core)
+    ("src/smesh/bench/backends.py", "backend._server"),
+}
+ROOT = SRC.parent
+#: underscore names that are public API elsewhere (namedtuple methods, os/sys escapes)
+PUBLIC_UNDERSCORE = {
+    "_asdict", "_exit", "_field_defaults", "_fields", "_getframe", "_make", "_replace",
+}  # fmt: skip
+
+
+def reach_ins(path: Path) -> Iterator[tuple[int, str]]:
+    """``obj._name`` where ``obj`` is not ``self``, ``cls`` or ``super()`` and this module
+    defines no ``_name`` of its own (so it must be another module's private member)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    own: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            own.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            own.add(node.attr)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            own.add(node.id)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            own.add(node.value)  # __slots__ entries
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute) or not node.attr.startswith("_"):
+            continue
+        if node.attr.startswith("__") or node.attr in own or node.attr in PUBLIC_UNDERSCORE:
+            continue
+        value = node.value
+        if isinstance(value, ast.Name) and value.id in ("self", "cls"):
+            continue
+        if isinstance(value, ast.Call) and ast.unparse(value.func) == "super":
+            continue
+        yield node.lineno, ast.unparse(node)
+
+
+def test_no_module_reaches_into_another_modules_private_state() -> None:
+    found = [
+        (str(path.relative_to(ROOT)), line, expr)
+        for top in (PACKAGE, ROOT / "tests")
+        for path in sorted(top.rglob("*.py"))
+        for line, expr in reach_ins(path)
+    ]
+    bad = [f"  {f}:{line}: {expr}" for f, line, expr in found if (f, expr) not in KNOWN_REACH_INS]
+    assert not bad, "private members of another module (add a protected hook):\n" + "\n".join(bad)
+    stale = KNOWN_REACH_INS - {(f, expr) for f, _, expr in found}
+    assert not stale, f"fixed, remove from KNOWN_REACH_INS: {sorted(stale)}"
+
+
+def test_reach_ins_are_found(tmp_path: Path) -> None:
+    fake = tmp_path / "example.py"
+    fake.write_text(
+        "class Mine:\n"
+        "    def __init__(self):\n"
+        "        self._own = 1\n"
+        "def f(field, other):\n"
+        "    field._live.clear()\n"  # another module's
+        "    other._own += 1\n"  # defined here: fine
+        "    super()._x\n"
+        "    return field.__class__\n"
+    )
+    assert list(reach_ins(fake)) == [(5, "field._live")]
