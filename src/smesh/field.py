@@ -69,10 +69,10 @@ class Field:
 
     - :meth:`_held` reads the signal held at an address (expired but not yet ticked
       included), :meth:`_get_live` the same or :class:`~smesh.errors.SignalNotFound`;
-    - :meth:`_insert`, :meth:`_replace` and :meth:`_discard` add, update and remove a held
-      signal (storage only: they count and publish nothing);
+    - :meth:`_insert` holds a new signal (counted as emitted), :meth:`_replace` and
+      :meth:`_discard` update and remove a held one (they count and publish nothing);
     - :meth:`_tally` counts an event in :meth:`stats`, :meth:`_publish` delivers it
-      (:attr:`_subscribed`: anyone listening?); :meth:`_expires_at` as the field files it;
+      (``_subscribed``: anyone listening?); :meth:`_expires_at` as the field files it;
     - :meth:`_forget` runs whenever a signal leaves: override it to drop per-signal state.
 
     The field itself is single-threaded and holds no lock; a subclass shared between
@@ -90,6 +90,7 @@ class Field:
         self._wheel = ExpiryWheel()
         self._history: deque[Signal] = deque(maxlen=history)
         self._subscribers: list[Subscription] = []
+        self._subscribed = False  # whether _subscribers holds any (read by subclasses)
         self._emitted = 0
         self._reinforcements = 0
         self._expired = 0
@@ -406,10 +407,12 @@ class Field:
             callback, frozenset(kinds) if kinds is not None else None, self._unsubscribe
         )
         self._subscribers.append(sub)
+        self._subscribed = True
         return sub
 
     def _unsubscribe(self, sub: Subscription) -> None:
         self._subscribers = [s for s in self._subscribers if s is not sub]
+        self._subscribed = bool(self._subscribers)
 
     # -- extension points for subclasses (see the class docstring) -------------------------
 
@@ -425,8 +428,8 @@ class Field:
         return signal
 
     def _insert(self, signal: Signal, *, expires_at: float | None = None) -> None:
-        """Hold a signal whose address holds none yet: index it and file its expiry
-        (``expires_at``, when the caller has computed it, or its own)."""
+        """Hold a signal whose address holds none yet: index it, file its expiry
+        (``expires_at``, when the caller has computed it, or its own), count an emit."""
         address = signal.address
         self._live[address] = signal
         bucket = self._kinds.get(signal.kind)
@@ -438,6 +441,7 @@ class Field:
             self._wheel.file_signal(signal)
         else:
             self._wheel.file(address, expires_at)
+        self._emitted += 1
 
     def _replace(self, signal: Signal, *, refile: bool = False) -> None:
         """Hold ``signal`` instead of the signal held at its address (reinforced, renewed,
@@ -470,11 +474,6 @@ class Field:
     def _expires_at(self, signal: Signal) -> float:
         """The time at which ``signal`` expires, as the field files it."""
         return self._wheel.expires_at(signal)
-
-    @property
-    def _subscribed(self) -> bool:
-        """Whether anyone subscribes (so that events need building at all)."""
-        return bool(self._subscribers)
 
     def _publish(
         self, type_: EventType, signal: Signal, by: str | None, when: float | None = None

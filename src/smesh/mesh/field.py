@@ -44,7 +44,7 @@ from smesh.mesh.provenance import Provenance, check_link, trace
 from smesh.mesh.replica import MeshStats
 from smesh.mesh.replica_field import ReplicaField
 from smesh.mesh.transport import MeshConfig, PeerLink, Transport
-from smesh.mesh.wire import Op, Opened, ReinforceOp, RenewOp, WithdrawOp, emit_op
+from smesh.mesh.wire import Op, ReinforceOp, RenewOp, WithdrawOp, emit_op
 from smesh.signal import Signal
 
 __all__ = ["MeshField"]
@@ -93,10 +93,9 @@ class MeshField(ReplicaField):
         self._loop_thread: int | None = None
         self._transport: Transport | None = None
         self._synced = False
-        self._closed = False
         port = ReplicaPort(
             loop=lambda: self._loop,
-            apply=self._take_remote,
+            apply=self._apply_remote,
             keep_notes=self._keep_notes,
             servable=self._servable,
             peer_joined=self._peer_joined,
@@ -378,10 +377,6 @@ class MeshField(ReplicaField):
     expire = tick
 
     # -- what Inbound may do (its port) ----------------------------------------------------
-
-    def _take_remote(self, batches: list[Opened]) -> None:
-        if not self._closed:
-            self._apply_remote(batches)
 
     def _peer_joined(self, node: str) -> bool:
         """Record a present peer; True if it is new to a synced field (ask it for its

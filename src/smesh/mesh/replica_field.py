@@ -50,11 +50,12 @@ class ReplicaField(Field):
 
     For subclasses (protected): the replica's state, guarded by ``_lock`` (re-entrant):
     ``_entries`` (address → :class:`~smesh.mesh.merge.Entry`), ``_store`` (the signed
-    :class:`~smesh.mesh.store.BatchStore`); :meth:`_enter`/:meth:`_exit` bracket a change;
-    :meth:`_entry` and :meth:`_state` read an address's operations; :meth:`_settle` and
-    :meth:`_admit` apply a change to the field; :meth:`_apply_remote`, :meth:`_lapse`,
-    :meth:`_keep_notes` and :meth:`_servable` are the remote side, which
-    :class:`~smesh.mesh.inbound.Inbound` reaches through its port.
+    :class:`~smesh.mesh.store.BatchStore`), ``_closed`` (set once it takes no more);
+    :meth:`_enter`/:meth:`_exit` bracket a change; :meth:`_entry` and :meth:`_state` read
+    an address's operations; :meth:`_settle` and :meth:`_admit` apply a change to the
+    field; :meth:`_apply_remote`, :meth:`_lapse`, :meth:`_keep_notes` and
+    :meth:`_servable` are the remote side, which :class:`~smesh.mesh.inbound.Inbound`
+    reaches through its port.
     """
 
     def __init__(self, clock: Clock, *, history: int, gc_grace_s: float, max_skew_s: float) -> None:
@@ -68,6 +69,7 @@ class ReplicaField(Field):
         self._gc_grace_s = gc_grace_s
         self._max_skew_s = max_skew_s
         self._next_sweep = 0.0
+        self._closed = False  # set by a subclass when it stops: late batches are ignored
 
     # -- reading (locked: remote operations may be applied on other threads) ---------------
 
@@ -171,8 +173,8 @@ class ReplicaField(Field):
     def _admit(self, signal: Signal, *, local: bool, expires_at: float | None = None) -> None:
         """Hold a signal that is not held yet, as :meth:`Field.emit` does."""
         self._insert(signal, expires_at=expires_at)
-        self._tally("emit")
-        self._notify("emit", signal, signal.origin, local)
+        if self._subscribed:
+            self._notify("emit", signal, signal.origin, local)
 
     def _withdrawn_now(self, entry: Entry, address: str, old: Signal) -> bool:
         lapsed = self._lapsed.get(address)
@@ -194,7 +196,9 @@ class ReplicaField(Field):
     # -- the remote side -------------------------------------------------------------------
 
     def _apply_remote(self, batches: list[Opened]) -> None:
-        """Merge verified remote batches into the replica."""
+        """Merge verified remote batches into the replica (nothing once closed)."""
+        if self._closed:
+            return
         self._enter()
         try:
             now = self.clock.now()
