@@ -261,6 +261,10 @@ class MeshField(ReplicaField):
         try:
             address = signal.address
             live = self._held(address)
+            if live is not None and live.is_expired(self.clock.now()):
+                # past its expiry, not yet ticked: gone, as in a local field; this is new
+                self._settle(address, self._entry(address), None, local=True)
+                live = None
             if live is not None and (
                 signal.origin == live.origin or signal.origin in live.reinforcers
             ):
