@@ -117,6 +117,11 @@ class NetworkField(Field):
 
     # -- rows ------------------------------------------------------------------------------
 
+    @property
+    def capacity(self) -> int:
+        """Signal rows allocated (doubled when full; a gone signal's row is reused)."""
+        return len(self._radius)
+
     def _grow(self) -> None:
         old = len(self._radius)
         new = old * 2
@@ -143,7 +148,7 @@ class NetworkField(Field):
             self._hops[row] = -1
             self._gain[row] = 0.0
             self._radius[row] = signal.radius
-            origin = self.network._index.get(signal.origin)
+            origin = self.network.position(signal.origin)
             self._origin_col[row] = self._n if origin is None else origin
         # a new emitter may open edges again for a signal that had settled
         self._active[row] = signal.radius > 0
@@ -196,7 +201,7 @@ class NetworkField(Field):
         if counted:
             row = self._row.get(address)
             if row is not None:
-                self._signal_of_row[row] = self._live[address]
+                self._signal_of_row[row] = self._get_live(address)
         return counted
 
     def renew(self, address: str, *, by: str) -> Signal:
@@ -209,7 +214,7 @@ class NetworkField(Field):
     def intensity_at(self, signal: Signal, node: str, now: float) -> float:
         """Local intensity of ``signal`` at ``node`` (0 if it has not reached it)."""
         row = self._row.get(signal.address)
-        i = self.network._index.get(node)
+        i = self.network.position(node)
         if row is None or i is None or self._hops[row, i] < 0:
             return 0.0
         return signal.effective(now) * float(self._gain[row, i])
@@ -227,7 +232,7 @@ class NetworkField(Field):
         row = self._row.get(address)
         if row is None:
             return []
-        signal = self._live[address]
+        signal = self._get_live(address)
         now = self.clock.now() if now is None else now
         local = signal.effective(now) * self._gain[row]
         at = np.flatnonzero((self._hops[row] >= 0) & (local >= threshold))
@@ -258,7 +263,7 @@ class NetworkField(Field):
                 row = self._trust[i]
                 row[:] = DEFAULT_TRUST
                 for peer, value in node.trust.snapshot(now).items():
-                    j = self.network._index.get(peer)
+                    j = self.network.position(peer)
                     if j is not None:
                         row[j] = value
         return not uniform

@@ -2,11 +2,8 @@
 
 Decay is lazy. A signal keeps its ``created_at`` and every reading computes its intensity
 from the clock, so nothing is rewritten as time passes. Each signal's expiry time is known
-when it is emitted (see :meth:`smesh.decay.Decay.expiry_age`), so the field files it in a
-timing wheel: buckets of :data:`BUCKET_SECONDS`, with a heap of bucket keys. A tick looks only
-at buckets that are due, so its cost follows the number of expiring signals, not live ones.
-Renewal files the signal again and leaves the stale entry to be skipped when its bucket
-comes due.
+when it is emitted, so the field files it in a timing wheel (:mod:`smesh.expiry`) and a tick
+looks only at what is due: its cost follows the number of expiring signals, not live ones.
 
 A field used without a network is *ambient*: every node perceives every signal at the
 signal's own effective intensity. :class:`smesh.diffusion.NetworkField` adds per-node reach.
@@ -14,53 +11,35 @@ signal's own effective intensity. :class:`smesh.diffusion.NetworkField` adds per
 
 from __future__ import annotations
 
-import heapq
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Literal, overload
+from itertools import islice
+from typing import Any, overload
 
 import msgspec
 
 from smesh.clock import Clock, SystemClock
 from smesh.decay import DEFAULT_DECAY, EXPIRY_INTENSITY, Decay
 from smesh.errors import InvalidSignal, NotPermitted, SignalNotFound
+from smesh.events import EventType, FieldEvent, Subscription
+from smesh.expiry import BUCKET_SECONDS, ExpiryWheel
 from smesh.signal import Scope, Signal
 
+# FieldEvent and Subscription (smesh.events), BUCKET_SECONDS (smesh.expiry): re-exported
 __all__ = ["BUCKET_SECONDS", "Field", "FieldEvent", "FieldStats", "Sensed", "Subscription"]
 
-#: Width of one timing-wheel bucket. Expiry itself is exact: a due bucket is checked signal
-#: by signal, and signals not yet expired stay in it.
-BUCKET_SECONDS = 0.25
-
-EventType = Literal["emit", "reinforce", "withdraw", "renew", "expire"]
+_COUNTERS: dict[EventType, str] = {  # what _tally() counts an event as
+    "emit": "_emitted", "reinforce": "_reinforcements", "renew": "_renewed",
+    "withdraw": "_withdrawn", "expire": "_expired",
+}  # fmt: skip
 
 
 class Sensed(msgspec.Struct, frozen=True):
-    """A signal as one node perceives it.
-
-    Attributes:
-        signal: the live signal.
-        intensity: its effective intensity at the perceiving node.
-    """
+    """A signal as one node perceives it: the live ``signal`` and its effective
+    ``intensity`` at that node."""
 
     signal: Signal
     intensity: float
-
-
-class FieldEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """A change in the field, delivered to subscribers.
-
-    Attributes:
-        type: ``emit``, ``reinforce``, ``withdraw``, ``renew`` or ``expire``.
-        signal: the signal after the change (for ``expire``/``withdraw``, its last state).
-        by: the node that caused it (None for expiry).
-        time: clock time of the change.
-    """
-
-    type: EventType
-    signal: Signal
-    by: str | None
-    time: float
 
 
 class FieldStats(msgspec.Struct, frozen=True, kw_only=True):
@@ -76,42 +55,28 @@ class FieldStats(msgspec.Struct, frozen=True, kw_only=True):
     by_kind: dict[str, int]
 
 
-class Subscription:
-    """A handle on a field subscription; :meth:`cancel` stops delivery."""
-
-    __slots__ = ("_field", "callback", "kinds")
-
-    def __init__(
-        self, field: Field, callback: Callable[[FieldEvent], None], kinds: frozenset[str] | None
-    ) -> None:
-        self._field: Field | None = field
-        self.callback = callback
-        self.kinds = kinds
-
-    @property
-    def active(self) -> bool:
-        """Whether events are still delivered."""
-        return self._field is not None
-
-    def cancel(self) -> None:
-        """Stop delivering events. Safe to call twice."""
-        if self._field is not None:
-            self._field._unsubscribe(self)
-            self._field = None
-
-    def __enter__(self) -> Subscription:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.cancel()
-
-
 class Field:
     """The shared store of live signals.
 
     Args:
         clock: time source; defaults to the system clock.
         history: how many expired or withdrawn signals to keep (a ring buffer).
+
+    Extension points (protected: for subclasses, not callers). A subclass that derives the
+    live signals from another source of truth, such as a replica of a distributed field
+    (:mod:`smesh.mesh.replica_field`), changes them only through these, which keep the kind
+    index, the expiry wheel, the history and the counters consistent:
+
+    - :meth:`_held` reads the signal held at an address (expired but not yet ticked
+      included), :meth:`_get_live` the same or :class:`~smesh.errors.SignalNotFound`;
+    - :meth:`_insert` holds a new signal (counted as emitted), :meth:`_replace` and
+      :meth:`_discard` update and remove a held one (they count and publish nothing);
+    - :meth:`_tally` counts an event in :meth:`stats`, :meth:`_publish` delivers it
+      (``_subscribed``: anyone listening?); :meth:`_expires_at` as the field files it;
+    - :meth:`_forget` runs whenever a signal leaves: override it to drop per-signal state.
+
+    The field itself is single-threaded and holds no lock; a subclass shared between
+    threads locks around these.
     """
 
     def __init__(self, clock: Clock | None = None, *, history: int = 1000) -> None:
@@ -122,13 +87,10 @@ class Field:
         # kind -> addresses, as a dict used as an insertion-ordered set (a set would iterate
         # in hash order, which changes between processes and breaks reproducibility)
         self._kinds: dict[str, dict[str, None]] = {}
-        # (decay, I0, ttl) -> expiry age: signals mostly share these, and the age costs a
-        # log and a division to compute
-        self._ages: dict[tuple[Decay, float, float], float] = {}
-        self._buckets: dict[int, list[str]] = {}
-        self._due: list[int] = []  # heap of bucket keys
+        self._wheel = ExpiryWheel()
         self._history: deque[Signal] = deque(maxlen=history)
         self._subscribers: list[Subscription] = []
+        self._subscribed = False  # whether _subscribers holds any (read by subclasses)
         self._emitted = 0
         self._reinforcements = 0
         self._expired = 0
@@ -202,78 +164,50 @@ class Field:
                 return live[address]
             # past its expiry but not yet ticked away: it is gone, and this is a new signal
             self._expire_now(existing)
-        live[address] = signal
+        live[address] = signal  # as _insert() does, inlined: the hottest path
         bucket = self._kinds.get(signal.kind)
         if bucket is None:
             self._kinds[signal.kind] = {address: None}
         else:
             bucket[address] = None
-        self._schedule(signal.created_at + self._expiry_age(signal), address)
+        self._wheel.file_signal(signal)
         self._emitted += 1
         if self._subscribers:
             self._publish("emit", signal, signal.origin)
         return signal
 
-    def _expiry_age(self, signal: Signal) -> float:
-        key = (signal.decay, signal.intensity, signal.ttl)
-        age = self._ages.get(key)
-        if age is None:
-            if len(self._ages) >= 4096:  # bound the cache; signals rarely vary this much
-                self._ages.clear()
-            age = self._ages[key] = signal.decay.expiry_age(signal.intensity, signal.ttl)
-        return age
-
     def emit_many(self, signals: Iterable[Signal]) -> int:
         """Emit many signals at once, exactly as that many :meth:`emit` calls would; return
         how many were new (the rest reinforced live twins)."""
+        before = self._emitted
         if self._subscribers:
             # subscribers must see the events in emit order: take the plain path
-            before = self._emitted
             for signal in signals:
                 self.emit(signal)
             return self._emitted - before
         live = self._live
         kinds = self._kinds
-        buckets = self._buckets
-        ages = self._ages
-        fresh = 0
-        replaced = 0
-        for signal in signals:
-            address = signal.address
-            if address in live:
-                before = self._emitted
-                self.emit(signal)  # reinforce a live twin, or replace an expired one
-                replaced += self._emitted - before
-                continue
-            live[address] = signal
-            kind = signal.kind
-            bucket = kinds.get(kind)
-            if bucket is None:
-                kinds[kind] = {address: None}
-            else:
-                bucket[address] = None
-            age = ages.get((signal.decay, signal.intensity, signal.ttl))
-            if age is None:
-                age = self._expiry_age(signal)
-            slot = int((signal.created_at + age) // BUCKET_SECONDS)
-            pending = buckets.get(slot)
-            if pending is None:
-                buckets[slot] = [address]
-                heapq.heappush(self._due, slot)
-            else:
-                pending.append(address)
-            fresh += 1
-        self._emitted += fresh
-        return fresh + replaced
-
-    def _schedule(self, when: float, address: str) -> None:
-        slot = int(when // BUCKET_SECONDS)
-        pending = self._buckets.get(slot)
-        if pending is None:
-            self._buckets[slot] = [address]
-            heapq.heappush(self._due, slot)
-        else:
-            pending.append(address)
+        pending = iter(signals)  # in chunks: the scratch list stays small
+        while chunk := list(islice(pending, 4096)):
+            fresh: list[Signal] = []
+            for signal in chunk:
+                address = signal.address
+                if address in live:
+                    self._emitted += len(fresh)  # keep the counts and the wheel in step first
+                    self._wheel.file_all(fresh)
+                    fresh.clear()
+                    self.emit(signal)  # reinforce a live twin, or replace an expired one
+                    continue
+                live[address] = signal
+                bucket = kinds.get(signal.kind)
+                if bucket is None:
+                    kinds[signal.kind] = {address: None}
+                else:
+                    bucket[address] = None
+                fresh.append(signal)
+            self._emitted += len(fresh)
+            self._wheel.file_all(fresh)
+        return self._emitted - before
 
     # -- changing live signals -------------------------------------------------------------
 
@@ -310,7 +244,7 @@ class Field:
             NotPermitted: ``by`` is not the signal's origin.
         """
         signal = self._owned(address, by, "withdraw")
-        self._remove(signal)
+        self._discard(signal)
         self._withdrawn += 1
         if self._subscribers:
             self._publish("withdraw", signal, by)
@@ -325,8 +259,7 @@ class Field:
         """
         signal = self._owned(address, by, "renew")
         renewed = signal.renewed(self.clock.now())
-        self._live[address] = renewed
-        self._schedule(renewed.expires_at(), address)
+        self._replace(renewed, refile=True)
         self._renewed += 1
         if self._subscribers:
             self._publish("renew", renewed, by)
@@ -339,30 +272,9 @@ class Field:
         """
         if now is None:
             now = self.clock.now()
-        due = self._due
-        buckets = self._buckets
-        live = self._live
-        expired: list[Signal] = []
-        last = int(now // BUCKET_SECONDS)
-        while due and due[0] <= last:
-            slot = due[0]
-            keep: list[str] = []
-            for address in buckets[slot]:
-                signal = live.get(address)
-                if signal is None:
-                    continue  # withdrawn, or expired through a newer entry
-                expires = signal.expires_at()
-                if expires <= now:
-                    self._remove(signal)
-                    expired.append(signal)
-                elif int(expires // BUCKET_SECONDS) == slot:
-                    keep.append(address)  # due later within this bucket
-                # else: renewed since; its newer entry sits in a later bucket
-            if keep:
-                buckets[slot] = keep
-                break  # the rest of this bucket, and all later ones, are not due yet
-            del buckets[slot]
-            heapq.heappop(due)
+        if now < self._wheel.next_due:
+            return []  # the common case: nothing can be due yet
+        expired = self._wheel.collect(now, self._live, self._discard)
         if expired:
             self._expired += len(expired)
             if self._subscribers:
@@ -374,40 +286,28 @@ class Field:
 
     def _expire_now(self, signal: Signal) -> None:
         """Expire one signal ahead of the tick that would have found it."""
-        self._remove(signal)
+        self._discard(signal)
         self._expired += 1
         if self._subscribers:
             self._publish("expire", signal, None)
 
-    def _remove(self, signal: Signal) -> None:
-        address = signal.address
-        del self._live[address]
-        bucket = self._kinds[signal.kind]
-        del bucket[address]
-        if not bucket:
-            del self._kinds[signal.kind]
-        self._history.append(signal)
-        self._forget(address)
-
-    def _forget(self, address: str) -> None:
-        """Hook for subclasses that keep per-signal state."""
-
-    # -- reading ---------------------------------------------------------------------------
-
-    def _get_live(self, address: str) -> Signal:
-        signal = self._live.get(address)
-        if signal is None:
-            raise SignalNotFound(f"no live signal at address {address}", signal=address)
-        return signal
-
     def _owned(self, address: str, by: str, verb: str) -> Signal:
-        """The live signal at ``address``, if ``by`` emitted it (only origins may change it)."""
+        """The live signal at ``address``, if ``by`` emitted it (only origins may change it).
+
+        A signal past its expiry that no tick has removed yet is expired on the spot and not
+        found: renewing it would revive a lease that has already lapsed.
+        """
         signal = self._get_live(address)
+        if signal.is_expired(self.clock.now()):
+            self._expire_now(signal)
+            raise SignalNotFound(f"no live signal at address {address}", signal=address)
         if by != signal.origin:
             raise NotPermitted(
                 f"{by} cannot {verb} a signal emitted by {signal.origin}", node=by, signal=address
             )
         return signal
+
+    # -- reading ---------------------------------------------------------------------------
 
     def get(self, address: str, now: float | None = None) -> Signal | None:
         """The live signal at ``address``, or None if absent or already expired."""
@@ -503,16 +403,85 @@ class Field:
         must not block. An exception in one callback does not stop the others and is re-raised
         after all have run.
         """
-        sub = Subscription(self, callback, frozenset(kinds) if kinds is not None else None)
+        sub = Subscription(
+            callback, frozenset(kinds) if kinds is not None else None, self._unsubscribe
+        )
         self._subscribers.append(sub)
+        self._subscribed = True
         return sub
 
     def _unsubscribe(self, sub: Subscription) -> None:
         self._subscribers = [s for s in self._subscribers if s is not sub]
+        self._subscribed = bool(self._subscribers)
+
+    # -- extension points for subclasses (see the class docstring) -------------------------
+
+    def _held(self, address: str) -> Signal | None:
+        """The signal held at ``address`` (expired but not yet ticked included), or None."""
+        return self._live.get(address)
+
+    def _get_live(self, address: str) -> Signal:
+        """The signal held at ``address``; :class:`SignalNotFound` if none is."""
+        signal = self._live.get(address)
+        if signal is None:
+            raise SignalNotFound(f"no live signal at address {address}", signal=address)
+        return signal
+
+    def _insert(self, signal: Signal, *, expires_at: float | None = None) -> None:
+        """Hold a signal whose address holds none yet: index it, file its expiry
+        (``expires_at``, when the caller has computed it, or its own), count an emit."""
+        address = signal.address
+        self._live[address] = signal
+        bucket = self._kinds.get(signal.kind)
+        if bucket is None:
+            self._kinds[signal.kind] = {address: None}
+        else:
+            bucket[address] = None
+        if expires_at is None:
+            self._wheel.file_signal(signal)
+        else:
+            self._wheel.file(address, expires_at)
+        self._emitted += 1
+
+    def _replace(self, signal: Signal, *, refile: bool = False) -> None:
+        """Hold ``signal`` instead of the signal held at its address (reinforced, renewed,
+        or otherwise changed); ``refile`` when its expiry moved (a new ``created_at`` or
+        intensity)."""
+        self._live[signal.address] = signal
+        if refile:
+            self._wheel.file_signal(signal)
+
+    def _discard(self, signal: Signal) -> None:
+        """Stop holding ``signal``: unindex it, keep it in the history, :meth:`_forget` it.
+        Its stale expiry entry is skipped when due."""
+        address = signal.address
+        del self._live[address]
+        bucket = self._kinds[signal.kind]
+        del bucket[address]
+        if not bucket:
+            del self._kinds[signal.kind]
+        self._history.append(signal)
+        self._forget(address)
+
+    def _forget(self, address: str) -> None:
+        """Called when the signal at ``address`` leaves; subclasses drop per-signal state."""
+
+    def _tally(self, event: EventType, n: int = 1) -> None:
+        """Count ``n`` events of a type in :meth:`stats` (``emit`` counts as emitted,
+        ``reinforce`` as a reinforcement, and so on)."""
+        self.__dict__[_COUNTERS[event]] += n
+
+    def _expires_at(self, signal: Signal) -> float:
+        """The time at which ``signal`` expires, as the field files it."""
+        return self._wheel.expires_at(signal)
 
     def _publish(
         self, type_: EventType, signal: Signal, by: str | None, when: float | None = None
     ) -> None:
+        """Deliver one event to the subscribers of its kind (``when``: default, the clock).
+
+        Every subscriber runs; the first exception is re-raised after all have run.
+        """
         event = FieldEvent(
             type=type_, signal=signal, by=by, time=self.clock.now() if when is None else when
         )

@@ -126,6 +126,10 @@ class Network:
     def __iter__(self) -> Iterator[str]:
         return iter(self.ids)
 
+    def position(self, node_id: str) -> int | None:
+        """Position of ``node_id``, or None if it is not a node of this network."""
+        return self._index.get(node_id)
+
     def index(self, node_id: str) -> int:
         """Position of ``node_id``."""
         try:

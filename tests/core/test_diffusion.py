@@ -252,7 +252,7 @@ def test_expired_signals_free_their_rows() -> None:
             assert field.holders(address) == []
     assert field.stats().expired == 250
     # rows are reused: 50 live at a time fit the initial capacity of 64
-    assert len(field._radius) == 64
+    assert field.capacity == 64
 
 
 def test_withdrawn_and_unknown_signals_have_no_spread() -> None:

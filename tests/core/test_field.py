@@ -73,7 +73,7 @@ def test_origin_scoped_emits_from_two_origins_are_two_signals(field: Field) -> N
 
 def test_emit_signal_with_extra_options_is_rejected(field: Field) -> None:
     with pytest.raises(InvalidSignal):
-        field.emit(sig(1), {"payload": "extra"})
+        field.emit(sig(1), {"payload": "extra"})  # type: ignore[call-overload]
     with pytest.raises(InvalidSignal):
         field.emit(sig(1), ttl=3.0)  # type: ignore[call-overload]
     assert len(field) == 0

@@ -208,7 +208,7 @@ def test_nothing_is_sensed_after_expiry(batch: list[Signal], times: list[float])
         assert not sensed_now & gone
         for address in gone:
             assert field.get(address, now=t) is None
-            assert address not in field.signals()
+            assert address not in {s.address for s in field.signals()}
         assert len(field) == len(live) - len(gone)
 
 

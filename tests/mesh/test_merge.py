@@ -201,3 +201,28 @@ def test_an_expired_incarnation_takes_its_history_with_it() -> None:
     # without a time, the merge is pure: the earliest emit wins
     timeless = replay(ops)
     assert timeless is not None and timeless.origin == "a"
+
+
+def test_a_renewal_after_an_incarnations_expiry_renews_the_next_one() -> None:
+    # regression: the renewal at 4.5 used to revive the first life (expired at 3.0, with
+    # its reinforcer) instead of renewing the second one, which a local field holds then
+    def short(origin: str, at: float) -> EmitOp:
+        signal = Signal.create(KIND, PAYLOAD, origin=origin, created_at=at, ttl=2.0, decay=Step())
+        return emit_op(signal)
+
+    ops: list[tuple[Op, str]] = [
+        (short("a", 1.0), "n1"),
+        (ReinforceOp(address=ADDRESS, by="d", at=2.0), "n3"),
+        (short("a", 4.0), "n1"),  # the first life expired at 3.0
+        (RenewOp(address=ADDRESS, by="a", at=4.5), "n1"),
+    ]
+    renewed = replay(ops, now=5.0)
+    assert renewed is not None
+    assert (renewed.reinforcers, renewed.created_at) == ((), 4.5)
+    # renewals while a life lasts chain; one after its expiry does not bring it back
+    chained = [(short("a", 1.0), "n1")] + [
+        (RenewOp(address=ADDRESS, by="a", at=t), "n1") for t in (2.5, 4.0, 7.0)
+    ]
+    assert replay(chained, now=5.5) is not None  # alive until 6.0 after the renewal at 4.0
+    assert replay(chained, now=6.5) is None  # the renewal at 7.0 came too late
+    assert replay(chained, now=7.5) is None

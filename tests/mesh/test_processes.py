@@ -32,8 +32,12 @@ def _mesh_of(spawn: Spawn, mesh: str, n: int) -> list[Peer]:
     rest = [spawn("--mesh", mesh, "--connect", tcp(port), *LOCAL) for _ in range(n - 1)]
     peers = [first, *rest]
     for peer in peers:
-        assert eventually(lambda p=peer: len(p.call("peers")["peers"]) == n - 1), peer.stderr()
+        assert eventually(_sees(peer, n - 1)), peer.stderr()
     return peers
+
+
+def _sees(peer: Peer, others: int) -> Callable[[], bool]:
+    return lambda: len(peer.call("peers")["peers"]) == others
 
 
 def _dumps(peers: list[Peer]) -> list[list[Any]]:
@@ -156,8 +160,13 @@ def test_forged_tampered_replayed_and_garbage_messages_are_dropped(
         )
         time.sleep(0.5)
         honest.call("emit", kind="task", payload={"honest": 1}, origin="poster")
-        batches = lambda: [m for m in captured if isinstance(m, Sealed)]  # noqa: E731
-        notes = lambda: [m for m in captured if isinstance(m, SigNote)]  # noqa: E731
+
+        def batches() -> list[Sealed]:
+            return [m for m in captured if isinstance(m, Sealed)]
+
+        def notes() -> list[SigNote]:
+            return [m for m in captured if isinstance(m, SigNote)]
+
         assert eventually(lambda: len(batches()) == 1 and len(notes()) == 1), captured
         assert victim.call("wait", count=1)["live"] == 1
         good = batches()[0]
@@ -166,7 +175,7 @@ def test_forged_tampered_replayed_and_garbage_messages_are_dropped(
         real = seal(forger, mesh_name, 1, 0, _emit_ops({"forged": 1}))
         parked = msgspec.structs.replace(real, signer=good.signer, seq=9, sig=b"", macs=[])
         parked_id = bytes.fromhex(Codec(mesh_name).message(parked)[1])
-        attacks = [
+        attacks: list[Sealed | SigNote] = [
             # signed by another key but claiming the honest node's public key
             msgspec.structs.replace(real, signer=good.signer),
             # the honest batch with its operations swapped: its MAC no longer checks

@@ -15,8 +15,8 @@ from rich.table import Table
 from smesh.cli._common import console, err_console, print_json
 
 if TYPE_CHECKING:
+    from smesh.apps.peer import PeerReport
     from smesh.mesh.field import MeshField
-    from smesh.mesh.node import NodeReport
 
 __all__ = ["command", "node_command"]
 
@@ -179,7 +179,7 @@ def node_command(
     Run three of them (one with --post), or `smesh node --split 3`, and the agents demo is
     split over three processes that share one field over Eclipse Zenoh; see docs/mesh.md.
     """
-    from smesh.mesh.node import NodeOptions, parse_agents, run_node, run_split
+    from smesh.apps.peer import PeerOptions, parse_agents, run_peer, run_split
     from smesh.mesh.pki import load_credentials
     from smesh.mesh.transport import MeshConfig
 
@@ -196,7 +196,7 @@ def node_command(
         if not name:
             raise click.UsageError("--tls-ca needs --name (the node's certificate name)")
         tls = load_credentials(name, ca=tls_ca)
-    options = NodeOptions(
+    options = PeerOptions(
         config=MeshConfig(mesh=mesh_name, listen=listen, connect=connect, tls=tls, allow=allow),
         key=key,
         agents=parse_agents(agents, roster=roster),
@@ -215,14 +215,14 @@ def node_command(
                 f"(caught up in {field.late_join_ms or 0:.1f} ms)[/dim]"
             )
 
-    report = asyncio.run(run_node(options, on_ready=ready))
+    report = asyncio.run(run_peer(options, on_ready=ready))
     if as_json:
         print_json(_summary(report))
         return
     _print(report)
 
 
-def _summary(report: NodeReport) -> dict[str, Any]:
+def _summary(report: PeerReport) -> dict[str, Any]:
     run = report.run
     return {
         "node": report.node,
@@ -244,7 +244,7 @@ def _summary(report: NodeReport) -> dict[str, Any]:
     }
 
 
-def _print(report: NodeReport) -> None:
+def _print(report: PeerReport) -> None:
     run = report.run
     if run is not None:
         table = Table(title=f"node {report.node[:12]} · run {run.stopped_by}", title_justify="left")

@@ -35,28 +35,16 @@ from typing import Any
 import msgspec
 
 from smesh.clock import Clock, SystemClock
-from smesh.errors import InvalidSignal, NotPermitted, SmeshError
+from smesh.errors import InvalidSignal, NotPermitted, SignalNotFound, SmeshError
 from smesh.mesh.channel import LiveChannel
 from smesh.mesh.identity import Identity
-from smesh.mesh.inbound import Inbound
-from smesh.mesh.merge import (
-    EmitRecord,
-    Entry,
-    MarkRecord,
-    merge_op,
-    resolve,
-)
+from smesh.mesh.inbound import Inbound, ReplicaPort
+from smesh.mesh.merge import EmitRecord, Entry, MarkRecord, merge_op
 from smesh.mesh.provenance import Provenance, check_link, trace
 from smesh.mesh.replica import MeshStats
 from smesh.mesh.replica_field import ReplicaField
 from smesh.mesh.transport import MeshConfig, PeerLink, Transport
-from smesh.mesh.wire import (
-    Op,
-    ReinforceOp,
-    RenewOp,
-    WithdrawOp,
-    emit_op,
-)
+from smesh.mesh.wire import Op, ReinforceOp, RenewOp, WithdrawOp, emit_op
 from smesh.signal import Signal
 
 __all__ = ["MeshField"]
@@ -87,6 +75,7 @@ class MeshField(ReplicaField):
             clock if clock is not None else SystemClock(),
             history=history,
             gc_grace_s=config.gc_grace_s,
+            max_skew_s=config.max_skew_s,
         )
         self.config = config
         self.identity = identity if identity is not None else Identity.generate()
@@ -104,8 +93,15 @@ class MeshField(ReplicaField):
         self._loop_thread: int | None = None
         self._transport: Transport | None = None
         self._synced = False
-        self._closed = False
-        self.inbound = Inbound(self)
+        port = ReplicaPort(
+            loop=lambda: self._loop,
+            apply=self._apply_remote,
+            keep_notes=self._keep_notes,
+            servable=self._servable,
+            peer_joined=self._peer_joined,
+            peer_left=self._peer_left,
+        )
+        self.inbound = Inbound(port, self.channel, self.counters)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -182,6 +178,13 @@ class MeshField(ReplicaField):
         if transport is not None:
             transport.close()
         self.inbound.join(self.config.sync_timeout_s + 1.0)
+        with self._lock:
+            self._peers.clear()  # a closed field sees no one
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has run (the field takes nothing more from the mesh)."""
+        return self._closed
 
     async def aclose(self) -> None:
         """:meth:`close` without blocking the event loop."""
@@ -237,9 +240,7 @@ class MeshField(ReplicaField):
                 self.flush()
 
     def _local(self, address: str, op: Op, signal: Signal | None, by: str | None) -> None:
-        entry = self._entries.get(address)
-        if entry is None:
-            entry = self._entries[address] = Entry()
+        entry = self._entry(address)
         record = merge_op(entry, op, self.node_id, None, signal)
         if record is not None:
             self._outbox.append(op)
@@ -259,7 +260,11 @@ class MeshField(ReplicaField):
         self._enter()
         try:
             address = signal.address
-            live = self._live.get(address)
+            live = self._held(address)
+            if live is not None and live.is_expired(self.clock.now()):
+                # past its expiry, not yet ticked: gone, as in a local field; this is new
+                self._settle(address, self._entry(address), None, local=True)
+                live = None
             if live is not None and (
                 signal.origin == live.origin or signal.origin in live.reinforcers
             ):
@@ -271,13 +276,13 @@ class MeshField(ReplicaField):
                 self._entries[address] = Entry(record)
                 self._outbox.append(op)
                 self._unsealed.append(record)
-                self._insert(signal, local=True)
+                self._admit(signal, local=True)
                 return signal
-            cut = resolve(entry, self._lapsed.get(address), self.clock.now()).cut
+            cut = self._state(address, entry).cut
             if signal.created_at <= cut:  # a re-emit must come after its withdrawal
                 signal = msgspec.structs.replace(signal, created_at=_after(cut, signal.created_at))
             self._local(address, emit_op(signal), signal, signal.origin)
-            current = self._live.get(address)
+            current = self._held(address)
             return current if current is not None else signal
         finally:
             self._exit()
@@ -287,7 +292,7 @@ class MeshField(ReplicaField):
         fresh = 0
         with self.batch():
             for signal in signals:
-                new = signal.address not in self._live
+                new = self._held(signal.address) is None
                 self.emit(signal)
                 fresh += new
         return fresh
@@ -307,14 +312,17 @@ class MeshField(ReplicaField):
 
     def _own(self, address: str, by: str, action: str) -> tuple[Signal, Entry]:
         signal = self._get_live(address)
+        if signal.is_expired(self.clock.now()):  # gone, as in a local field: expire it now
+            self._settle(address, self._entry(address), None, local=True)
+            raise SignalNotFound(f"no live signal at address {address}", signal=address)
         if by != signal.origin:
             raise NotPermitted(
                 f"{by} cannot {action} a signal emitted by {signal.origin}",
                 node=by,
                 signal=address,
             )
-        entry = self._entries[address]
-        state = resolve(entry, self._lapsed.get(address), self.clock.now())
+        entry = self._entry(address)
+        state = self._state(address, entry)
         if state.record is None or state.record.signer != self.node_id:
             signer = state.record.signer if state.record is not None else "?"
             raise NotPermitted(
@@ -353,7 +361,8 @@ class MeshField(ReplicaField):
             signal, _ = self._own(address, by, "renew")
             now = self.clock.now()
             self._local(address, RenewOp(address=address, by=by, at=now), None, by)
-            return self._live.get(address, signal)
+            current = self._held(address)
+            return current if current is not None else signal
         finally:
             self._exit()
 
@@ -370,6 +379,30 @@ class MeshField(ReplicaField):
             self._exit()
 
     expire = tick
+
+    # -- what Inbound may do (its port) ----------------------------------------------------
+
+    def _peer_joined(self, node: str) -> bool:
+        """Record a present peer; True if it is new to a synced field (ask it for its
+        replica: it may hold what we missed)."""
+        if self._closed:
+            return False
+        with self._lock:
+            known = node in self._peers
+            self._peers[node] = self.clock.now()
+        return self._synced and not known
+
+    def _peer_left(self, node: str) -> bool:
+        """Forget a departed peer and lapse its leases; False once closed."""
+        if self._closed:
+            return False
+        self._enter()
+        try:
+            self._peers.pop(node, None)
+            self._lapse(node, self.config.lease_kinds)
+        finally:
+            self._exit()
+        return True
 
     # -- publishing ------------------------------------------------------------------------
 
@@ -418,7 +451,7 @@ class MeshField(ReplicaField):
                 node=self.node_id,
                 mesh=self.config.mesh,
                 peers=sorted(self._peers),
-                live=len(self._live),
+                live=len(self),
                 entries=len(self._entries),
                 batches=len(self._store),
                 unsigned=self._store.unsigned(),
@@ -429,12 +462,11 @@ class MeshField(ReplicaField):
     def provenance(self, address: str) -> Provenance | None:
         """The signed operations behind the live signal at ``address``, or None."""
         with self._lock:
-            signal = self._live.get(address)
+            signal = self._held(address)
             entry = self._entries.get(address)
             if signal is None or entry is None:
                 return None
-            state = resolve(entry, self._lapsed.get(address), self.clock.now())
-            return trace(address, signal, entry, state)
+            return trace(address, signal, entry, self._state(address, entry))
 
     def verify_provenance(self, address: str) -> bool:
         """Re-check every signature behind the signal at ``address`` from the retained
@@ -443,7 +475,7 @@ class MeshField(ReplicaField):
         self.flush()  # our own operations must be sealed, and signed, to be checked
         note = self.channel.sign_pending()
         if note is not None:
-            self.inbound.cover(note, True)
+            self._keep_notes([note], True)
         record = self.provenance(address)
         if record is None:
             return False

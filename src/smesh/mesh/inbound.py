@@ -6,43 +6,70 @@ departed node's leases lapse, a newcomer is asked for what we may have missed).
 
 Zenoh calls in on its own threads. :meth:`Inbound.deliver` hands each piece of work to the
 field's event loop when it has one (``call_soon_threadsafe``, one wake-up per burst), or
-runs it at once under the field's lock when it has none (see :mod:`smesh.mesh.field`).
+runs it at once when it has none (the replica then locks; see :mod:`smesh.mesh.field`).
+
+:class:`Inbound` sees the replica only through a :class:`ReplicaPort`: the few operations
+it needs, which :class:`~smesh.mesh.field.MeshField` builds from its own methods. So this
+module never touches the field's state, and does not import it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from smesh.errors import InvalidSignal
-from smesh.mesh.channel import Cover
-from smesh.mesh.codec import DroppedMessage, check_mark, signal_of
-from smesh.mesh.merge import EmitRecord, Entry, merge_op, resolve
-from smesh.mesh.wire import EmitOp, Op, Opened, SigNote
-from smesh.signal import Signal
+import msgspec
 
-if TYPE_CHECKING:
-    from smesh.mesh.field import MeshField
+from smesh.mesh.channel import Cover, LiveChannel
+from smesh.mesh.codec import DroppedMessage
+from smesh.mesh.replica import Counters
+from smesh.mesh.wire import Opened, Sealed, SigNote
 
-__all__ = ["Inbound"]
+__all__ = ["Inbound", "ReplicaPort"]
 
 _log = logging.getLogger(__name__)
 
 
-class Inbound:
-    """Brings remote operations into one :class:`~smesh.mesh.field.MeshField`.
+class ReplicaPort(msgspec.Struct, frozen=True, kw_only=True):
+    """All that :class:`Inbound` may do to the replica it feeds.
 
-    Args:
-        field: the replica it feeds (it works on the field's own state, under its lock).
+    Attributes:
+        loop: the event loop remote work runs on (None: run it at once, the replica locks).
+        apply: merge verified remote batches (nothing once the field is closed).
+        keep_notes: keep signature notes (``verified`` or not) with the batches they sign.
+        servable: the batches and notes to hand a late joiner, checking unchecked notes
+            with the function given.
+        peer_joined: record a present peer; True if we should ask it for its replica.
+        peer_left: forget a departed peer and lapse its leases; False if closed.
     """
 
-    def __init__(self, field: MeshField) -> None:
-        self.field = field
+    loop: Callable[[], asyncio.AbstractEventLoop | None]
+    apply: Callable[[list[Opened]], None]
+    keep_notes: Callable[[Iterable[SigNote], bool], None]
+    servable: Callable[[Callable[[SigNote], bool]], tuple[list[Sealed], list[SigNote]]]
+    peer_joined: Callable[[str], bool]
+    peer_left: Callable[[str], bool]
+
+
+class Inbound:
+    """Brings remote operations into one replica.
+
+    Args:
+        port: what it may do to the replica.
+        channel: the live channel (authentication, sync queries and answers).
+        counters: the replica's counters.
+    """
+
+    def __init__(self, port: ReplicaPort, channel: LiveChannel, counters: Counters) -> None:
+        self.port = port
+        self.channel = channel
+        self.counters = counters
         self._inbox: deque[Callable[[], None]] = deque()
         self._inbox_lock = threading.Lock()
         self._drain_scheduled = False
@@ -52,7 +79,7 @@ class Inbound:
 
     def deliver(self, job: Callable[[], None]) -> None:
         """Run ``job`` on the field's loop, or now if the field has none."""
-        loop = self.field._loop
+        loop = self.port.loop()
         if loop is None:
             job()
             return
@@ -80,12 +107,12 @@ class Inbound:
     def on_batch(self, data: bytes) -> None:
         """A live-channel message arrived (zenoh thread): authenticate it here, apply it on
         the loop (or at once, without one)."""
-        for result in self.field.channel.receive(data):
+        for result in self.channel.receive(data):
             self.deliver(functools.partial(self._take, result))
 
     def _take(self, result: Opened | Cover) -> None:
         if isinstance(result, Opened):
-            self.apply([result])
+            self.port.apply([result])
         else:
             self.cover(result.note, result.verified)
 
@@ -95,82 +122,17 @@ class Inbound:
 
     def cover(self, note: SigNote, verified: bool) -> None:
         """Keep a signature note with the batches it signs."""
-        with self.field._lock:
-            self.field._store.cover(note, verified=verified)
+        self.port.keep_notes((note,), verified)
 
     def apply_synced(self, synced: tuple[list[Opened], list[SigNote]]) -> None:
         """Merge what replicas sent us, and keep the notes that sign it."""
         opened, notes = synced
-        self.apply(opened)
-        with self.field._lock:
-            for note in notes:
-                self.field._store.cover(note, verified=True)
+        self.port.apply(opened)
+        self.port.keep_notes(notes, True)
 
     def apply(self, batches: list[Opened]) -> None:
         """Merge verified remote batches into the replica."""
-        field = self.field
-        if field._closed:
-            return
-        field._enter()
-        try:
-            now = field.clock.now()
-            horizon = now + field.config.max_skew_s
-            applied = 0
-            for opened in batches:
-                kept = False
-                for op in opened.ops:
-                    try:
-                        merged = self._merge(op, opened, now, horizon)
-                    except Exception:  # whatever a signer sent, the replica stays up
-                        field.counters.add("dropped_error")
-                        _log.exception("unexpected error merging an operation")
-                        continue
-                    if merged:
-                        kept = True
-                        applied += 1
-                if kept:
-                    field._store.add(opened.batch_id, opened.sealed)
-            field.counters.add("applied_ops", applied)
-        finally:
-            field._exit()
-
-    def _merge(self, op: Op, opened: Opened, now: float, horizon: float) -> bool:
-        field = self.field
-        signal: Signal | None = None
-        try:
-            if isinstance(op, EmitOp):
-                signal = signal_of(op)
-                if signal.created_at > horizon:
-                    field.counters.add("dropped_skew")
-                    return False
-                expires = signal.created_at + field._expiry_age(signal)
-                if expires <= now:
-                    field.counters.add("stale_ops")  # expired in flight: nothing to do
-                    return False
-                address = signal.address
-                if address not in field._entries:  # the common case: a new signal
-                    record = EmitRecord(signal, opened.signer, opened.batch_id)
-                    field._entries[address] = Entry(record)
-                    if address not in field._live:
-                        field._insert(signal, local=False, expires=expires)
-                    return True
-            else:
-                check_mark(op)
-                if op.at > horizon:
-                    field.counters.add("dropped_skew")
-                    return False
-                address = op.address
-        except (InvalidSignal, RecursionError):
-            field.counters.add("dropped_invalid_op")
-            return False
-        entry = field._entries.get(address)
-        if entry is None:
-            entry = field._entries[address] = Entry()
-        if merge_op(entry, op, opened.signer, opened.batch_id, signal) is None:
-            return False
-        by = op.origin if isinstance(op, EmitOp) else op.by
-        field._settle(address, entry, by, local=False)
-        return True
+        self.port.apply(batches)
 
     # -- late joiners ----------------------------------------------------------------------
 
@@ -180,31 +142,22 @@ class Inbound:
         Signature notes that arrived after their batches were applied on MACs are checked
         here, the first time they serve as evidence.
         """
-        field = self.field
         try:
-            with field._lock:
-                batches, notes, unchecked = field._store.servable()
-            if unchecked:
-                verdicts: dict[bytes, bool] = {}
-                for note in notes:
-                    if note.sig in unchecked:
-                        try:
-                            field.codec.verify_note(note)
-                            verdicts[note.sig] = True
-                        except DroppedMessage as exc:
-                            field.counters.add("dropped_" + exc.reason)
-                            verdicts[note.sig] = False
-                with field._lock:
-                    for key, ok in verdicts.items():
-                        field._store.verified(key, ok)
-                    if not all(verdicts.values()):
-                        batches, notes, _ = field._store.servable()
-            field.channel.answer(query, batches, notes)
+            batches, notes = self.port.servable(self._check_note)
+            self.channel.answer(query, batches, notes)
         except Exception:
-            field.counters.add("sync_answer_errors")
+            self.counters.add("sync_answer_errors")
             _log.exception("answering a sync query failed")
         finally:
             query.drop()
+
+    def _check_note(self, note: SigNote) -> bool:
+        try:
+            self.channel.codec.verify_note(note)
+        except DroppedMessage as exc:
+            self.counters.add("dropped_" + exc.reason)
+            return False
+        return True
 
     # -- presence --------------------------------------------------------------------------
 
@@ -214,38 +167,15 @@ class Inbound:
 
     def peer_changed(self, node: str, alive: bool) -> None:
         """Follow a peer: ask a newcomer for its replica; lapse a departed node's leases."""
-        field = self.field
-        if field._closed:
-            return
         if alive:
-            with field._lock:
-                known = node in field._peers
-                field._peers[node] = field.clock.now()
-            if field._synced and not known:
+            if self.port.peer_joined(node):
                 self._spawn(lambda: self._sync_with(node))  # it may hold what we missed
             return
-        field.channel.keyring.forget(node)
-        field._enter()
-        try:
-            field._peers.pop(node, None)
-            now = field.clock.now()
-            lapsed = 0
-            for kind in field.config.lease_kinds:
-                for address in list(field._kinds.get(kind, ())):
-                    entry = field._entries.get(address)
-                    if entry is None:
-                        continue
-                    state = resolve(entry, field._lapsed.get(address), now)
-                    if state.record is not None and state.record.signer == node:
-                        field._lapsed[address] = now
-                        field._settle(address, entry, None, local=False)
-                        lapsed += 1
-            field.counters.add("lapsed_leases", lapsed)
-        finally:
-            field._exit()
+        if self.port.peer_left(node):
+            self.channel.keyring.forget(node)
 
     def _sync_with(self, node: str) -> None:
-        synced = self.field.channel.fetch(node)
+        synced = self.channel.fetch(node)
         if synced[0]:
             self.deliver(lambda: self.apply_synced(synced))
 
@@ -254,7 +184,7 @@ class Inbound:
             try:
                 target()
             except Exception:
-                self.field.counters.add("sync_errors")
+                self.counters.add("sync_errors")
                 _log.exception("syncing with a peer failed")
             finally:
                 self._workers.discard(thread)

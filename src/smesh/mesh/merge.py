@@ -15,7 +15,9 @@ signal, bit for bit. The derivation:
 - **Reinforcers.** The union of those other origins and the reinforcements after ``T``,
   without the origin, ordered by first time then id; confidence follows from their number.
 - **Age.** ``created_at`` is the maximum over the base's own and its renewals by the same
-  origin and signer (after ``T``).
+  origin and signer (after ``T``). With a time (see :func:`resolve`), only the renewals
+  made while the incarnation was alive count: a renewal after its expiry renews a later
+  incarnation, never a dead one.
 
 Expiry is not part of the merge: each replica applies the signal's own decay to
 ``created_at``, so replicas agree on it without talking.
@@ -187,11 +189,29 @@ def base_of(entry: Entry, cut: float) -> tuple[EmitKey, EmitRecord] | None:
     return found
 
 
-def _renewed(entry: Entry, key: EmitKey, cut: float) -> float:
+def _renewed(entry: Entry, key: EmitKey, cut: float, life: float | None) -> float:
+    """The ``created_at`` that the renewals of the emit at ``key`` give it.
+
+    Without ``life`` (the timeless merge), the latest renewal. With it (the incarnation's
+    expiry age), renewals count in time order only while the incarnation is still alive: a
+    renewal at or after its expiry finds it dead and cannot revive it (it belongs to a
+    later incarnation, as :meth:`smesh.field.Field.renew` would only ever see that one).
+    """
     origin, created, signer = key
+    times: list[float] | None = None  # most signals are never renewed: no list for them
     for tag, by, at, mark_signer in entry.marks:
         if tag == RENEW and at > created and at > cut and by == origin and mark_signer == signer:
-            created = at
+            if times is None:
+                times = []
+            times.append(at)
+    if times is None:
+        return created
+    if life is None:
+        return max(times)
+    for at in sorted(times):
+        if at >= created + life:
+            break  # it had expired by then: later renewals are not its own
+        created = at
     return created
 
 
@@ -216,7 +236,8 @@ def resolve(entry: Entry, lapsed: float | None = None, now: float | None = None)
 
     With ``now``, an incarnation whose own decay has run out by ``now`` is dead like a
     withdrawn one, and so is everything that happened to it: a later emit starts afresh,
-    as it does in a local field once the old signal has expired.
+    as it does in a local field once the old signal has expired. A renewal made after an
+    incarnation's expiry does not revive it (see :func:`_renewed`).
     """
     cut = tombstone(entry, lapsed)
     while True:
@@ -224,13 +245,15 @@ def resolve(entry: Entry, lapsed: float | None = None, now: float | None = None)
         if found is None:
             return Resolved(cut)
         key, record = found
-        created = _renewed(entry, key, cut)
-        if now is not None:
-            signal = record.signal
-            end = created + signal.decay.expiry_age(signal.intensity, signal.ttl)
-            if end <= now:
-                cut = end  # died of old age: what came before died with it
-                continue
+        if now is None:
+            return Resolved(cut, key, record, _renewed(entry, key, cut, None))
+        signal = record.signal
+        life = signal.decay.expiry_age(signal.intensity, signal.ttl)
+        created = _renewed(entry, key, cut, life)
+        end = created + life
+        if end <= now:
+            cut = end  # died of old age: what came before died with it
+            continue
         return Resolved(cut, key, record, created)
 
 

@@ -1,15 +1,17 @@
 """ReplicaField: a field whose live signals are derived from a replica's operations.
 
-:class:`~smesh.mesh.field.MeshField` builds on this. Here is only the replica's side of the
+:class:`~smesh.mesh.field.MeshField` builds on this. Here is the replica's side of the
 :class:`~smesh.field.Field` contract: per address, the set of operations seen (see
 :mod:`smesh.mesh.merge`) decides the live signal; :meth:`ReplicaField._settle` brings the
-field's own storage (live map, kind index, expiry wheel, counters) in line with it and
-delivers the same :class:`~smesh.field.FieldEvent`\\ s a local field would. Operations of
-signals that are gone are kept a grace period (late messages, tombstones), then swept, with
-the batches nothing refers to any more.
+field in line with it through :class:`~smesh.field.Field`'s extension points (insert,
+replace, discard, tally, publish) and delivers the same :class:`~smesh.field.FieldEvent`\\ s
+a local field would. Verified remote batches are merged here too
+(:meth:`ReplicaField._apply_remote`). Operations of signals that are gone are kept a grace
+period (late messages, tombstones), then swept, with the batches nothing refers to any more.
 
 Every public read takes the field's re-entrant lock: without an event loop, remote
-operations are applied on zenoh's threads.
+operations are applied on zenoh's threads. The core :class:`~smesh.field.Field` stays free
+of locks; they live here.
 """
 
 from __future__ import annotations
@@ -21,10 +23,14 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from smesh.clock import Clock
+from smesh.errors import InvalidSignal
+from smesh.events import EventType
 from smesh.field import Field, FieldEvent, FieldStats, Sensed, Subscription
-from smesh.mesh.merge import Entry, materialize, tombstone
+from smesh.mesh.codec import check_mark, signal_of
+from smesh.mesh.merge import EmitRecord, Entry, Resolved, materialize, merge_op, resolve, tombstone
 from smesh.mesh.replica import Counters
 from smesh.mesh.store import BatchStore
+from smesh.mesh.wire import EmitOp, Op, Opened, Sealed, SigNote
 from smesh.signal import Signal
 
 __all__ = ["ReplicaField"]
@@ -40,18 +46,30 @@ class ReplicaField(Field):
         clock: time source.
         history: how many expired or withdrawn signals to keep.
         gc_grace_s: how long the operations of a dead signal are kept.
+        max_skew_s: how far ahead of our clock a remote timestamp may be.
+
+    For subclasses (protected): the replica's state, guarded by ``_lock`` (re-entrant):
+    ``_entries`` (address → :class:`~smesh.mesh.merge.Entry`), ``_store`` (the signed
+    :class:`~smesh.mesh.store.BatchStore`), ``_closed`` (set once it takes no more);
+    :meth:`_enter`/:meth:`_exit` bracket a change; :meth:`_entry` and :meth:`_state` read
+    an address's operations; :meth:`_settle` and :meth:`_admit` apply a change to the
+    field; :meth:`_apply_remote`, :meth:`_lapse`, :meth:`_keep_notes` and
+    :meth:`_servable` are the remote side, which :class:`~smesh.mesh.inbound.Inbound`
+    reaches through its port.
     """
 
-    def __init__(self, clock: Clock, *, history: int, gc_grace_s: float) -> None:
+    def __init__(self, clock: Clock, *, history: int, gc_grace_s: float, max_skew_s: float) -> None:
         super().__init__(clock, history=history)
         self.counters = Counters()
         self._lock = threading.RLock()
         self._entries: dict[str, Entry] = {}
         self._store = BatchStore()
-        self._lapsed: dict[str, float] = {}
+        self._lapsed: dict[str, float] = {}  # local tombstones: leases of departed nodes
         self._gc: list[tuple[float, str]] = []  # heap of (when to look again, address)
         self._gc_grace_s = gc_grace_s
+        self._max_skew_s = max_skew_s
         self._next_sweep = 0.0
+        self._closed = False  # set by a subclass when it stops: late batches are ignored
 
     # -- reading (locked: remote operations may be applied on other threads) ---------------
 
@@ -61,11 +79,11 @@ class ReplicaField(Field):
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._live)
+            return super().__len__()
 
     def __iter__(self) -> Iterator[Signal]:
         with self._lock:
-            return iter(list(self._live.values()))
+            return super().__iter__()
 
     def signals(self, kind: str | None = None) -> list[Signal]:
         with self._lock:
@@ -89,62 +107,73 @@ class ReplicaField(Field):
         with self._lock:
             super()._unsubscribe(sub)
 
-    # -- applying a change to the replica --------------------------------------------------
+    # -- the replica's state ---------------------------------------------------------------
+
+    def _enter(self) -> None:
+        """Begin a change (take the lock); :class:`MeshField` also counts the depth."""
+        self._lock.acquire()
+
+    def _exit(self) -> None:
+        """End a change begun by :meth:`_enter`."""
+        self._lock.release()
+
+    def _entry(self, address: str) -> Entry:
+        """The operations kept for ``address`` (a new, empty entry if none are)."""
+        entry = self._entries.get(address)
+        if entry is None:
+            entry = self._entries[address] = Entry()
+        return entry
+
+    def _state(self, address: str, entry: Entry) -> Resolved:
+        """Where ``entry`` stands now (its live incarnation, if any)."""
+        return resolve(entry, self._lapsed.get(address), self.clock.now())
+
+    # -- applying a change to the field ----------------------------------------------------
 
     def _settle(self, address: str, entry: Entry, by: str | None, *, local: bool) -> None:
-        """Bring ``_live[address]`` in line with the entry and publish what changed."""
+        """Bring the signal held at ``address`` in line with the entry; publish the change."""
         now = self.clock.now()
         new = materialize(entry, self._lapsed.get(address), now)
         if new is not None and new.is_expired(now):
             new = None
-        old = self._live.get(address)
+        old = self._held(address)
         if new is None:
             if old is None:
                 self._forget(address)
                 return
-            self._remove(old)
+            self._discard(old)
             if self._withdrawn_now(entry, address, old):
-                self._withdrawn += 1
+                self._tally("withdraw")
                 self._notify("withdraw", old, by, local)
             else:
-                self._expired += 1
+                self._tally("expire")
                 self._notify("expire", old, None, local)
             return
         if old is None:
-            self._insert(new, local=local)
+            self._admit(new, local=local)
             return
         if new == old:
             return
-        self._live[address] = new
-        if new.created_at != old.created_at or new.intensity != old.intensity:
-            self._schedule(new.created_at + self._expiry_age(new), address)
+        self._replace(
+            new, refile=new.created_at != old.created_at or new.intensity != old.intensity
+        )
         told = False
         if new.created_at > old.created_at:
-            self._renewed += 1
+            self._tally("renew")
             self._notify("renew", new, new.origin, local)
             told = True
         for reinforcer in new.reinforcers:
             if reinforcer not in old.reinforcers:
-                self._reinforcements += 1
+                self._tally("reinforce")
                 self._notify("reinforce", new, reinforcer, local)
                 told = True
         if not told:  # the content changed hands (an earlier concurrent emit arrived)
             self._notify("reinforce", new, by, local)
 
-    def _insert(self, signal: Signal, *, local: bool, expires: float | None = None) -> None:
-        """Add a signal that is not live yet (as :meth:`Field.emit` does)."""
-        address = signal.address
-        self._live[address] = signal
-        kinds = self._kinds.get(signal.kind)
-        if kinds is None:
-            self._kinds[signal.kind] = {address: None}
-        else:
-            kinds[address] = None
-        if expires is None:
-            expires = signal.created_at + self._expiry_age(signal)
-        self._schedule(expires, address)
-        self._emitted += 1
-        if self._subscribers:
+    def _admit(self, signal: Signal, *, local: bool, expires_at: float | None = None) -> None:
+        """Hold a signal that is not held yet, as :meth:`Field.emit` does."""
+        self._insert(signal, expires_at=expires_at)
+        if self._subscribed:
             self._notify("emit", signal, signal.origin, local)
 
     def _withdrawn_now(self, entry: Entry, address: str, old: Signal) -> bool:
@@ -152,8 +181,8 @@ class ReplicaField(Field):
         cut = tombstone(entry, None)
         return cut >= old.created_at and (lapsed is None or cut >= lapsed)
 
-    def _notify(self, type_: Any, signal: Signal, by: str | None, local: bool) -> None:
-        if not self._subscribers:
+    def _notify(self, type_: EventType, signal: Signal, by: str | None, local: bool) -> None:
+        if not self._subscribed:
             return
         if local:
             self._publish(type_, signal, by)
@@ -164,17 +193,132 @@ class ReplicaField(Field):
             self.counters.add("subscriber_errors")
             _log.exception("a field subscriber failed on a remote %s", type_)
 
+    # -- the remote side -------------------------------------------------------------------
+
+    def _apply_remote(self, batches: list[Opened]) -> None:
+        """Merge verified remote batches into the replica (nothing once closed)."""
+        if self._closed:
+            return
+        self._enter()
+        try:
+            now = self.clock.now()
+            horizon = now + self._max_skew_s
+            applied = 0
+            for opened in batches:
+                kept = False
+                for op in opened.ops:
+                    try:
+                        merged = self._merge_remote(op, opened, now, horizon)
+                    except Exception:  # whatever a signer sent, the replica stays up
+                        self.counters.add("dropped_error")
+                        _log.exception("unexpected error merging an operation")
+                        continue
+                    if merged:
+                        kept = True
+                        applied += 1
+                if kept:
+                    self._store.add(opened.batch_id, opened.sealed)
+            self.counters.add("applied_ops", applied)
+        finally:
+            self._exit()
+
+    def _merge_remote(self, op: Op, opened: Opened, now: float, horizon: float) -> bool:
+        signal: Signal | None = None
+        try:
+            if isinstance(op, EmitOp):
+                signal = signal_of(op)
+                if signal.created_at > horizon:
+                    self.counters.add("dropped_skew")
+                    return False
+                expires = self._expires_at(signal)
+                if expires <= now:
+                    self.counters.add("stale_ops")  # expired in flight: nothing to do
+                    return False
+                address = signal.address
+                if address not in self._entries:  # the common case: a new signal
+                    # (no entry means nothing held: every held signal has its entry)
+                    record = EmitRecord(signal, opened.signer, opened.batch_id)
+                    self._entries[address] = Entry(record)
+                    self._admit(signal, local=False, expires_at=expires)
+                    return True
+            else:
+                check_mark(op)
+                if op.at > horizon:
+                    self.counters.add("dropped_skew")
+                    return False
+                address = op.address
+        except (InvalidSignal, RecursionError):
+            self.counters.add("dropped_invalid_op")
+            return False
+        entry = self._entry(address)
+        if merge_op(entry, op, opened.signer, opened.batch_id, signal) is None:
+            return False
+        by = op.origin if isinstance(op, EmitOp) else op.by
+        self._settle(address, entry, by, local=False)
+        return True
+
+    def _lapse(self, node: str, kinds: Iterable[str]) -> int:
+        """Lapse the leases (signals of ``kinds``) that ``node`` emitted: it left the mesh.
+        Returns how many lapsed."""
+        self._enter()
+        try:
+            now = self.clock.now()
+            lapsed = 0
+            for kind in kinds:
+                for signal in self.signals(kind):
+                    address = signal.address
+                    entry = self._entries.get(address)
+                    if entry is None:
+                        continue
+                    state = resolve(entry, self._lapsed.get(address), now)
+                    if state.record is not None and state.record.signer == node:
+                        self._lapsed[address] = now
+                        self._settle(address, entry, None, local=False)
+                        lapsed += 1
+            self.counters.add("lapsed_leases", lapsed)
+            return lapsed
+        finally:
+            self._exit()
+
+    def _keep_notes(self, notes: Iterable[SigNote], verified: bool) -> None:
+        """Keep signature notes with the batches they sign."""
+        with self._lock:
+            for note in notes:
+                self._store.cover(note, verified=verified)
+
+    def _servable(self, check: Callable[[SigNote], bool]) -> tuple[list[Sealed], list[SigNote]]:
+        """The signed batches to hand a late joiner, and the notes they need.
+
+        Notes not checked yet (they arrived after their batches were applied on MACs) are
+        checked here with ``check``, outside the lock, the first time they serve as
+        evidence; a bad one is dropped with the batches that rely on it.
+        """
+        with self._lock:
+            batches, notes, unchecked = self._store.servable()
+        if not unchecked:
+            return batches, notes
+        verdicts = {note.sig: check(note) for note in notes if note.sig in unchecked}
+        with self._lock:
+            for key, ok in verdicts.items():
+                self._store.verified(key, ok)
+            if not all(verdicts.values()):
+                batches, notes, _ = self._store.servable()
+        return batches, notes
+
+    # -- forgetting ------------------------------------------------------------------------
+
     def _forget(self, address: str) -> None:
         entry = self._entries.get(address)
         if entry is not None:
             heapq.heappush(self._gc, (entry.latest() + self._gc_grace_s, address))
 
     def _collect(self, now: float) -> None:
+        """Drop the operations of signals dead for ``gc_grace_s``, and unreferenced batches."""
         gc = self._gc
         while gc and gc[0][0] <= now:
             _, address = heapq.heappop(gc)
             entry = self._entries.get(address)
-            if entry is None or address in self._live:
+            if entry is None or self._held(address) is not None:
                 continue
             due = entry.latest() + self._gc_grace_s
             if due > now:

@@ -1,4 +1,7 @@
-"""``smesh node``: one mesh peer that hosts some of the demo's agents.
+"""``smesh node``: one mesh peer that hosts some of the demo's agents (an application).
+
+The mesh (:mod:`smesh.mesh`) is only the transport of a field; this program puts the agents
+runtime and the demo on top of it, so it lives with the applications.
 
 Each process holds a full replica of the field and runs its own agents through an ordinary
 :class:`~smesh.agents.Team`; agents in different processes coordinate through the shared
@@ -25,21 +28,19 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from smesh.agents import Budget, RunReport, Settings, Team
+from smesh.apps.demo import ROLES, demo_agents, demo_tasks
 from smesh.errors import TransportError, UsageError
-from smesh.mesh.field import MeshField
-from smesh.mesh.identity import Identity
-from smesh.mesh.replica import MeshStats
-from smesh.mesh.transport import MeshConfig
+from smesh.mesh import Identity, MeshConfig, MeshField, MeshStats
 
 if TYPE_CHECKING:
     from smesh.agents import Agent
     from smesh.backends.base import Backend
 
-__all__ = ["NodeOptions", "NodeReport", "parse_agents", "run_node", "run_split", "split_plan"]
+__all__ = ["PeerOptions", "PeerReport", "parse_agents", "run_peer", "run_split", "split_plan"]
 
 
-class NodeOptions(msgspec.Struct, frozen=True, kw_only=True):
-    """What one node does.
+class PeerOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """What one peer does.
 
     Attributes:
         config: how it joins the mesh.
@@ -71,8 +72,8 @@ class NodeOptions(msgspec.Struct, frozen=True, kw_only=True):
     seed: int = 0
 
 
-class NodeReport(msgspec.Struct, frozen=True, kw_only=True):
-    """How a node's run ended: the team's report and the node's mesh counters."""
+class PeerReport(msgspec.Struct, frozen=True, kw_only=True):
+    """How a peer's run ended: the team's report and the node's mesh counters."""
 
     node: str
     agents: list[str]
@@ -101,8 +102,6 @@ def parse_agents(spec: str, *, roster: int = 4) -> tuple[str, ...]:
 
 
 def _roster_ids(roster: int) -> list[str]:
-    from smesh.apps.demo import ROLES
-
     roles = list(ROLES)
     if roster <= len(roles):
         llm = roles[:roster]
@@ -112,8 +111,6 @@ def _roster_ids(roster: int) -> list[str]:
 
 
 def _agents(backend: Backend, wanted: Sequence[str], roster: int) -> list[Agent]:
-    from smesh.apps.demo import demo_agents
-
     everyone = {agent.id: agent for agent in demo_agents(backend, count=roster)}
     return [everyone[agent_id] for agent_id in wanted]
 
@@ -128,7 +125,7 @@ def _backend(spec: str) -> Backend:
     return resolve_backend(spec)
 
 
-def _identity(options: NodeOptions) -> Identity:
+def _identity(options: PeerOptions) -> Identity:
     if options.key is not None:
         return Identity.load_or_create(options.key)
     if options.config.tls is not None:
@@ -136,16 +133,15 @@ def _identity(options: NodeOptions) -> Identity:
     return Identity.generate()
 
 
-async def run_node(
-    options: NodeOptions, *, on_ready: Callable[[MeshField], None] | None = None
-) -> NodeReport:
+async def run_peer(
+    options: PeerOptions, *, on_ready: Callable[[MeshField], None] | None = None
+) -> PeerReport:
     """Join the mesh, run this node's agents until the work is done, leave.
 
     Args:
         options: what to run.
         on_ready: called once the node has joined (e.g. to print its id).
     """
-    from smesh.apps.demo import demo_tasks
     from smesh.backends.base import aclose_backend
 
     backend = _backend(options.backend)
@@ -182,7 +178,7 @@ async def run_node(
             )
             run = await team.run(demo_tasks() if options.post else ())
             await asyncio.sleep(0.2)  # let the last decisions reach the peers
-        return NodeReport(
+        return PeerReport(
             node=field.node_id,
             agents=list(options.agents),
             run=run,
