@@ -6,9 +6,10 @@ The layers, lowest first, as drawn at the top of ``docs/design.md``:
 core      smesh.signal, decay, field, expiry, trust, node, topology, network, diffusion,
           vectorized, sim, clock, errors, _version: pure, synchronous, deterministic
 backends  smesh.backends: LLM, tool and analyzer backends
+tools     smesh.tools: tools agents call (functions, MCP servers, files, SQLite), the tool loop
 runtime   smesh.agents: agents, board, team, protocol and the journal
 mesh      smesh.mesh: the field replicated over zenoh (a transport for a Field)
-apps      smesh.apps: the demo, review, swarm, code, the mesh peer
+apps      smesh.apps, smesh.dashboard: the demo, review, swarm, code, the mesh peer, the web view
 top       smesh.cli, smesh.bench, smesh.__main__
 ========  ================================================================================
 
@@ -32,7 +33,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "smesh"
 
-RANKS = {"core": 0, "backends": 1, "runtime": 2, "mesh": 3, "apps": 4, "top": 5}
+RANKS = {"core": 0, "backends": 1, "tools": 2, "runtime": 3, "mesh": 4, "apps": 5, "top": 6}
 CORE = [
     "signal", "decay", "field", "events", "expiry", "trust", "node", "topology", "network",
     "diffusion", "vectorized", "sim", "clock", "errors", "_version",
@@ -41,11 +42,13 @@ CORE = [
 LAYERS: dict[str, str] = {
     **{f"smesh.{name}": "core" for name in CORE},
     "smesh.backends": "backends",
+    "smesh.tools": "tools",
     "smesh.agents": "runtime",
     "smesh.journal": "runtime",  # before it moved to smesh.agents.journal
     "smesh.testing": "testing",
     "smesh.mesh": "mesh",
     "smesh.apps": "apps",
+    "smesh.dashboard": "apps",
     "smesh.cli": "top",
     "smesh.bench": "top",
     "smesh.__main__": "top",
