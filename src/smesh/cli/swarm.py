@@ -69,7 +69,7 @@ def command(
     seed: int,
     journal_path: Path,
     resume_id: str | None,
-) -> None:
+) -> int:
     """Scan a repository for vulnerabilities with a swarm of specialists and analyzers.
 
     Findings are keyed by (file, CWE, line bucket), so agents that see the same weakness
@@ -122,3 +122,6 @@ def command(
     if not quiet:
         err_console.print(summary_table(report.summary, what="findings agreed"))
         err_console.print(f"journal: {journal_path} · resume with --resume {report.summary.run_id}")
+    for failure in report.analyzer_failures:  # a failed analyzer is not a clean scan
+        click.echo(f"smesh: analyzer failed: {failure}", err=True)
+    return 1 if report.analyzer_failures else 0
