@@ -74,6 +74,8 @@ def command(
 
     Findings are keyed by (file, CWE, line bucket), so agents that see the same weakness
     corroborate one finding; only distinct specialties or analyzers count as independent.
+    An analyzer that fails (error exit, unreadable output, timeout) is reported on stderr
+    and in the JSON report (analyzer_failures), and the command exits 1.
     """
     from smesh.apps.analyzers import make_analyzer
     from smesh.apps.reports import swarm_text
