@@ -30,16 +30,12 @@ limits but none of the isolation.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import json
 import os
-import resource
 import sys
 import tempfile
-import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import msgspec
@@ -52,14 +48,7 @@ from smesh.apps.sandbox_bwrap import (
     fresh_uid,
     probe,
 )
-from smesh.apps.sandbox_host import (
-    Spool,
-    Tail,
-    extract_back,
-    kill_tree,
-    read_pipe,
-    tree_memory,
-)
+from smesh.apps.sandbox_host import GRACE_S, Limits, SandboxResult, Spool, extract_back, supervise
 from smesh.errors import SandboxUnavailable, UsageError
 
 __all__ = [
@@ -73,86 +62,10 @@ __all__ = [
 
 #: directories not copied into the sandbox
 DEFAULT_EXCLUDE = (".git", ".hg", ".venv", "node_modules", "__pycache__", ".mypy_cache")
-#: seconds the host waits past the timeout for the supervisor to clean up and copy back
-GRACE_S = 10.0
-#: how often the host measures the sandbox's memory
-WATCH_INTERVAL_S = 0.05
 _MAX_ENTRIES = 10_000
 #: characters of pytest's output a TestRun keeps (for the coder's feedback)
 _KEEP = 2000
 _BWRAP_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
-
-
-class Limits(msgspec.Struct, frozen=True, kw_only=True):
-    """Resource limits of a sandbox run.
-
-    Attributes:
-        timeout_s: wall-clock limit; everything in the sandbox is killed after it.
-        cpu_s: CPU seconds per process (RLIMIT_CPU).
-        memory_bytes: resident memory of the whole process tree (watched by the host,
-            checked every 50 ms), and the address space of each process (RLIMIT_AS).
-        file_bytes: largest file a process may write (RLIMIT_FSIZE).
-        disk_bytes: size of the project directory's tmpfs (total disk it may fill).
-        tmp_bytes: size of ``/tmp`` and of ``/dev/shm`` (each).
-        processes: processes and threads at once (RLIMIT_NPROC).
-        open_files: open file descriptors per process (RLIMIT_NOFILE).
-        output_bytes: bytes of output kept (the tail); the rest is read and dropped.
-    """
-
-    timeout_s: float = 60.0
-    cpu_s: int = 60
-    memory_bytes: int = 2 * 1024**3
-    file_bytes: int = 64 * 1024**2
-    disk_bytes: int = 128 * 1024**2
-    tmp_bytes: int = 64 * 1024**2
-    processes: int = 64
-    open_files: int = 256
-    output_bytes: int = 256 * 1024
-
-    def rlimits(self) -> dict[str, int]:
-        """The per-process limits, by ``resource`` constant name."""
-        return {
-            "RLIMIT_CPU": max(1, int(self.cpu_s)),
-            "RLIMIT_AS": self.memory_bytes,
-            "RLIMIT_FSIZE": self.file_bytes,
-            "RLIMIT_NOFILE": self.open_files,
-            "RLIMIT_NPROC": self.processes,
-            "RLIMIT_CORE": 0,
-        }
-
-
-class SandboxResult(msgspec.Struct, frozen=True, kw_only=True):
-    """What a sandbox run did.
-
-    Attributes:
-        exit_code: the command's exit status (negative: the signal that killed it; -9
-            when the sandbox was killed).
-        timed_out: stopped at the wall-clock limit.
-        killed_by: ``""``, ``timeout`` or ``memory``: which limit ended the run.
-        output: the tail of stdout and stderr (at most ``Limits.output_bytes``).
-        output_bytes: bytes written to stdout and stderr in all.
-        peak_memory_bytes: the largest total resident memory the host measured.
-        duration_s: wall time of the run.
-        copied_back: files and directories copied back into the project directory.
-        isolated: run inside the isolation layer (False: ``unsafe_local_exec``).
-        error: why the sandbox itself failed (empty when it worked).
-    """
-
-    exit_code: int
-    timed_out: bool = False
-    killed_by: str = ""
-    output: str = ""
-    output_bytes: int = 0
-    peak_memory_bytes: int = 0
-    duration_s: float = 0.0
-    copied_back: int = 0
-    isolated: bool = True
-    error: str = ""
-
-    @property
-    def ok(self) -> bool:
-        """The command exited 0 within its limits."""
-        return self.exit_code == 0 and not self.killed_by and not self.error
 
 
 def isolation(python: str = sys.executable) -> Isolation:
@@ -290,7 +203,7 @@ class Sandbox:
         cmd = bwrap_argv(iso, mounts, python=self.python, config=json.dumps(config), source=workdir)
         with tempfile.TemporaryFile(prefix="smesh-sandbox-") as spool_file:
             spool = Spool(spool_file, lim.disk_bytes + 64 * 1024**2)
-            raw = await self._supervise(
+            raw = await supervise(
                 cmd, None, _BWRAP_ENV, lim, lim.timeout_s + GRACE_S, spool, control_r, control_w
             )
             if spool.overflow:
@@ -301,8 +214,10 @@ class Sandbox:
                 status = json.loads(head) if head.strip() else {}
             except ValueError:
                 status = {}
-            if not status:
-                why = raw.error or (f"the sandbox ended early (exit {raw.exit_code})")
+            if not status:  # killed by the host, or the supervisor died
+                if raw.killed_by:
+                    return raw
+                why = raw.error or f"the sandbox ended early (exit {raw.exit_code})"
                 return msgspec.structs.replace(raw, error=why)
             if status.get("error"):
                 return msgspec.structs.replace(raw, error=str(status["error"]))
@@ -319,107 +234,8 @@ class Sandbox:
     async def _run_local(
         self, argv: list[str], workdir: str, env: dict[str, str], lim: Limits
     ) -> SandboxResult:
-        raw = await self._supervise(argv, workdir, env, lim, lim.timeout_s, None, None, None)
+        raw = await supervise(argv, workdir, env, lim, lim.timeout_s, None, None, None)
         return msgspec.structs.replace(raw, isolated=False)
-
-    async def _supervise(
-        self,
-        cmd: list[str],
-        cwd: str | None,
-        env: dict[str, str],
-        lim: Limits,
-        deadline_s: float,
-        spool: Spool | None,
-        control_r: int | None,
-        control_w: int | None,
-    ) -> SandboxResult:
-        """Start ``cmd``, read its pipes bounded, watch its tree's memory and deadline."""
-        started = time.monotonic()
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        with contextlib.suppress(OSError, AttributeError):  # fewer wakeups under a flood
-            fcntl.fcntl(out_w, fcntl.F_SETPIPE_SZ, 1 << 20)
-        output, errors = Tail(lim.output_bytes), Tail(16 * 1024)
-        local = cwd is not None
-        limits = lim.rlimits()
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *cmd,
-                cwd=cwd,
-                env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=out_w,
-                stderr=out_w if local else err_w,
-                pass_fds=() if control_w is None else (control_w,),
-                start_new_session=True,
-                preexec_fn=_limiter(limits) if local else None,
-            )
-        except OSError as exc:
-            for fd in (out_r, err_r, control_r):
-                if fd is not None:
-                    os.close(fd)
-            return SandboxResult(exit_code=-1, error=f"cannot start {cmd[0]!r}: {exc.strerror}")
-        finally:  # the child holds the write ends now; ours must go for EOF to come
-            for fd in (out_w, err_w, control_w):
-                if fd is not None:
-                    os.close(fd)
-        transports = [await read_pipe(out_r, output), await read_pipe(err_r, errors)]
-        if spool is not None and control_r is not None:
-            transports.append(await read_pipe(control_r, spool))
-        killed_by, peak = "", 0
-        waiter = asyncio.ensure_future(proc.wait())
-        try:
-            while not waiter.done():
-                await asyncio.wait({waiter}, timeout=WATCH_INTERVAL_S)
-                if waiter.done():
-                    break
-                used = tree_memory(proc.pid)
-                peak = max(peak, used)
-                if used > lim.memory_bytes:
-                    killed_by = "memory"
-                elif time.monotonic() - started > deadline_s:
-                    killed_by = "timeout"
-                if killed_by:
-                    kill_tree(proc.pid, group=local)
-                    await asyncio.wait({waiter}, timeout=GRACE_S)
-                    break
-            closers = [output.closed, errors.closed] + ([spool.closed] if spool else [])
-            await asyncio.wait(closers, timeout=GRACE_S)
-        except BaseException:
-            kill_tree(proc.pid, group=local)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(waiter), GRACE_S)
-            raise
-        finally:
-            for transport in transports:
-                transport.close()
-        code = proc.returncode if proc.returncode is not None else -9
-        text = output.text()
-        if killed_by == "memory":
-            text += f"\n(killed: the run used more than {lim.memory_bytes / 1024**2:.0f} MiB)"
-        elif killed_by == "timeout":
-            text += f"\n(killed after {lim.timeout_s:g} s)"
-        return SandboxResult(
-            exit_code=-9 if killed_by else code,
-            timed_out=killed_by == "timeout",
-            killed_by=killed_by,
-            output=text,
-            output_bytes=output.total,
-            peak_memory_bytes=peak,
-            duration_s=round(time.monotonic() - started, 3),
-            error="" if code == 0 or local else errors.text().strip()[-500:],
-        )
-
-
-def _limiter(limits: dict[str, int]) -> Callable[[], None]:
-    pairs = [(getattr(resource, name), value) for name, value in limits.items()]
-
-    def apply() -> None:  # in the child between fork and exec (unsafe mode only)
-        for which, value in pairs:
-            with contextlib.suppress(ValueError, OSError):
-                resource.setrlimit(which, (value, value))
-
-    return apply
 
 
 class TestRun(msgspec.Struct, frozen=True, kw_only=True):

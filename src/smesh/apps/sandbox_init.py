@@ -157,8 +157,9 @@ def copy_out(
     written = skipped = 0
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for top, dirs, files in os.walk(dest):
-            dirs.sort()
-            for name in sorted(dirs) + sorted(files):
+            # read-only binds inside the project (a virtual environment) are not its files
+            dirs[:] = sorted(d for d in dirs if not os.path.ismount(os.path.join(top, d)))
+            for name in dirs + sorted(files):
                 path = os.path.join(top, name)
                 rel = os.path.relpath(path, dest)
                 try:
