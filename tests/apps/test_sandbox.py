@@ -196,6 +196,18 @@ def test_the_sandbox_runs_any_command(tmp_path: Path) -> None:
         asyncio.run(box.run(["/bin/true"], cwd=tmp_path / "missing"))
 
 
+@needs_sandbox
+def test_a_read_only_bind_inside_the_project_stays_read_only(tmp_path: Path) -> None:
+    (tmp_path / "lib").mkdir()  # e.g. a virtual environment inside the project
+    (tmp_path / "lib" / "x.txt").write_text("data")
+    box = Sandbox(ro_paths=[tmp_path / "lib"], limits=Limits(timeout_s=10))
+    script = "cat lib/x.txt; echo new > lib/y.txt; echo ok > top.txt"
+    result = asyncio.run(box.run(["/bin/sh", "-c", script], cwd=tmp_path))
+    assert result.output.startswith("data") and "Read-only file system" in result.output
+    assert (tmp_path / "top.txt").read_text() == "ok\n" and result.copied_back == 1
+    assert sorted(os.listdir(tmp_path / "lib")) == ["x.txt"]
+
+
 # --- no isolation layer -----------------------------------------------------------------
 
 

@@ -89,6 +89,7 @@ def copy_in(source: str, dest: str, exclude: set[str]) -> dict[str, tuple[int, i
 def _chown_tree(path: str, uid: int) -> None:
     os.chown(path, uid, uid, follow_symlinks=False)
     for top, dirs, files in os.walk(path):
+        dirs[:] = [d for d in dirs if not os.path.ismount(os.path.join(top, d))]
         for name in dirs + files:
             os.chown(os.path.join(top, name), uid, uid, follow_symlinks=False)
 
