@@ -65,6 +65,7 @@ DEFAULT_EXCLUDE = (".git", ".hg", ".venv", "node_modules", "__pycache__", ".mypy
 _MAX_ENTRIES = 10_000
 #: characters of pytest's output a TestRun keeps (for the coder's feedback)
 _KEEP = 2000
+_MAX_REPORT_BYTES = 16 * 1024**2
 _BWRAP_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 
 
@@ -171,6 +172,9 @@ class Sandbox:
         isolated = self.isolation.available
         environment = base_env(self.python, workdir, isolated=isolated)
         environment.update(env or {})
+        bad = [k for k, v in environment.items() if not k or "=" in k or "\0" in k + v]
+        if bad or any("\0" in a for a in argv):
+            raise UsageError(f"invalid command or environment variable: {(bad or argv)[0]!r}")
         if isolated:
             if workdir in ("/", "/usr", "/proc", "/dev", "/tmp") or workdir.startswith("/usr/"):
                 raise UsageError(f"{workdir!r} cannot be a sandbox's project directory")
@@ -266,6 +270,8 @@ class TestRun(msgspec.Struct, frozen=True, kw_only=True):
 
 def _counts(report: Path) -> tuple[int, int]:
     try:
+        if not report.is_file() or report.stat().st_size > _MAX_REPORT_BYTES:
+            return 0, 0
         root = ET.parse(report).getroot()
     except (OSError, ET.ParseError):
         return 0, 0
@@ -290,11 +296,16 @@ async def run_pytest(
 ) -> TestRun:
     """Run pytest on ``tests`` (paths relative to ``workdir``) in a sandbox on ``workdir``.
 
+    ``python`` is the interpreter when no ``sandbox`` is given (else the sandbox's). The
+    counts come from pytest's JUnit report (ignored when larger than 16 MiB: it was
+    written where the code under test could write too).
+
     Raises:
         SandboxUnavailable: no isolation layer, and the sandbox is not opted in to
             unsafe local execution.
     """
     box = sandbox or Sandbox(python=python)
+    python = box.python
     root = Path(os.path.realpath(workdir))
     report = root / ".sandbox" / "junit.xml"
     report.parent.mkdir(parents=True, exist_ok=True)
