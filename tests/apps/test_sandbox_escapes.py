@@ -5,7 +5,9 @@ point ``smesh code`` uses. Each asserts what the host can see for itself (a list
 was reached, a file outside the project, a process that survived, a secret that leaked,
 memory the host spent) and that the attempt really ran (the hostile test leaves a record
 in its project directory, which comes back through the copy-back). The 12 escapes of
-issue 10 (found-3) come first, then 9 that the old sandbox already blocked.
+issue 10 (found-3) come first, then 9 more classic ones. Against the old sandbox (a
+subprocess with rlimits and a socket monkeypatch) 18 of the 21 got out; only 13 (plain
+connect), 14 (DNS) and 20 (environment) were blocked.
 
 Without a working isolation layer these tests are skipped, and
 ``test_sandbox.py::test_here_generated_code_is_refused`` checks the refusal instead.
@@ -342,7 +344,7 @@ def test_12_a_flood_on_stdout_does_not_grow_the_parent(tmp_path: Path) -> None:
     assert growth_mib < 64, f"the parent grew by {growth_mib:.0f} MiB reading 1.2 GB"
 
 
-# --- 9 more that the old sandbox already blocked (they must stay blocked) ---------------
+# --- 9 more classic escapes (13, 14 and 20 were the ones the old sandbox blocked) -----
 
 
 def test_13_plain_socket_connect(tmp_path: Path) -> None:
