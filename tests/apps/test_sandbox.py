@@ -261,3 +261,22 @@ def test_smesh_code_refuses_without_a_sandbox(
     assert len(err) == 1 and "refusing to run generated code without a sandbox" in err[0]
     assert "--unsafe-local-exec" in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_smesh_code_with_unsafe_local_exec_runs_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from _coders import Team
+
+    from smesh.backends import register_backend
+    from smesh.testing import FunctionBackend
+
+    register_backend("coders", lambda model=None, **kw: FunctionBackend(Team()), replace=True)
+    monkeypatch.setenv("SMESH_BWRAP", str(tmp_path / "no-bwrap"))
+    out = tmp_path / "out"
+    args = ["code", "word statistics", "--out", str(out), "--backend", "coders", "--json"]
+    args += ["--journal", str(tmp_path / "j"), "--unsafe-local-exec"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "generated tests run unsandboxed" in captured.err
+    assert (out / "tests" / "test_counting.py").is_file()
