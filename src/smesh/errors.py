@@ -8,7 +8,8 @@ answer, a model that replies with garbage), so callers can catch one without the
     ├── UsageError                 misuse: the caller can fix it by changing the call
     │   ├── InvalidSignal          a value outside its domain (intensity > 1, ttl <= 0, ...)
     │   ├── UnknownName            an unknown topology, decay, backend or trust model
-    │   └── NotPermitted           e.g. withdrawing or renewing a signal you did not emit
+    │   ├── NotPermitted           e.g. withdrawing or renewing a signal you did not emit
+    │   └── SandboxUnavailable     no isolation layer for generated code (and no unsafe opt-in)
     └── RuntimeFailure             something outside the caller's control went wrong
         ├── SignalNotFound         the address is not live (expired, withdrawn, never emitted)
         ├── BackendError           an LLM or tool backend failed (carries ``.backend``)
@@ -17,7 +18,8 @@ answer, a model that replies with garbage), so callers can catch one without the
         │   ├── RateLimited            429; ``.retry_after`` in seconds when known
         │   ├── BackendTimeout         no answer in time
         │   ├── BadResponse            malformed, truncated or schema-violating output
-        │   └── ModelNotFound          the model file or wheel is missing or corrupt
+        │   ├── ModelNotFound          the model file or wheel is missing or corrupt
+        │   └── AnalyzerFailed         a static analyzer errored or printed garbage
         ├── BudgetExceeded         a hard budget (calls, tokens, cost, time) ran out
         ├── ToolError              a tool call failed (carries ``.tool``); fed back to the model
         │   └── ToolTimeout            the tool did not finish within its timeout
@@ -28,6 +30,7 @@ answer, a model that replies with garbage), so callers can catch one without the
 from __future__ import annotations
 
 __all__ = [
+    "AnalyzerFailed",
     "AuthenticationFailed",
     "BackendError",
     "BackendTimeout",
@@ -40,6 +43,7 @@ __all__ = [
     "NotPermitted",
     "RateLimited",
     "RuntimeFailure",
+    "SandboxUnavailable",
     "SignalNotFound",
     "SmeshError",
     "ToolError",
@@ -87,6 +91,11 @@ class UnknownName(UsageError, LookupError):
 
 class NotPermitted(UsageError):
     """The operation is not allowed for this caller, e.g. renewing another node's signal."""
+
+
+class SandboxUnavailable(UsageError):
+    """Generated code would run, but the sandbox cannot be built here and the caller did not
+    opt in to running it unsandboxed."""
 
 
 class RuntimeFailure(SmeshError):
@@ -142,6 +151,10 @@ class BadResponse(BackendError):
 
 class ModelNotFound(BackendError):
     """A model file or model wheel is missing, partial or corrupt."""
+
+
+class AnalyzerFailed(BackendError):
+    """A static analyzer exited with an error, crashed or printed output it cannot parse."""
 
 
 class BudgetExceeded(RuntimeFailure):

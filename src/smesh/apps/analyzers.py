@@ -4,6 +4,13 @@ An analyzer is anything with a ``name`` and ``async run(root, files) -> [RawFind
 Each runs as a subprocess with a timeout, is killed and reaped if it overruns, and
 reports weaknesses by CWE so that its findings meet the LLM specialists' on the same key.
 Register another with :func:`register_analyzer` (e.g. semgrep, gosec, eslint).
+
+File names come from the scanned repository, so they are hostile input: a file called
+``-o.py`` must not become an option. :func:`file_arguments` makes each name unreadable as
+an option (``./`` in front) and the analyzers pass them after ``--``, in batches that keep
+the command line short. An analyzer that fails (an error exit, output it cannot parse, a
+timeout) raises :class:`~smesh.errors.AnalyzerFailed`: a failed analyzer is never a clean
+scan with no findings.
 """
 
 from __future__ import annotations
@@ -20,17 +27,23 @@ from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-from smesh.errors import BackendError, BackendUnavailable, UnknownName
+from smesh.errors import AnalyzerFailed, BackendUnavailable, UnknownName
 
 __all__ = [
     "ANALYZERS",
     "Analyzer",
     "BanditAnalyzer",
     "RawFinding",
+    "file_arguments",
     "make_analyzer",
     "register_analyzer",
     "run_tool",
 ]
+
+#: longest file list (bytes) handed to one analyzer process; more files run in batches
+MAX_ARGV_BYTES = 64 * 1024
+#: most bytes of stdout kept from an analyzer (its JSON report); more is a failure
+MAX_OUTPUT_BYTES = 64 * 1024**2
 
 
 class RawFinding(msgspec.Struct, frozen=True, kw_only=True):
@@ -66,13 +79,56 @@ class Analyzer(Protocol):
         ...
 
 
+def file_arguments(files: Sequence[str], max_bytes: int = MAX_ARGV_BYTES) -> list[list[str]]:
+    """Relative file names as safe command-line arguments, in batches.
+
+    Each name gets a ``./`` in front, so that no name (``-o.py``, ``--flag.py``) can be
+    read as an option even by a tool that ignores ``--``; absolute names and names that
+    climb out of the root (``..``) are dropped. Batches stay under ``max_bytes``.
+    """
+    batches: list[list[str]] = []
+    size = 0
+    for name in files:
+        parts = name.split("/")
+        if not name or name.startswith("/") or ".." in parts or "\0" in name:
+            continue
+        arg = "./" + name
+        if not batches or size + len(arg) + 1 > max_bytes:
+            batches.append([])
+            size = 0
+        batches[-1].append(arg)
+        size += len(arg) + 1
+    return batches
+
+
+async def _read_capped(stream: asyncio.StreamReader | None, limit: int) -> tuple[bytes, bool]:
+    """Read ``stream`` to its end keeping at most ``limit`` bytes; True if it had more."""
+    if stream is None:
+        return b"", False
+    kept = bytearray()
+    over = False
+    while chunk := await stream.read(1 << 16):
+        if len(kept) + len(chunk) > limit:
+            over = True
+            kept += chunk[: max(0, limit - len(kept))]
+        else:
+            kept += chunk
+    return bytes(kept), over
+
+
 async def run_tool(
-    argv: Sequence[str], *, cwd: Path, timeout_s: float, name: str
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    timeout_s: float,
+    name: str,
+    max_output: int = MAX_OUTPUT_BYTES,
 ) -> tuple[int, bytes, bytes]:
     """Run a tool, return ``(exit status, stdout, stderr)``; kill and reap it on timeout.
 
     Raises:
-        BackendError: it did not finish in time or could not start.
+        BackendUnavailable: it could not start.
+        AnalyzerFailed: it did not finish in time, or printed more than ``max_output``.
     """
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -87,7 +143,10 @@ async def run_tool(
         raise BackendUnavailable(f"{name}: cannot start: {exc}", backend=name) from None
     try:
         async with asyncio.timeout(timeout_s):
-            out, err = await proc.communicate()
+            (out, out_over), (err, _) = await asyncio.gather(
+                _read_capped(proc.stdout, max_output), _read_capped(proc.stderr, 1 << 20)
+            )
+            await proc.wait()
     except (TimeoutError, asyncio.CancelledError) as exc:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, 9)
@@ -95,7 +154,9 @@ async def run_tool(
             await asyncio.wait_for(proc.wait(), 5.0)
         if isinstance(exc, asyncio.CancelledError):
             raise
-        raise BackendError(f"{name}: no answer within {timeout_s:g} s", backend=name) from None
+        raise AnalyzerFailed(f"{name}: no answer within {timeout_s:g} s", backend=name) from None
+    if out_over:
+        raise AnalyzerFailed(f"{name}: printed more than {max_output} bytes", backend=name)
     return proc.returncode or 0, out, err
 
 
@@ -136,7 +197,12 @@ class BanditAnalyzer:
         return shutil.which(self.python) is not None
 
     async def run(self, root: Path, files: Sequence[str]) -> list[RawFinding]:
-        """Run bandit on the Python files among ``files``."""
+        """Run bandit on the Python files among ``files`` (names after ``--``).
+
+        Raises:
+            BackendUnavailable: bandit is not installed.
+            AnalyzerFailed: bandit exited with an error, timed out, or printed no report.
+        """
         targets = [f for f in files if f.endswith((".py", ".pyi"))]
         if not targets:
             return []
@@ -148,32 +214,47 @@ class BanditAnalyzer:
         argv = [self.python, "-m", "bandit", "-f", "json", "-q"]
         if self.skips:
             argv += ["-s", ",".join(self.skips)]
-        code, out, err = await run_tool(
-            [*argv, *targets], cwd=base, timeout_s=self.timeout_s, name=self.name
-        )
-        if code not in (0, 1):  # 1 means "issues found"
-            tail = err.decode(errors="replace").strip().splitlines()
-            raise BackendError(
-                f"bandit failed (exit {code}): {tail[-1] if tail else 'no output'}",
-                backend=self.name,
+        findings: list[RawFinding] = []
+        for batch in file_arguments(targets):
+            code, out, err = await run_tool(
+                [*argv, "--", *batch], cwd=base, timeout_s=self.timeout_s, name=self.name
             )
-        return parse_bandit(out)
+            if code not in (0, 1):  # 1 means "issues found"
+                tail = err.decode(errors="replace").strip().splitlines()
+                raise AnalyzerFailed(
+                    f"bandit failed (exit {code}): {tail[-1] if tail else 'no output'}",
+                    backend=self.name,
+                )
+            findings += parse_bandit(out)
+        findings.sort(key=lambda f: (f.file, f.line_start, f.rule))
+        return findings
 
 
 def parse_bandit(out: bytes) -> list[RawFinding]:
-    """Findings from bandit's JSON report."""
+    """Findings from bandit's JSON report.
+
+    Raises:
+        AnalyzerFailed: the output is empty, not JSON, or not a bandit report.
+    """
+    text = out.decode("utf-8", errors="replace")
+    if not text.strip():
+        raise AnalyzerFailed("bandit printed no report", backend="bandit")
     try:
-        data: Any = json.loads(out.decode("utf-8", errors="replace") or "{}")
+        data: Any = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise BackendError(f"bandit printed invalid JSON: {exc}", backend="bandit") from None
+        raise AnalyzerFailed(f"bandit printed invalid JSON: {exc}", backend="bandit") from None
+    if not isinstance(data, dict) or not isinstance(data.get("results"), list):
+        raise AnalyzerFailed("bandit's report has no results list", backend="bandit")
     findings: list[RawFinding] = []
-    for item in data.get("results", []):
+    for item in data["results"]:
         cwe = item.get("issue_cwe") or {}
         lines = item.get("line_range") or [item.get("line_number", 1)]
         path = str(item.get("filename", "")).replace(os.sep, "/")
+        while path.startswith("./"):
+            path = path[2:]
         findings.append(
             RawFinding(
-                file=path[2:] if path.startswith("./") else path,
+                file=path,
                 line_start=int(item.get("line_number", lines[0])),
                 line_end=int(max(lines)),
                 cwe=int(cwe.get("id", 0) or 0),

@@ -3,7 +3,8 @@
 The architect turns the brief into a plan and posts one task per module (its file and its
 interface). Coders claim module tasks by affinity times reputation. Each result is judged
 blind by two verifiers: the tester writes pytest tests for the module and **runs** them in
-a sandboxed subprocess (see :mod:`smesh.apps.sandbox`), and the reviewer approves or asks
+a sandbox (see :mod:`smesh.apps.sandbox`: no network, a private copy of the project, no
+view of the host), and the reviewer approves or asks
 for changes. A module is accepted only when the tests pass *and* the review approves; a
 rejection sends it back, with both verifiers' feedback, for a bounded number of rounds.
 Decisions move the coder's trust, which scales its next bids, so it changes who gets the
@@ -25,7 +26,7 @@ from smesh.agents.agent import Ruling
 from smesh.agents.board import TaskBoard, TaskState
 from smesh.apps.common import AppOptions, Summary, summarize
 from smesh.apps.demo import extract_code
-from smesh.apps.sandbox import Limits, TestRun, run_pytest
+from smesh.apps.sandbox import Limits, Sandbox, TestRun, run_pytest
 from smesh.apps.scan import post_task
 from smesh.backends.base import Backend
 from smesh.clock import SystemClock
@@ -252,7 +253,9 @@ def _latest_code(task: TaskState) -> dict[str, str] | None:
 class Tester(_Gate):
     """Writes pytest tests for a module (once, kept in ``out/tests``) and runs them."""
 
-    def __init__(self, backend: Backend, *, out: Path, limits: Limits) -> None:
+    def __init__(
+        self, backend: Backend, *, out: Path, limits: Limits, sandbox: Sandbox | None = None
+    ) -> None:
         super().__init__(
             TESTER,
             backend=backend,
@@ -262,6 +265,7 @@ class Tester(_Gate):
         )
         self.out = out
         self.limits = limits
+        self.sandbox = sandbox or Sandbox(limits=limits)
         self.runs: dict[tuple[str, int], TestRun] = {}
 
     async def _tests_for(self, data: dict[str, Any], code: str) -> str:
@@ -298,7 +302,7 @@ class Tester(_Gate):
         (work / "tests").mkdir(exist_ok=True)
         name = f"tests/test_{task.input['module']['name']}.py"
         (work / name).write_text(tests, encoding="utf-8")
-        run = await run_pytest(work, [name], limits=self.limits)
+        run = await run_pytest(work, [name], limits=self.limits, sandbox=self.sandbox)
         self.runs[(task.task_id, attempt)] = run
         if run.passed:
             return Judgement("approve", f"{run.tests_passed}/{run.tests_run} tests passed")
@@ -384,11 +388,16 @@ async def run_code(
     rounds: int = 3,
     limits: Limits | None = None,
     options: AppOptions | None = None,
+    unsafe_local_exec: bool = False,
 ) -> CodeReport:
     """Build a project for ``brief`` in ``out`` with a team of agents.
 
+    The generated tests run in a :class:`~smesh.apps.sandbox.Sandbox`; where it cannot be
+    built, the run is refused before anything starts unless ``unsafe_local_exec``.
+
     Raises:
         UsageError: an empty brief, a bad count, or ``out`` is not a directory.
+        SandboxUnavailable: no sandbox here and no ``unsafe_local_exec``.
     """
     if not brief.strip():
         raise UsageError("the brief is empty")
@@ -397,11 +406,13 @@ async def run_code(
     target = Path(out)
     if target.exists() and not target.is_dir():
         raise UsageError(f"--out {str(out)!r} exists and is not a directory")
+    sandbox = Sandbox(limits=limits or Limits(), unsafe_local_exec=unsafe_local_exec)
+    sandbox.check()  # refuse before any model call, not at the first test run
     target.mkdir(parents=True, exist_ok=True)
     target = target.resolve()
     opts = options or AppOptions()
     verify = VerifySpec(quorum=1.0, margin=0.0, timeout_s=opts.settings.work_timeout_s)
-    tester = Tester(backend, out=target, limits=limits or Limits())
+    tester = Tester(backend, out=target, limits=sandbox.limits, sandbox=sandbox)
     agents: list[Agent] = [
         Architect(backend, verify=verify, rounds=rounds),
         *(Coder(f"coder-{i + 1}", backend) for i in range(coders)),
@@ -435,7 +446,9 @@ async def run_code(
         name = str(task.spec.input["module"]["name"])
         test_file = target / "tests" / f"test_{name}.py"
         final = (
-            await run_pytest(target, [f"tests/test_{name}.py"], limits=tester.limits)
+            await run_pytest(
+                target, [f"tests/test_{name}.py"], limits=tester.limits, sandbox=sandbox
+            )
             if test_file.is_file()
             else None
         )

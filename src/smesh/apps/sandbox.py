@@ -1,87 +1,245 @@
-"""Running generated tests: pytest in a subprocess with limits and no network.
+"""Running generated code: a sandbox built from the operating system's isolation layer.
 
-The tests run in a work directory inside the project (so a run's files stay with it),
-with:
+:class:`Sandbox` runs a command on a copy of a project directory inside bubblewrap (see
+:mod:`smesh.apps.sandbox_bwrap` for the namespaces and mounts, and ``docs/sandbox.md`` for
+what it does and does not protect against)::
 
-- a wall-clock timeout, after which the whole process group is killed and reaped;
-- resource limits set in the child before it runs (``resource.setrlimit``): CPU seconds,
-  address space, file size, open files, and no core dumps;
-- no network: the environment is rebuilt from scratch (no proxies, no credentials) and a
-  ``sitecustomize`` module makes every socket connect or DNS lookup raise, so code under
-  test cannot reach anything, local servers included (Unix sockets still work);
-- its own session, so nothing it spawns outlives the run.
+    result = await Sandbox(limits=Limits(timeout_s=30)).run(argv, cwd=project)
 
-The counts come from pytest's JUnit XML report, not from scraping its output.
+- no network (an empty network namespace: loopback only, the host's is unreachable);
+- a read-only root holding only the system, the Python installation and its virtual
+  environment; the project's own directory is a size-capped tmpfs at the same path,
+  filled with a copy of it and copied back (new and changed plain files only) at the end;
+  a private ``/tmp``; a new PID namespace, so ``/proc`` shows no host process;
+- a fresh environment: no API keys, no proxies;
+- limits on processes, per-process address space, file size, total disk (the tmpfs
+  sizes), CPU seconds and open files; the host watches the *total* resident memory of the
+  whole process tree and kills the sandbox when it passes :attr:`Limits.memory_bytes`;
+- at the wall-clock limit everything in the sandbox is killed, setsid() grandchildren
+  included (the PID namespace dies with its init); output is read through pipes into a
+  bounded tail, the rest discarded as it arrives.
+
+Where the isolation layer is missing (no bwrap, user namespaces disabled) the sandbox
+refuses to run anything (:class:`SandboxUnavailable`) unless built with
+``unsafe_local_exec=True``, which runs the command as a plain subprocess with the same
+limits but none of the isolation.
+
+:func:`run_pytest` runs pytest in a sandbox and counts the results from its JUnit report.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import json
 import os
-import resource
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import msgspec
 
-__all__ = ["Limits", "TestRun", "run_pytest"]
+from smesh.apps.sandbox_bwrap import (
+    SOURCE,
+    Isolation,
+    SandboxMounts,
+    bwrap_argv,
+    fresh_uid,
+    probe,
+)
+from smesh.apps.sandbox_host import GRACE_S, Limits, SandboxResult, Spool, extract_back, supervise
+from smesh.errors import SandboxUnavailable, UsageError
 
-_SITECUSTOMIZE = '''\
-"""Installed by smesh's sandbox: code under test gets no network."""
-import socket as _socket
+__all__ = [
+    "Limits",
+    "Sandbox",
+    "SandboxResult",
+    "TestRun",
+    "isolation",
+    "run_pytest",
+]
 
-
-class _NoNetwork(OSError):
-    pass
-
-
-def _refuse(*args, **kwargs):
-    raise _NoNetwork("network access is disabled in the smesh test sandbox")
-
-
-_real_connect = _socket.socket.connect
-_real_connect_ex = _socket.socket.connect_ex
-
-
-def _connect(self, address, *args):
-    if self.family == getattr(_socket, "AF_UNIX", None):
-        return _real_connect(self, address, *args)
-    _refuse()
-
-
-def _connect_ex(self, address, *args):
-    if self.family == getattr(_socket, "AF_UNIX", None):
-        return _real_connect_ex(self, address, *args)
-    _refuse()
+#: directories not copied into the sandbox
+DEFAULT_EXCLUDE = (".git", ".hg", ".venv", "node_modules", "__pycache__", ".mypy_cache")
+_MAX_ENTRIES = 10_000
+#: characters of pytest's output a TestRun keeps (for the coder's feedback)
+_KEEP = 2000
+_MAX_REPORT_BYTES = 16 * 1024**2
+_BWRAP_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 
 
-_socket.socket.connect = _connect
-_socket.socket.connect_ex = _connect_ex
-_socket.create_connection = _refuse
-_socket.getaddrinfo = _refuse
-_socket.gethostbyname = _refuse
-'''
+def isolation(python: str = sys.executable) -> Isolation:
+    """Whether (and how) the sandbox works on this machine; probed once, then cached."""
+    return probe(python)
 
 
-class Limits(msgspec.Struct, frozen=True, kw_only=True):
-    """Resource limits of a test run.
+def base_env(python: str, workdir: str, *, isolated: bool) -> dict[str, str]:
+    """The whole environment of the command: nothing inherited from the caller."""
+    bindir = os.path.dirname(os.path.abspath(python))
+    return {
+        "PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": "/tmp" if isolated else workdir,
+        "TMPDIR": "/tmp" if isolated else tempfile.gettempdir(),
+        "LANG": "C.UTF-8",
+        "USER": "sandbox",
+        "LOGNAME": "sandbox",
+        "PYTHONPATH": workdir,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONNOUSERSITE": "1",
+        "PYTHONHASHSEED": "0",
+    }
 
-    Attributes:
-        timeout_s: wall-clock limit; the process group is killed after it.
-        cpu_s: CPU seconds (RLIMIT_CPU).
-        memory_bytes: address space (RLIMIT_AS).
-        file_bytes: largest file it may write (RLIMIT_FSIZE).
-        open_files: open file descriptors (RLIMIT_NOFILE).
+
+class Sandbox:
+    """Runs commands on a project directory inside the OS isolation layer.
+
+    Args:
+        limits: default limits of each run.
+        python: the interpreter the commands use (its installation and virtual
+            environment are bound read-only into the sandbox).
+        ro_paths: more host paths to bind read-only at the same place.
+        exclude: directory names not copied into the sandbox.
+        unsafe_local_exec: when the isolation layer is missing, run commands as plain
+            subprocesses (same limits, no isolation) instead of refusing.
     """
 
-    timeout_s: float = 60.0
-    cpu_s: int = 60
-    memory_bytes: int = 2 * 1024**3
-    file_bytes: int = 64 * 1024**2
-    open_files: int = 256
+    def __init__(
+        self,
+        *,
+        limits: Limits | None = None,
+        python: str = sys.executable,
+        ro_paths: Sequence[str | Path] = (),
+        exclude: Sequence[str] = DEFAULT_EXCLUDE,
+        unsafe_local_exec: bool = False,
+    ) -> None:
+        self.limits = limits or Limits()
+        self.python = python
+        self.ro_paths = tuple(os.path.realpath(p) for p in ro_paths)
+        self.exclude = tuple(exclude)
+        self.unsafe_local_exec = unsafe_local_exec
+
+    @property
+    def isolation(self) -> Isolation:
+        """The probed isolation layer (cached per interpreter)."""
+        return probe(self.python)
+
+    @property
+    def isolated(self) -> bool:
+        """Runs will be isolated (else they are refused, or unsafe when opted in)."""
+        return self.isolation.available
+
+    def check(self) -> None:
+        """Raise unless runs can go ahead (isolated, or unsafe by explicit choice).
+
+        Raises:
+            SandboxUnavailable: no isolation layer and no ``unsafe_local_exec``.
+        """
+        iso = self.isolation
+        if not iso.available and not self.unsafe_local_exec:
+            raise SandboxUnavailable(
+                f"refusing to run generated code without a sandbox: {iso.reason} "
+                "(install bubblewrap, or pass --unsafe-local-exec to run it unsandboxed)"
+            )
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: str | Path,
+        env: Mapping[str, str] | None = None,
+        limits: Limits | None = None,
+    ) -> SandboxResult:
+        """Run ``argv`` with ``cwd`` (the project directory) as its writable directory.
+
+        Args:
+            argv: the command; ``argv[0]`` must exist inside the sandbox.
+            cwd: the project directory; what the command writes there is copied back.
+            env: variables added to the fresh environment.
+            limits: this run's limits (default: the sandbox's).
+
+        Raises:
+            SandboxUnavailable: see :meth:`check`.
+            UsageError: ``cwd`` is not a directory or cannot hold a sandbox.
+        """
+        self.check()
+        if not argv:
+            raise UsageError("nothing to run")
+        workdir = os.path.realpath(cwd)
+        if not os.path.isdir(workdir):
+            raise UsageError(f"{str(cwd)!r} is not a directory")
+        lim = limits or self.limits
+        isolated = self.isolation.available
+        environment = base_env(self.python, workdir, isolated=isolated)
+        environment.update(env or {})
+        bad = [k for k, v in environment.items() if not k or "=" in k or "\0" in k + v]
+        if bad or any("\0" in a for a in argv):
+            raise UsageError(f"invalid command or environment variable: {(bad or argv)[0]!r}")
+        if isolated:
+            if workdir in ("/", "/usr", "/proc", "/dev", "/tmp") or workdir.startswith("/usr/"):
+                raise UsageError(f"{workdir!r} cannot be a sandbox's project directory")
+            return await self._run_isolated(list(argv), workdir, environment, lim)
+        return await self._run_local(list(argv), workdir, environment, lim)
+
+    async def _run_isolated(
+        self, argv: list[str], workdir: str, env: dict[str, str], lim: Limits
+    ) -> SandboxResult:
+        iso = self.isolation
+        control_r, control_w = os.pipe()
+        config = {
+            "control_fd": control_w,
+            "source": SOURCE,
+            "dir": workdir,
+            "argv": argv,
+            "env": env,
+            "uid": fresh_uid() if iso.mode == "setuid" else None,
+            "timeout_s": lim.timeout_s,
+            "rlimits": lim.rlimits(),
+            "max_entries": _MAX_ENTRIES,
+            "exclude": list(self.exclude),
+        }
+        mounts = SandboxMounts(
+            workdir=workdir,
+            disk_bytes=lim.disk_bytes,
+            tmp_bytes=lim.tmp_bytes,
+            ro_paths=self.ro_paths,
+        )
+        cmd = bwrap_argv(iso, mounts, python=self.python, config=json.dumps(config), source=workdir)
+        with tempfile.TemporaryFile(prefix="smesh-sandbox-") as spool_file:
+            spool = Spool(spool_file, lim.disk_bytes + 64 * 1024**2)
+            raw = await supervise(
+                cmd, None, _BWRAP_ENV, lim, lim.timeout_s + GRACE_S, spool, control_r, control_w
+            )
+            if spool.overflow:
+                return msgspec.structs.replace(raw, error="the sandbox's copy-back was too large")
+            spool_file.seek(0)
+            head = spool_file.readline(64 * 1024)
+            try:
+                status = json.loads(head) if head.strip() else {}
+            except ValueError:
+                status = {}
+            if not status:  # killed by the host, or the supervisor died
+                if raw.killed_by:
+                    return raw
+                why = raw.error or f"the sandbox ended early (exit {raw.exit_code})"
+                return msgspec.structs.replace(raw, error=why)
+            if status.get("error"):
+                return msgspec.structs.replace(raw, error=str(status["error"]))
+            written, _ = await asyncio.to_thread(extract_back, spool_file, workdir)
+        timed_out = bool(status.get("timed_out")) or raw.killed_by == "timeout"
+        return msgspec.structs.replace(
+            raw,
+            exit_code=int(status.get("exit_code", raw.exit_code)),
+            timed_out=timed_out,
+            killed_by=raw.killed_by or ("timeout" if timed_out else ""),
+            copied_back=written,
+        )
+
+    async def _run_local(
+        self, argv: list[str], workdir: str, env: dict[str, str], lim: Limits
+    ) -> SandboxResult:
+        raw = await supervise(argv, workdir, env, lim, lim.timeout_s, None, None, None)
+        return msgspec.structs.replace(raw, isolated=False)
 
 
 class TestRun(msgspec.Struct, frozen=True, kw_only=True):
@@ -94,6 +252,8 @@ class TestRun(msgspec.Struct, frozen=True, kw_only=True):
         exit_code: pytest's exit status (-9 when killed).
         timed_out: killed at the wall-clock limit.
         output: the tail of pytest's output (for feedback).
+        killed_by: the limit that ended the run (``timeout``, ``memory``), if any.
+        isolated: ran inside the sandbox (False: unsafe local execution).
     """
 
     __test__ = False  # not a pytest test class
@@ -104,44 +264,14 @@ class TestRun(msgspec.Struct, frozen=True, kw_only=True):
     exit_code: int
     timed_out: bool = False
     output: str = ""
-
-
-def _preexec(limits: Limits) -> Callable[[], None]:
-    def apply() -> None:  # runs in the child, between fork and exec
-        for name, value in (
-            (resource.RLIMIT_CPU, limits.cpu_s),
-            (resource.RLIMIT_AS, limits.memory_bytes),
-            (resource.RLIMIT_FSIZE, limits.file_bytes),
-            (resource.RLIMIT_NOFILE, limits.open_files),
-            (resource.RLIMIT_CORE, 0),
-        ):
-            with contextlib.suppress(ValueError, OSError):
-                resource.setrlimit(name, (value, value))
-
-    return apply
-
-
-def sandbox_env(workdir: Path, extra_paths: tuple[Path, ...] = ()) -> dict[str, str]:
-    """A clean environment: no proxies or credentials, the sandbox's ``sitecustomize``
-    first on the path, then the work directory."""
-    guard = workdir / ".sandbox"
-    guard.mkdir(parents=True, exist_ok=True)
-    (guard / "sitecustomize.py").write_text(_SITECUSTOMIZE, encoding="utf-8")
-    paths = [str(guard), str(workdir), *map(str, extra_paths)]
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(workdir),
-        "LANG": "C.UTF-8",
-        "PYTHONPATH": os.pathsep.join(paths),
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONNOUSERSITE": "1",
-        "PYTHONHASHSEED": "0",
-        "NO_PROXY": "*",
-    }
+    killed_by: str = ""
+    isolated: bool = True
 
 
 def _counts(report: Path) -> tuple[int, int]:
     try:
+        if not report.is_file() or report.stat().st_size > _MAX_REPORT_BYTES:
+            return 0, 0
         root = ET.parse(report).getroot()
     except (OSError, ET.ParseError):
         return 0, 0
@@ -162,58 +292,43 @@ async def run_pytest(
     limits: Limits | None = None,
     python: str = sys.executable,
     env: Mapping[str, str] | None = None,
+    sandbox: Sandbox | None = None,
 ) -> TestRun:
-    """Run pytest on ``tests`` (paths relative to ``workdir``) inside ``workdir``."""
-    lim = limits or Limits()
-    report = workdir / ".sandbox" / "junit.xml"
-    environment = dict(env) if env is not None else sandbox_env(workdir)
+    """Run pytest on ``tests`` (paths relative to ``workdir``) in a sandbox on ``workdir``.
+
+    ``python`` is the interpreter when no ``sandbox`` is given (else the sandbox's). The
+    counts come from pytest's JUnit report (ignored when larger than 16 MiB: it was
+    written where the code under test could write too).
+
+    Raises:
+        SandboxUnavailable: no isolation layer, and the sandbox is not opted in to
+            unsafe local execution.
+    """
+    box = sandbox or Sandbox(python=python)
+    python = box.python
+    root = Path(os.path.realpath(workdir))
+    report = root / ".sandbox" / "junit.xml"
     report.parent.mkdir(parents=True, exist_ok=True)
     report.unlink(missing_ok=True)
-    argv = [
-        python,
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "--rootdir",
-        str(workdir),
-        f"--junitxml={report}",
-        *tests,
-    ]
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        cwd=workdir,
-        env=environment,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=_preexec(lim),
-    )
-    timed_out = False
-    out = b""
-    try:
-        async with asyncio.timeout(lim.timeout_s):
-            out, _ = await proc.communicate()
-    except (TimeoutError, asyncio.CancelledError) as exc:
-        timed_out = True
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, 9)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(proc.wait(), 5.0)
-        if isinstance(exc, asyncio.CancelledError):
-            raise
+    argv = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(root)]
+    argv += [f"--junitxml={report}", *tests]
+    # plain pytest: no plugin of the caller's environment loads (faster, and the generated
+    # tests behave the same whatever is installed)
+    environment = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", **(env or {})}
+    result = await box.run(argv, cwd=root, env=environment, limits=limits)
     run, passed = _counts(report)
-    code = proc.returncode if proc.returncode is not None else -9
-    text = out.decode("utf-8", errors="replace")
-    if timed_out:
-        text += f"\n(killed after {lim.timeout_s:g} s)"
+    text = result.output if not result.error else f"{result.output}\n(sandbox: {result.error})"
+    if len(text) > _KEEP:
+        text = (
+            f"[... {result.output_bytes - _KEEP} bytes of output not shown ...]\n" + text[-_KEEP:]
+        )
     return TestRun(
         tests_run=run,
         tests_passed=passed,
-        passed=code == 0 and run > 0 and passed == run and not timed_out,
-        exit_code=code,
-        timed_out=timed_out,
-        output=text[-2000:],
+        passed=result.ok and run > 0 and passed == run,
+        exit_code=result.exit_code,
+        timed_out=result.timed_out,
+        output=text,
+        killed_by=result.killed_by,
+        isolated=result.isolated,
     )

@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 
 from smesh.agents import Agent, TaskSpec, Team
+from smesh.agents.board import TaskBoard
 from smesh.apps.analyzers import Analyzer, make_analyzer
 from smesh.apps.common import AppOptions, ScanReport, summarize
 from smesh.apps.files import DEFAULT_MAX_BYTES, chunk_file, select_files
@@ -46,6 +47,7 @@ __all__ = [
     "SPECIALISTS",
     "SwarmFinding",
     "SwarmReport",
+    "analyzer_failures",
     "run_swarm",
     "swarm_sarif",
 ]
@@ -140,7 +142,21 @@ class SwarmFinding(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SwarmReport(ScanReport[SwarmFinding], frozen=True, kw_only=True):
-    """The findings of a swarm run and its summary."""
+    """The findings of a swarm run and its summary.
+
+    Attributes:
+        analyzer_failures: one line per analyzer that did not work (error, unparsable
+            output, timeout, never ran); ``smesh swarm`` then exits 1.
+    """
+
+    analyzer_failures: list[str] = msgspec.field(default_factory=list)
+
+    def contract(self) -> dict[str, Any]:
+        """``{"findings", "summary"}``, plus ``"analyzer_failures"`` when one failed."""
+        doc = super().contract()
+        if self.analyzer_failures:
+            doc["analyzer_failures"] = list(self.analyzer_failures)
+        return doc
 
 
 def specialist_ids(specialists: Sequence[str]) -> list[tuple[str, Lens]]:
@@ -291,7 +307,26 @@ async def run_swarm(
         )
     ledger.close()
     summary = summarize(report, consensus=sum(f.consensus for f in findings), total=len(findings))
-    return SwarmReport(findings=findings, summary=summary, judgements=notes, root=str(root))
+    return SwarmReport(
+        findings=findings,
+        summary=summary,
+        judgements=notes,
+        root=str(root),
+        analyzer_failures=analyzer_failures(team.board, tools),
+    )
+
+
+def analyzer_failures(board: TaskBoard, tools: Sequence[Analyzer]) -> list[str]:
+    """One line per analyzer whose task did not end accepted, with the error it raised."""
+    failed: list[str] = []
+    for tool in tools:
+        task = board.tasks.get(f"analyze:{tool.name}")
+        if task is not None and task.outcome == "accepted":
+            continue
+        errors = [] if task is None else [r.payload.get("error") for r in task.results.values()]
+        reason = next((str(e) for e in reversed(errors) if e), "it did not finish")
+        failed.append(f"{tool.name}: {reason}")
+    return failed
 
 
 def swarm_sarif(report: SwarmReport) -> dict[str, Any]:

@@ -50,6 +50,13 @@ from smesh.cli._common import console, err_console
     show_default=True,
     help="Wall-clock limit of one test run, in seconds.",
 )
+@click.option(
+    "--unsafe-local-exec",
+    is_flag=True,
+    help="Where no sandbox can be built (bubblewrap missing, user namespaces disabled), run "
+    "the generated tests as plain subprocesses anyway. They can then reach the network, "
+    "your files and your environment.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @run_options
 def command(
@@ -58,6 +65,7 @@ def command(
     coders: int,
     rounds: int,
     test_timeout: float,
+    unsafe_local_exec: bool,
     as_json: bool,
     backend: str,
     max_calls: int,
@@ -69,16 +77,21 @@ def command(
     """Build a small Python project from BRIEF with an architect, coders, a tester and a
     reviewer.
 
-    The tester's pytest tests really run (in a sandboxed subprocess); a module is accepted
-    when they pass and the reviewer approves, and goes back with feedback otherwise.
+    The tester's pytest tests really run, in a bubblewrap sandbox (no network, a private
+    copy of DIR, nothing else of this machine visible); a module is accepted when they
+    pass and the reviewer approves, and goes back with feedback otherwise. Without a
+    working sandbox the command refuses to run (exit 2) unless --unsafe-local-exec.
     """
     from smesh.apps.code import CodeReport, run_code
-    from smesh.apps.sandbox import Limits
+    from smesh.apps.sandbox import Limits, Sandbox
 
     if not brief.strip():
         raise click.UsageError("the brief is empty")
     if out.exists() and not out.is_dir():
         raise click.UsageError(f"--out {str(out)!r} is not a directory")
+    Sandbox(unsafe_local_exec=unsafe_local_exec).check()  # exit 2 before any model loads
+    if unsafe_local_exec and not Sandbox().isolated:
+        err_console.print("warning: no sandbox here; generated tests run unsandboxed")
     view = ProgressView("code")
 
     async def body(model: Any, options: AppOptions) -> CodeReport:
@@ -90,6 +103,7 @@ def command(
             rounds=rounds,
             limits=Limits(timeout_s=test_timeout, cpu_s=int(test_timeout) + 5),
             options=options,
+            unsafe_local_exec=unsafe_local_exec,
         )
 
     report = run_app(

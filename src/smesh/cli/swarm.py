@@ -69,11 +69,13 @@ def command(
     seed: int,
     journal_path: Path,
     resume_id: str | None,
-) -> None:
+) -> int:
     """Scan a repository for vulnerabilities with a swarm of specialists and analyzers.
 
     Findings are keyed by (file, CWE, line bucket), so agents that see the same weakness
     corroborate one finding; only distinct specialties or analyzers count as independent.
+    An analyzer that fails (error exit, unreadable output, timeout) is reported on stderr
+    and in the JSON report (analyzer_failures), and the command exits 1.
     """
     from smesh.apps.analyzers import make_analyzer
     from smesh.apps.reports import swarm_text
@@ -122,3 +124,6 @@ def command(
     if not quiet:
         err_console.print(summary_table(report.summary, what="findings agreed"))
         err_console.print(f"journal: {journal_path} · resume with --resume {report.summary.run_id}")
+    for failure in report.analyzer_failures:  # a failed analyzer is not a clean scan
+        click.echo(f"smesh: analyzer failed: {failure}", err=True)
+    return 1 if report.analyzer_failures else 0
