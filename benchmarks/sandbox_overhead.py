@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from smesh.apps.sandbox import Sandbox, isolation, run_pytest
+from smesh.sandbox import Sandbox, isolation, run_pytest
 
 TEST = "def test_trivial():\n    assert 1 + 1 == 2\n"
 

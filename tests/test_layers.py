@@ -6,7 +6,8 @@ The layers, lowest first, as drawn at the top of ``docs/design.md``:
 core      smesh.signal, decay, field, expiry, trust, node, topology, network, diffusion,
           vectorized, sim, clock, errors, _version: pure, synchronous, deterministic
 backends  smesh.backends: LLM, tool and analyzer backends
-tools     smesh.tools: tools agents call (functions, MCP servers, files, SQLite), the tool loop
+tools     smesh.tools, smesh.sandbox: tools agents call (functions, MCP, files, SQLite), the
+          tool loop, and the sandbox that runs generated code
 runtime   smesh.agents: agents, board, team, protocol and the journal
 mesh      smesh.mesh: the field replicated over zenoh (a transport for a Field)
 apps      smesh.apps, smesh.dashboard: the demo, review, swarm, code, the mesh peer, the web view
@@ -43,6 +44,7 @@ LAYERS: dict[str, str] = {
     **{f"smesh.{name}": "core" for name in CORE},
     "smesh.backends": "backends",
     "smesh.tools": "tools",
+    "smesh.sandbox": "tools",
     "smesh.agents": "runtime",
     "smesh.journal": "runtime",  # before it moved to smesh.agents.journal
     "smesh.testing": "testing",

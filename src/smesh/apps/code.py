@@ -3,7 +3,7 @@
 The architect turns the brief into a plan and posts one task per module (its file and its
 interface). Coders claim module tasks by affinity times reputation. Each result is judged
 blind by two verifiers: the tester writes pytest tests for the module and **runs** them in
-a sandbox (see :mod:`smesh.apps.sandbox`: no network, a private copy of the project, no
+a sandbox (see :mod:`smesh.sandbox`: no network, a private copy of the project, no
 view of the host), and the reviewer approves or asks
 for changes. A module is accepted only when the tests pass *and* the review approves; a
 rejection sends it back, with both verifiers' feedback, for a bounded number of rounds.
@@ -26,12 +26,12 @@ from smesh.agents.agent import Ruling
 from smesh.agents.board import TaskBoard, TaskState
 from smesh.apps.common import AppOptions, Summary, summarize
 from smesh.apps.demo import extract_code
-from smesh.apps.sandbox import Limits, Sandbox, TestRun, run_pytest
 from smesh.apps.scan import post_task
 from smesh.backends.base import Backend
 from smesh.clock import SystemClock
 from smesh.errors import UsageError
 from smesh.field import Field
+from smesh.sandbox import Limits, Sandbox, TestRun, run_pytest
 from smesh.trust import TrustTable
 
 __all__ = ["CodeModule", "CodeReport", "run_code"]
@@ -392,7 +392,7 @@ async def run_code(
 ) -> CodeReport:
     """Build a project for ``brief`` in ``out`` with a team of agents.
 
-    The generated tests run in a :class:`~smesh.apps.sandbox.Sandbox`; where it cannot be
+    The generated tests run in a :class:`~smesh.sandbox.Sandbox`; where it cannot be
     built, the run is refused before anything starts unless ``unsafe_local_exec``.
 
     Raises:

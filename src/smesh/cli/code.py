@@ -83,7 +83,7 @@ def command(
     working sandbox the command refuses to run (exit 2) unless --unsafe-local-exec.
     """
     from smesh.apps.code import CodeReport, run_code
-    from smesh.apps.sandbox import Limits, Sandbox
+    from smesh.sandbox import Limits, Sandbox
 
     if not brief.strip():
         raise click.UsageError("the brief is empty")

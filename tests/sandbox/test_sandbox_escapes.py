@@ -1,6 +1,6 @@
 """Hostile generated tests try to get out of the ``smesh code`` sandbox: 21 named escapes.
 
-Each case is a pytest file fed through :func:`smesh.apps.sandbox.run_pytest`, the entry
+Each case is a pytest file fed through :func:`smesh.sandbox.run_pytest`, the entry
 point ``smesh code`` uses. Each asserts what the host can see for itself (a listener that
 was reached, a file outside the project, a process that survived, a secret that leaked,
 memory the host spent) and that the attempt really ran (the hostile test leaves a record
@@ -34,8 +34,8 @@ from _hostile import (
 )
 
 import smesh
-from smesh.apps.sandbox import Limits, isolation
-from smesh.apps.sandbox_bwrap import python_roots
+from smesh.sandbox import Limits, isolation
+from smesh.sandbox.bwrap import python_roots
 
 ISOLATION = isolation()
 pytestmark = pytest.mark.skipif(
@@ -429,7 +429,7 @@ def test_17_writing_into_the_venv_and_the_source_tree(tmp_path: Path) -> None:
     import sysconfig
 
     site = Path(sysconfig.get_paths()["purelib"])
-    source = Path(smesh.__file__).resolve().parent / "apps" / "sandbox.py"
+    source = Path(smesh.__file__).resolve().parent / "sandbox" / "box.py"
     name = f"zz_smesh_escape_{uuid.uuid4().hex}.pth"
     before = source.stat().st_mtime_ns
     escape = run_hostile(

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple
 
-from smesh.apps.sandbox import Limits, TestRun, run_pytest
+from smesh.sandbox import Limits, TestRun, run_pytest
 
 #: put before every hostile test body: ``record`` leaves proof (in the project directory,
 #: copied back) that the attempt ran and how it ended; ``attempt`` runs one try

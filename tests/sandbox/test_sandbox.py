@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from _hostile import dump, processes_with, run_hostile
 
-from smesh.apps.sandbox import Limits, Sandbox, TestRun, isolation, run_pytest
 from smesh.cli import main
 from smesh.errors import SandboxUnavailable, UsageError
+from smesh.sandbox import Limits, Sandbox, TestRun, isolation, run_pytest
 
 ISOLATION = isolation()
 needs_sandbox = pytest.mark.skipif(

@@ -1,7 +1,7 @@
 """The supervisor that runs *inside* a smesh sandbox (standard library only).
 
-The host starts ``python -I -S sandbox_init.py CONFIG`` as the first command of a
-bubblewrap sandbox (see :mod:`smesh.apps.sandbox`). This script is not imported by smesh:
+The host starts ``python -I -S supervisor.py CONFIG`` as the first command of a
+bubblewrap sandbox (see :mod:`smesh.sandbox`). This script is not imported by smesh:
 it is bind-mounted read-only into the sandbox and runs there, so it may only use the
 standard library. It:
 
@@ -237,7 +237,7 @@ def run(cfg: dict[str, Any], control: BinaryIO) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: ``sandbox_init.py CONFIG_JSON``."""
+    """Entry point: ``supervisor.py CONFIG_JSON``."""
     args = sys.argv[1:] if argv is None else argv
     cfg = json.loads(args[0])
     fd = int(cfg["control_fd"])

@@ -42,7 +42,7 @@ SOURCE = "/.smesh/in"
 #: where the supervisor script is bound
 INIT = "/.smesh/init.py"
 #: the supervisor script on the host
-INIT_SCRIPT = Path(__file__).with_name("sandbox_init.py")
+INIT_SCRIPT = Path(__file__).with_name("supervisor.py")
 #: fresh uids for the ``setuid`` mode are drawn from [BASE, BASE + SPAN)
 UID_BASE = 1_000_000_000
 UID_SPAN = 1_000_000_000
