@@ -56,7 +56,7 @@ JudgesPolicy = Callable[[FindingLedger, Mapping[str, Lens], FindingState], Seque
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ScanPlan(Generic[ReportT]):
-    """What one scan app adds to the shared pipeline.
+    """What one scan app adds to the shared pipeline, and which files it scans.
 
     Attributes:
         lenses: ``(agent id, lens)`` of every LLM agent (copies of a lens share its group).
@@ -71,6 +71,9 @@ class ScanPlan(Generic[ReportT]):
         nothing_to_scan: the start of the error when no file under the root qualifies.
         min_affinity: the affinity a lens needs for a language to scan files in it.
         analyzer_trust: the trust an analyzer starts with.
+        max_files: scan at most this many files.
+        extensions: only files with these extensions (default: every known language).
+        chunk_bytes: bytes per scanned chunk.
     """
 
     lenses: Sequence[tuple[str, Lens]]
@@ -85,6 +88,9 @@ class ScanPlan(Generic[ReportT]):
     nothing_to_scan: str = "no source files"
     min_affinity: float = MIN_AFFINITY
     analyzer_trust: float = ANALYZER_TRUST
+    max_files: int | None = None
+    extensions: Sequence[str] | None = None
+    chunk_bytes: int = DEFAULT_MAX_BYTES
 
     def groups(self) -> dict[str, str]:
         """Agent id -> independence group, for every agent of the plan."""
@@ -147,10 +153,6 @@ async def run_scan(
     root: str | Path,
     backend: Backend | None,
     plan: ScanPlan[ReportT],
-    *,
-    max_files: int | None = None,
-    extensions: Sequence[str] | None = None,
-    chunk_bytes: int = DEFAULT_MAX_BYTES,
     options: RunOptions | None = None,
 ) -> ReportT:
     """Scan ``root`` as ``plan`` says and report the settled findings.
@@ -158,10 +160,7 @@ async def run_scan(
     Args:
         root: the directory (or file) to scan.
         backend: the model of the LLM agents (None only when the plan has no lenses).
-        plan: the app's part.
-        max_files: scan at most this many files.
-        extensions: only files with these extensions (default: every known language).
-        chunk_bytes: bytes per scanned chunk.
+        plan: the app's part and the files to scan.
         options: how to run the team.
 
     Raises:
@@ -170,7 +169,7 @@ async def run_scan(
     opts = options or RunOptions()
     if plan.lenses and backend is None:
         raise UsageError("LLM agents need a backend")
-    files = select_files(root, extensions=extensions, max_files=max_files)
+    files = select_files(root, extensions=plan.extensions, max_files=plan.max_files)
     if not files:
         raise UsageError(f"{plan.nothing_to_scan} under {str(root)!r}")
     field = opts.field()
@@ -219,7 +218,7 @@ async def run_scan(
     ]
     tasks: list[TaskSpec] = [analyzer_spec(tool) for tool in plan.analyzers]
     for f in files:
-        for chunk in chunk_file(root, f, chunk_bytes):
+        for chunk in chunk_file(root, f, plan.chunk_bytes):
             tasks += [
                 scan_spec(chunk, name)
                 for name, lens in present.items()

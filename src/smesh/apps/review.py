@@ -135,16 +135,8 @@ class ReviewFinding(msgspec.Struct, frozen=True, kw_only=True):
 
     def sarif(self) -> SarifResult:
         """This finding as a SARIF result."""
-        return SarifResult(
-            rule=self.category,
-            file=self.file,
-            line_start=self.line_start,
-            line_end=self.line_end,
-            severity=self.severity,
-            message=self.message,
-            consensus=self.consensus,
-            properties={"support": self.support, "disputed": self.disputed},
-        )
+        lines = (self.line_start, self.line_end)
+        return SarifResult.of(self, rule=self.category, lines=lines, disputed=self.disputed)
 
 
 class ReviewReport(ScanReport[ReviewFinding], frozen=True, kw_only=True):
@@ -201,16 +193,11 @@ async def run_review(
         bucket_size=3,
         join_within=2,
         nothing_to_scan="no reviewable source files",
-    )
-    return await run_scan(
-        root,
-        backend,
-        plan,
         max_files=max_files,
         extensions=extensions,
         chunk_bytes=chunk_bytes,
-        options=options,
     )
+    return await run_scan(root, backend, plan, options)
 
 
 def review_sarif(report: ReviewReport) -> dict[str, Any]:

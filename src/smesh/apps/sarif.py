@@ -41,6 +41,21 @@ class SarifRule(msgspec.Struct, frozen=True, kw_only=True):
     tags: tuple[str, ...] = ()
 
 
+class _Finding(Protocol):
+    """What every scan finding has, whatever else its report says about it."""
+
+    @property
+    def file(self) -> str: ...
+    @property
+    def severity(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def support(self) -> list[str]: ...
+    @property
+    def consensus(self) -> bool: ...
+
+
 class SarifResult(msgspec.Struct, frozen=True, kw_only=True):
     """One finding as SARIF sees it."""
 
@@ -52,6 +67,23 @@ class SarifResult(msgspec.Struct, frozen=True, kw_only=True):
     message: str
     consensus: bool
     properties: dict[str, Any] = {}
+
+    @classmethod
+    def of(
+        cls, finding: _Finding, *, rule: str, lines: tuple[int, int], **properties: Any
+    ) -> SarifResult:
+        """The result of a scan finding under ``rule``; its supporters and ``properties``
+        go in the property bag."""
+        return cls(
+            rule=rule,
+            file=finding.file,
+            line_start=lines[0],
+            line_end=lines[1],
+            severity=finding.severity,
+            message=finding.message,
+            consensus=finding.consensus,
+            properties={"support": finding.support, **properties},
+        )
 
 
 class SarifFinding(Protocol):

@@ -140,16 +140,7 @@ class SwarmFinding(msgspec.Struct, frozen=True, kw_only=True):
 
     def sarif(self) -> SarifResult:
         """This finding as a SARIF result."""
-        return SarifResult(
-            rule=self.cwe,
-            file=self.file,
-            line_start=self.line,
-            line_end=self.line,
-            severity=self.severity,
-            message=self.message,
-            consensus=self.consensus,
-            properties={"support": self.support},
-        )
+        return SarifResult.of(self, rule=self.cwe, lines=(self.line, self.line))
 
 
 class SwarmReport(ScanReport[SwarmFinding], frozen=True, kw_only=True):
@@ -223,16 +214,11 @@ async def run_swarm(
         finding=SwarmFinding.settled,
         notes=describe,
         report=SwarmReport,
-    )
-    return await run_scan(
-        root,
-        backend,
-        plan,
         max_files=max_files,
         extensions=extensions,
         chunk_bytes=chunk_bytes,
-        options=options,
     )
+    return await run_scan(root, backend, plan, options)
 
 
 def swarm_sarif(report: SwarmReport) -> dict[str, Any]:
