@@ -234,9 +234,10 @@ async def run_scan(
     settlement = Settlement(team.board, ledger)
     opts.started(team.board)
     report = await team.run(tasks, on_change=opts.on_change)
-    # Analyzer failures: an analyzer runs inside its ``analyze:<name>`` task (see
-    # AnalyzerAgent); a failure of it ends that task failed on ``team.board``, and this is
-    # the place where the run reports it, before the findings are collected.
+    # Analyzer failures: an analyzer runs inside its one-attempt ``analyze:<name>`` task
+    # (AnalyzerAgent.perform calls Analyzer.run); an exception there becomes the task's
+    # error result and a failed task on ``team.board``. This is the place where the run
+    # reports such a failure, before the findings are collected.
     now = field.clock.now()
     settlement.finish(now)
     findings: list[Any] = []
