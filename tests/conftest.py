@@ -37,11 +37,12 @@ if "CI" in os.environ or settings.get_current_profile_name() == "ci":
 def pytest_report_header(config: pytest.Config) -> str:
     """Which hypothesis profile this run uses, and where its examples come from."""
     profile = settings.get_current_profile_name()
-    if settings.default.derandomize:
+    current = settings()  # a settings object with the current profile's values
+    if current.derandomize:
         how = "derandomized: each property test's seed is fixed (a hash of the test)"
     elif (seed := config.getoption("hypothesis_seed", None)) is not None:
         how = f"seed {seed} (--hypothesis-seed)"
     else:
         how = "random seeds: a failure prints the @seed(...) that reproduces it"
-    database = "off" if settings.default.database is None else "on"
+    database = "off" if current.database is None else "on"
     return f"hypothesis: profile {profile!r}, {how}; example database {database}"

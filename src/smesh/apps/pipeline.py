@@ -24,11 +24,18 @@ from smesh.agents import Agent, TaskSpec
 from smesh.agents.board import TaskBoard, TaskState
 from smesh.apps.analyzers import Analyzer
 from smesh.apps.common import ScanReport, summarize
-from smesh.apps.files import DEFAULT_MAX_BYTES, chunk_file, select_files
+from smesh.apps.files import DEFAULT_MAX_BYTES, SourceFile, chunk_file, select_files
 from smesh.apps.findings import Assessment, ConsensusRule, FindingLedger, FindingState
 from smesh.apps.lens import Lens
 from smesh.apps.options import RunOptions
-from smesh.apps.scan import AnalyzerAgent, ScanAgent, SourceView, analyzer_spec, scan_spec
+from smesh.apps.scan import (
+    AnalyzerAgent,
+    JudgesFor,
+    ScanAgent,
+    SourceView,
+    analyzer_spec,
+    scan_spec,
+)
 from smesh.backends.base import Backend
 from smesh.errors import UsageError
 from smesh.trust import TrustTable
@@ -149,6 +156,62 @@ def outputs_in_order(board: TaskBoard) -> list[tuple[str, Any]]:
     return [(r.origin, r.payload.get("output")) for r in results]
 
 
+def _agents(
+    plan: ScanPlan[Any],
+    root: str | Path,
+    files: Sequence[SourceFile],
+    backend: Backend | None,
+    ledger: FindingLedger,
+    judges_for: JudgesFor,
+) -> list[Agent]:
+    """One scan agent per lens copy, one analyzer agent per analyzer."""
+    agents: list[Agent] = []
+    if plan.lenses:
+        if backend is None:
+            raise UsageError("LLM agents need a backend")
+        source = SourceView(root)
+        languages = sorted({f.language for f in files})
+        agents += [
+            ScanAgent(
+                agent_id,
+                lens=lens,
+                languages=languages,
+                source=source,
+                ledger=ledger,
+                judges_for=judges_for,
+                backend=backend,
+            )
+            for agent_id, lens in plan.lenses
+        ]
+    base = Path(root)
+    agents += [
+        AnalyzerAgent(
+            tool.name,
+            analyzer=tool,
+            root=base if base.is_dir() else base.parent,
+            files=[f.path for f in files],
+            ledger=ledger,
+            judges_for=judges_for,
+        )
+        for tool in plan.analyzers
+    ]
+    return agents
+
+
+def _tasks(plan: ScanPlan[Any], root: str | Path, files: Sequence[SourceFile]) -> list[TaskSpec]:
+    """One task per analyzer, then one per chunk and lens suited to its language."""
+    tasks = [analyzer_spec(tool) for tool in plan.analyzers]
+    lenses = plan.present()
+    for f in files:
+        for chunk in chunk_file(root, f, plan.chunk_bytes):
+            tasks += [
+                scan_spec(chunk, name)
+                for name, lens in lenses.items()
+                if lens.affinity_for(f.language) >= plan.min_affinity
+            ]
+    return tasks
+
+
 async def run_scan(
     root: str | Path,
     backend: Backend | None,
@@ -187,45 +250,10 @@ async def run_scan(
     def judges_for(state: FindingState) -> Sequence[str]:
         return plan.judges(ledger, present, state)
 
-    agents: list[Agent] = []
-    if plan.lenses:
-        assert backend is not None  # checked above
-        source = SourceView(root)
-        languages = sorted({f.language for f in files})
-        agents += [
-            ScanAgent(
-                agent_id,
-                lens=lens,
-                languages=languages,
-                source=source,
-                ledger=ledger,
-                judges_for=judges_for,
-                backend=backend,
-            )
-            for agent_id, lens in plan.lenses
-        ]
-    base = Path(root)
-    agents += [
-        AnalyzerAgent(
-            tool.name,
-            analyzer=tool,
-            root=base if base.is_dir() else base.parent,
-            files=[f.path for f in files],
-            ledger=ledger,
-            judges_for=judges_for,
-        )
-        for tool in plan.analyzers
-    ]
-    tasks: list[TaskSpec] = [analyzer_spec(tool) for tool in plan.analyzers]
-    for f in files:
-        for chunk in chunk_file(root, f, plan.chunk_bytes):
-            tasks += [
-                scan_spec(chunk, name)
-                for name, lens in present.items()
-                if lens.affinity_for(f.language) >= plan.min_affinity
-            ]
+    agents = _agents(plan, root, files, backend, ledger, judges_for)
+    tasks = _tasks(plan, root, files)
     team = opts.team(agents, field=field, trust=trust)
-    # after the team, so that a resumed run keeps the trust its analyzers had earned
+    # analyzers start at analyzer_trust unless the team already knows them (a replay)
     for tool in plan.analyzers:
         if tool.name not in trust:
             trust.set(tool.name, plan.analyzer_trust, field.clock.now())
@@ -236,8 +264,8 @@ async def run_scan(
     report = await team.run(tasks, on_change=opts.on_change)
     # Analyzer failures: an analyzer runs inside its one-attempt ``analyze:<name>`` task
     # (AnalyzerAgent.perform calls Analyzer.run); an exception there becomes the task's
-    # error result and a failed task on ``team.board``. This is the place where the run
-    # reports such a failure, before the findings are collected.
+    # error result and a failed task on ``team.board``. Here, before the findings are
+    # collected, is the place to report such a failure (today it shows only as that task).
     now = field.clock.now()
     settlement.finish(now)
     findings: list[Any] = []
