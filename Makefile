@@ -30,8 +30,13 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
+# CI must not be flaky: with CI set (.ci/run sets it) the property tests run the "ci"
+# hypothesis profile, derandomized (the same examples every run; see tests/conftest.py).
+# Local runs stay random.
+HYPOTHESIS_PROFILE ?= $(if $(CI),ci)
+
 unit: $(VENV)/.installed-dev
-	$(BIN)/pytest
+	$(BIN)/pytest$(if $(HYPOTHESIS_PROFILE), --hypothesis-profile=$(HYPOTHESIS_PROFILE))
 
 test: lint typecheck unit
 

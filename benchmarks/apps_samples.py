@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from smesh.apps.lens import CWE_ALIASES
 from smesh.apps.review import run_review
-from smesh.apps.scan import CWE_ALIASES
 from smesh.apps.swarm import run_swarm
 from smesh.backends import resolve_backend
 from smesh.backends.base import aclose_backend

@@ -13,8 +13,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from smesh.apps.lens import CWE_ALIASES
 from smesh.apps.review import LENSES
-from smesh.apps.scan import CWE_ALIASES
 from smesh.apps.swarm import SPECIALISTS
 from smesh.backends.base import Request
 from smesh.testing import FunctionBackend

@@ -13,7 +13,7 @@ import pytest
 from _coders import Team
 
 from smesh.apps.code import CodeReport, run_code
-from smesh.apps.common import AppOptions
+from smesh.apps.options import RunOptions
 from smesh.errors import UsageError
 from smesh.journal import Journal
 from smesh.testing import FunctionBackend
@@ -95,7 +95,7 @@ def test_trust_follows_outcomes_and_steers_the_next_claims(tmp_path: Path) -> No
             tmp_path / "out",
             backend,
             coders=2,
-            options=AppOptions(journal=journal),
+            options=RunOptions(journal=journal),
         )
     )
     actions = journal.actions(report.summary.run_id)

@@ -11,7 +11,7 @@ import pytest
 from _oracle import ISSUES, SAMPLES, oracle_backend
 
 from smesh.agents.runtime import Budget
-from smesh.apps.common import AppOptions
+from smesh.apps.options import RunOptions
 from smesh.apps.reports import review_markdown, review_text
 from smesh.apps.review import ReviewReport, review_sarif, run_review
 from smesh.errors import UsageError
@@ -143,7 +143,7 @@ def test_an_interrupted_review_resumes_from_its_journal(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.db")
     backend, _ = oracle_backend(SAMPLES, false_positives=FALSE_POSITIVE)
     first = asyncio.run(
-        run_review(SAMPLES, backend, options=AppOptions(journal=journal, budget=Budget(calls=12)))
+        run_review(SAMPLES, backend, options=RunOptions(journal=journal, budget=Budget(calls=12)))
     )
     assert first.summary.stopped_by == "budget"
     backend, _ = oracle_backend(SAMPLES, false_positives=FALSE_POSITIVE)
@@ -151,7 +151,7 @@ def test_an_interrupted_review_resumes_from_its_journal(tmp_path: Path) -> None:
         run_review(
             SAMPLES,
             backend,
-            options=AppOptions(journal=journal, run_id=first.summary.run_id, resume=True),
+            options=RunOptions(journal=journal, run_id=first.summary.run_id, resume=True),
         )
     )
     journal.close()
@@ -164,12 +164,12 @@ def test_an_interrupted_review_resumes_from_its_journal(tmp_path: Path) -> None:
 def test_resuming_a_finished_review_asks_the_model_nothing(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.db")
     backend, _ = oracle_backend(SAMPLES, false_positives=FALSE_POSITIVE)
-    first = asyncio.run(run_review(SAMPLES, backend, options=AppOptions(journal=journal)))
+    first = asyncio.run(run_review(SAMPLES, backend, options=RunOptions(journal=journal)))
     again = asyncio.run(
         run_review(
             SAMPLES,
             ScriptedBackend([]),
-            options=AppOptions(journal=journal, run_id=first.summary.run_id, resume=True),
+            options=RunOptions(journal=journal, run_id=first.summary.run_id, resume=True),
         )
     )
     journal.close()

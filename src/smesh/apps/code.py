@@ -21,16 +21,15 @@ from typing import Any
 
 import msgspec
 
-from smesh.agents import Agent, Judgement, TaskSpec, Team, VerifySpec, WorkContext
+from smesh.agents import Agent, Judgement, TaskSpec, VerifySpec, WorkContext
 from smesh.agents.agent import Ruling
 from smesh.agents.board import TaskBoard, TaskState
-from smesh.apps.common import AppOptions, Summary, summarize
+from smesh.apps.common import Summary, summarize
 from smesh.apps.demo import extract_code
+from smesh.apps.options import RunOptions
 from smesh.apps.scan import post_task
 from smesh.backends.base import Backend
-from smesh.clock import SystemClock
 from smesh.errors import UsageError
-from smesh.field import Field
 from smesh.sandbox import Limits, Sandbox, TestRun, run_pytest
 from smesh.trust import TrustTable
 
@@ -387,7 +386,7 @@ async def run_code(
     coders: int = 2,
     rounds: int = 3,
     limits: Limits | None = None,
-    options: AppOptions | None = None,
+    options: RunOptions | None = None,
     unsafe_local_exec: bool = False,
 ) -> CodeReport:
     """Build a project for ``brief`` in ``out`` with a team of agents.
@@ -410,7 +409,7 @@ async def run_code(
     sandbox.check()  # refuse before any model call, not at the first test run
     target.mkdir(parents=True, exist_ok=True)
     target = target.resolve()
-    opts = options or AppOptions()
+    opts = options or RunOptions()
     verify = VerifySpec(quorum=1.0, margin=0.0, timeout_s=opts.settings.work_timeout_s)
     tester = Tester(backend, out=target, limits=sandbox.limits, sandbox=sandbox)
     agents: list[Agent] = [
@@ -419,17 +418,7 @@ async def run_code(
         tester,
         Reviewer(backend),
     ]
-    team = Team(
-        agents,
-        field=Field(opts.clock or SystemClock()),
-        settings=opts.settings,
-        budget=opts.budget,
-        journal=opts.journal,
-        seed=opts.seed,
-        run_id=opts.run_id,
-        trust=TrustTable(),
-        resume=opts.resume,
-    )
+    team = opts.team(agents, field=opts.field(), trust=TrustTable())
     opts.started(team.board)
     plan_task = TaskSpec(
         task_id="architect",

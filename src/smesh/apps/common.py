@@ -1,67 +1,20 @@
-"""What the review, swarm and code apps share: run options and the closing summary."""
+"""What the apps report: the closing summary of a run (``review``, ``swarm``, ``code``) and
+the findings report of a scan (``review``, ``swarm``).
+
+How a run is run is :class:`smesh.apps.options.RunOptions`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from smesh.agents import RunReport, Settings
-from smesh.agents.board import TaskBoard, TaskState
-from smesh.agents.runtime import Budget
-from smesh.clock import Clock
+from smesh.agents import RunReport
 
-__all__ = ["APP_SETTINGS", "AppOptions", "ScanReport", "Summary", "summarize"]
+__all__ = ["ScanReport", "Summary", "summarize"]
 
 FindingT = TypeVar("FindingT")
-
-#: protocol timing for the apps: LLM calls on a small CPU model take seconds, not minutes
-APP_SETTINGS = Settings(lease_s=30.0, poll_s=2.0, work_timeout_s=240.0, idle_timeout_s=180.0)
-
-
-class AppOptions:
-    """How to run an app's team: everything but the agents and the tasks.
-
-    Args:
-        settings: protocol timing.
-        budget: hard limits (calls, tokens, wall time).
-        journal: an open journal, or None.
-        run_id: the run's id (the one to continue when ``resume``).
-        resume: continue ``run_id`` from the journal.
-        clock: the field's clock (default: the system clock).
-        seed: base seed of the agents' RNGs.
-        on_change: called after every change on the task board (progress views).
-        on_start: called with the task board once the team is ready.
-    """
-
-    def __init__(
-        self,
-        *,
-        settings: Settings | None = None,
-        budget: Budget | None = None,
-        journal: Any = None,
-        run_id: str | None = None,
-        resume: bool = False,
-        clock: Clock | None = None,
-        seed: int = 0,
-        on_change: Callable[[TaskState, str], None] | None = None,
-        on_start: Callable[[TaskBoard], None] | None = None,
-    ) -> None:
-        self.settings = settings or APP_SETTINGS
-        self.budget = budget or Budget()
-        self.journal = journal
-        self.run_id = run_id
-        self.resume = resume
-        self.clock = clock
-        self.seed = seed
-        self.on_change = on_change
-        self.on_start = on_start
-
-    def started(self, board: TaskBoard) -> None:
-        """Tell the ``on_start`` hook that the team is ready."""
-        if self.on_start is not None:
-            self.on_start(board)
 
 
 class Summary(msgspec.Struct, frozen=True, kw_only=True):
@@ -120,16 +73,23 @@ class ScanReport(msgspec.Struct, Generic[FindingT], frozen=True, kw_only=True):
         summary: the run's closing numbers.
         judgements: per finding (same order), who said what, for human-readable reports.
         root: the scanned path.
+        analyzer_failures: one line per analyzer that did not work (error, unparsable
+            output, timeout, never ran); the command then exits 1.
     """
 
     findings: list[FindingT]
     summary: Summary
     judgements: list[list[str]] = []
     root: str = ""
+    analyzer_failures: list[str] = []
 
     def contract(self) -> dict[str, Any]:
-        """The ``--format json`` document: ``{"findings": [...], "summary": {...}}``."""
-        return {
+        """The ``--format json`` document: ``{"findings": [...], "summary": {...}}``, plus
+        ``"analyzer_failures"`` when an analyzer failed."""
+        doc: dict[str, Any] = {
             "findings": msgspec.to_builtins(self.findings),
             "summary": msgspec.to_builtins(self.summary),
         }
+        if self.analyzer_failures:
+            doc["analyzer_failures"] = list(self.analyzer_failures)
+        return doc

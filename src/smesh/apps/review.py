@@ -11,23 +11,20 @@ lens disagreed with and that were not agreed are listed as disputed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from smesh.agents import Agent, TaskSpec, Team
-from smesh.apps.common import AppOptions, ScanReport, summarize
-from smesh.apps.files import DEFAULT_MAX_BYTES, chunk_file, select_files
-from smesh.apps.findings import ConsensusRule, FindingLedger, FindingState
-from smesh.apps.sarif import SarifResult, SarifRule, to_sarif
-from smesh.apps.scan import Lens, ScanAgent, Settlement, SourceView, outputs_in_order, scan_spec
+from smesh.apps.common import ScanReport
+from smesh.apps.files import DEFAULT_MAX_BYTES
+from smesh.apps.findings import Assessment, ConsensusRule, FindingLedger, FindingState
+from smesh.apps.lens import Lens, lens_agents
+from smesh.apps.options import RunOptions
+from smesh.apps.pipeline import ScanPlan, run_scan
+from smesh.apps.sarif import SarifResult, SarifRule, sarif_log
 from smesh.backends.base import Backend
-from smesh.clock import SystemClock
-from smesh.errors import UsageError
-from smesh.field import Field
-from smesh.trust import TrustTable
 
 __all__ = [
     "DEFAULT_REVIEWERS",
@@ -105,8 +102,6 @@ LENSES: dict[str, Lens] = {
     ),
 }
 DEFAULT_REVIEWERS: tuple[str, ...] = tuple(LENSES)
-#: a lens reviews a language only when its affinity reaches this
-MIN_AFFINITY = 0.5
 
 
 class ReviewFinding(msgspec.Struct, frozen=True, kw_only=True):
@@ -122,6 +117,27 @@ class ReviewFinding(msgspec.Struct, frozen=True, kw_only=True):
     disputed: bool
     consensus: bool
 
+    @classmethod
+    def settled(cls, state: FindingState, verdict: Assessment) -> ReviewFinding:
+        """A settled finding of the ledger as the review reports it."""
+        lead = state.lead
+        return cls(
+            file=state.key.file,
+            line_start=lead.line_start,
+            line_end=lead.line_end,
+            category=state.key.label,
+            severity=lead.severity,
+            message=lead.message,
+            support=verdict.support,
+            disputed=verdict.disputed,
+            consensus=verdict.consensus,
+        )
+
+    def sarif(self) -> SarifResult:
+        """This finding as a SARIF result."""
+        lines = (self.line_start, self.line_end)
+        return SarifResult.of(self, rule=self.category, lines=lines, disputed=self.disputed)
+
 
 class ReviewReport(ScanReport[ReviewFinding], frozen=True, kw_only=True):
     """The findings of a review run and its summary."""
@@ -131,28 +147,24 @@ def reviewer_ids(reviewers: Sequence[str]) -> list[tuple[str, Lens]]:
     """Agent ids for the requested lenses (``security,security`` gives two copies).
 
     Raises:
-        UsageError: an unknown lens.
+        UsageError: an unknown lens, or none.
     """
-    unknown = [r for r in reviewers if r not in LENSES]
-    if unknown or not reviewers:
-        raise UsageError(
-            f"unknown reviewer {', '.join(unknown) or '(none)'}; choose from {', '.join(LENSES)}"
-        )
-    counts = {r: reviewers.count(r) for r in reviewers}
-    seen: dict[str, int] = {}
-    out: list[tuple[str, Lens]] = []
-    for r in reviewers:
-        seen[r] = seen.get(r, 0) + 1
-        out.append((r if counts[r] == 1 else f"{r}-{seen[r]}", LENSES[r]))
-    return out
+    return lens_agents(reviewers, LENSES, what="reviewer", allow_none=False)
 
 
-def describe(ledger: FindingLedger, state: FindingState) -> list[str]:
+def describe(state: FindingState) -> list[str]:
     """Each judge's opinion on a finding, for the human-readable reports."""
     return [
         f"{agent}: {opinion}" + (f" — {reason}" if reason else "")
         for agent, (opinion, reason) in state.judgements.items()
     ]
+
+
+def other_lenses(
+    ledger: FindingLedger, present: Mapping[str, Lens], state: FindingState
+) -> list[str]:
+    """Every lens in the run but the finding's own judges it."""
+    return [name for name in present if name != state.key.label]
 
 
 async def run_review(
@@ -164,119 +176,31 @@ async def run_review(
     extensions: Sequence[str] | None = None,
     chunk_bytes: int = DEFAULT_MAX_BYTES,
     rule: ConsensusRule | None = None,
-    options: AppOptions | None = None,
+    options: RunOptions | None = None,
 ) -> ReviewReport:
     """Review the files under ``root`` with a team of lens reviewers.
 
     Raises:
         UsageError: ``root`` is missing or nothing under it can be reviewed.
     """
-    opts = options or AppOptions()
-    lenses = reviewer_ids(list(reviewers))
-    files = select_files(root, extensions=extensions, max_files=max_files)
-    if not files:
-        raise UsageError(f"no reviewable source files under {str(root)!r}")
-    field = Field(opts.clock or SystemClock())
-    trust = TrustTable()
-    groups = {agent_id: lens.name for agent_id, lens in lenses}
-    ledger = FindingLedger(
-        field,
-        groups=groups,
-        trust=trust,
+    plan = ScanPlan(
+        lenses=reviewer_ids(list(reviewers)),
         rule=rule or ConsensusRule(),
+        judges=other_lenses,
+        finding=ReviewFinding.settled,
+        notes=describe,
+        report=ReviewReport,
         bucket_size=3,
         join_within=2,
+        nothing_to_scan="no reviewable source files",
+        max_files=max_files,
+        extensions=extensions,
+        chunk_bytes=chunk_bytes,
     )
-    source = SourceView(root)
-    names = list(dict.fromkeys(lens.name for _, lens in lenses))
-    languages = sorted({f.language for f in files})
-
-    def judges_for(state: FindingState) -> list[str]:
-        return [n for n in names if n != state.key.label]
-
-    agents: list[Agent] = [
-        ScanAgent(
-            agent_id,
-            lens=lens,
-            languages=languages,
-            source=source,
-            ledger=ledger,
-            judges_for=judges_for,
-            backend=backend,
-        )
-        for agent_id, lens in lenses
-    ]
-    tasks: list[TaskSpec] = []
-    for f in files:
-        for chunk in chunk_file(root, f, chunk_bytes):
-            for name in names:
-                if LENSES[name].affinity_for(f.language) >= MIN_AFFINITY:
-                    tasks.append(scan_spec(chunk, name))
-    team = Team(
-        agents,
-        field=field,
-        settings=opts.settings,
-        budget=opts.budget,
-        journal=opts.journal,
-        seed=opts.seed,
-        run_id=opts.run_id,
-        trust=trust,
-        resume=opts.resume,
-    )
-    if opts.resume:
-        ledger.replay(outputs_in_order(team.board))
-    settlement = Settlement(team.board, ledger)
-    opts.started(team.board)
-    report = await team.run(tasks, on_change=opts.on_change)
-    now = field.clock.now()
-    settlement.finish(now)
-    findings: list[ReviewFinding] = []
-    notes: list[list[str]] = []
-    for state in ledger.ordered():
-        verdict = ledger.assess(state, now)
-        lead = state.lead
-        findings.append(
-            ReviewFinding(
-                file=state.key.file,
-                line_start=lead.line_start,
-                line_end=lead.line_end,
-                category=state.key.label,
-                severity=lead.severity,
-                message=lead.message,
-                support=verdict.support,
-                disputed=verdict.disputed,
-                consensus=verdict.consensus,
-            )
-        )
-        notes.append(describe(ledger, state))
-    ledger.close()
-    summary = summarize(report, consensus=sum(f.consensus for f in findings), total=len(findings))
-    return ReviewReport(findings=findings, summary=summary, judgements=notes, root=str(root))
+    return await run_scan(root, backend, plan, options)
 
 
 def review_sarif(report: ReviewReport) -> dict[str, Any]:
     """The review as a SARIF 2.1.0 log."""
     rules = [SarifRule(id=name, description=lens.focus) for name, lens in LENSES.items()]
-    results = [
-        SarifResult(
-            rule=f.category,
-            file=f.file,
-            line_start=f.line_start,
-            line_end=f.line_end,
-            severity=f.severity,
-            message=f.message,
-            consensus=f.consensus,
-            properties={"support": f.support, "disputed": f.disputed},
-        )
-        for f in report.findings
-    ]
-    base = Path(report.root) if report.root else None
-    if base is not None and base.is_file():
-        base = base.parent
-    return to_sarif(
-        tool="smesh-review",
-        rules=rules,
-        results=results,
-        root=base,
-        properties={"summary": msgspec.to_builtins(report.summary)},
-    )
+    return sarif_log(report, tool="smesh-review", rules=rules)

@@ -1,10 +1,12 @@
-"""SARIF 2.1.0 output for ``review`` and ``swarm``.
+"""SARIF 2.1.0 output for ``review`` and ``swarm``: the one writer both use.
 
 One run, one tool (``smesh-review`` or ``smesh-swarm``), one rule per category or CWE.
 Agreed findings are results of kind ``fail`` with a level from their severity; findings
 the agents did not agree on are kept as kind ``review`` (level ``none``, as SARIF requires
 for any kind but ``fail``), so a viewer can show them apart. Who supported a finding, and
-whether it was disputed, goes in the result's property bag.
+whether it was disputed, goes in the result's property bag; the run's summary goes in the
+run's. An app says which rules it has and how one of its findings reads as a SARIF result
+(a ``sarif()`` method, see :class:`SarifFinding`); :func:`sarif_log` does the rest.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
 from smesh._version import __version__
+from smesh.apps.common import ScanReport
 
-__all__ = ["SARIF_SCHEMA_URI", "SarifResult", "SarifRule", "to_sarif"]
+__all__ = ["SARIF_SCHEMA_URI", "SarifFinding", "SarifResult", "SarifRule", "sarif_log", "to_sarif"]
 
 SARIF_SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 _LEVELS = {"high": "error", "medium": "warning", "low": "note"}
@@ -38,6 +41,21 @@ class SarifRule(msgspec.Struct, frozen=True, kw_only=True):
     tags: tuple[str, ...] = ()
 
 
+class _Finding(Protocol):
+    """What every scan finding has, whatever else its report says about it."""
+
+    @property
+    def file(self) -> str: ...
+    @property
+    def severity(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def support(self) -> list[str]: ...
+    @property
+    def consensus(self) -> bool: ...
+
+
 class SarifResult(msgspec.Struct, frozen=True, kw_only=True):
     """One finding as SARIF sees it."""
 
@@ -49,6 +67,31 @@ class SarifResult(msgspec.Struct, frozen=True, kw_only=True):
     message: str
     consensus: bool
     properties: dict[str, Any] = {}
+
+    @classmethod
+    def of(
+        cls, finding: _Finding, *, rule: str, lines: tuple[int, int], **properties: Any
+    ) -> SarifResult:
+        """The result of a scan finding under ``rule``; its supporters and ``properties``
+        go in the property bag."""
+        return cls(
+            rule=rule,
+            file=finding.file,
+            line_start=lines[0],
+            line_end=lines[1],
+            severity=finding.severity,
+            message=finding.message,
+            consensus=finding.consensus,
+            properties={"support": finding.support, **properties},
+        )
+
+
+class SarifFinding(Protocol):
+    """A finding that knows how it reads as a SARIF result."""
+
+    def sarif(self) -> SarifResult:
+        """This finding as a SARIF result."""
+        ...
 
 
 def _rule(rule: SarifRule) -> dict[str, Any]:
@@ -130,3 +173,24 @@ def to_sarif(
     if properties:
         run["properties"] = dict(properties)
     return {"$schema": SARIF_SCHEMA_URI, "version": "2.1.0", "runs": [run]}
+
+
+def sarif_log(report: ScanReport[Any], *, tool: str, rules: Sequence[SarifRule]) -> dict[str, Any]:
+    """A scan report as a SARIF 2.1.0 log.
+
+    Args:
+        report: a ``review`` or ``swarm`` report; its findings are :class:`SarifFinding`.
+        tool: the driver's name (``smesh-review``, ``smesh-swarm``).
+        rules: the rules its findings refer to.
+    """
+    findings: list[SarifFinding] = report.findings
+    base = Path(report.root) if report.root else None
+    if base is not None and base.is_file():
+        base = base.parent
+    return to_sarif(
+        tool=tool,
+        rules=rules,
+        results=[f.sarif() for f in findings],
+        root=base,
+        properties={"summary": msgspec.to_builtins(report.summary)},
+    )

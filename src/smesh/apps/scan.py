@@ -20,88 +20,35 @@ from the journal.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from smesh.agents import Agent, TaskSpec, WorkContext
-from smesh.agents.board import TaskBoard, TaskState
 from smesh.agents.protocol import KIND_TASK, task_intensity
 from smesh.agents.runtime import Runtime
 from smesh.apps.analyzers import Analyzer, RawFinding
 from smesh.apps.files import Chunk, numbered
 from smesh.apps.findings import SEVERITIES, FindingLedger, FindingState
+from smesh.apps.lens import Lens, cwe_label
 from smesh.backends.base import Backend
 from smesh.decay import Step
 
 __all__ = [
-    "CWE_ALIASES",
     "AnalyzerAgent",
-    "Lens",
+    "JudgesFor",
     "ScanAgent",
-    "Settlement",
     "SourceView",
     "analyzer_spec",
-    "cwe_label",
     "judge_spec",
     "post_task",
     "scan_spec",
 ]
 
 _STEP = Step()
-#: CWEs that name the same weakness for our purposes, mapped to one canonical id, so that
-#: an analyzer's CWE-259 (hard-coded password) meets a specialist's CWE-798
-CWE_ALIASES: dict[int, int] = {
-    259: 798,
-    321: 798,
-    95: 94,
-    77: 78,
-    328: 327,
-    916: 327,
-    23: 22,
-    73: 22,
-}
-
-
-def cwe_label(cwe: int) -> str:
-    """The finding label of a CWE id, after folding aliases."""
-    return f"CWE-{CWE_ALIASES.get(cwe, cwe)}"
-
-
 JudgesFor = Callable[[FindingState], Sequence[str]]
-
-
-class Lens(msgspec.Struct, frozen=True, kw_only=True):
-    """A point of view: a review category or a vulnerability specialty.
-
-    Attributes:
-        name: the category or specialty (also the agents' independence group).
-        role: the system prompt of agents with this lens.
-        focus: what to look for, in a few words.
-        cwes: for a specialty, the CWE ids it reports (empty for review categories).
-        affinity: language -> affinity for scanning files in it.
-        default_affinity: affinity for languages not listed.
-    """
-
-    name: str
-    role: str
-    focus: str
-    cwes: tuple[int, ...] = ()
-    affinity: dict[str, float] = {}
-    default_affinity: float = 0.0
-
-    def affinity_for(self, language: str) -> float:
-        """How suited this lens is to files in ``language``."""
-        return self.affinity.get(language, self.default_affinity)
-
-    def label_of(self, item: Mapping[str, Any]) -> str | None:
-        """The finding label of one reported item (None if it is outside this lens)."""
-        if not self.cwes:
-            return self.name
-        cwe = item.get("cwe")
-        return cwe_label(cwe) if isinstance(cwe, int) and cwe in self.cwes else None
 
 
 class SourceView:
@@ -431,49 +378,3 @@ def analyzer_spec(analyzer: Analyzer) -> TaskSpec:
         priority=1.0,
         max_attempts=1,
     )
-
-
-class Settlement:
-    """Settles each finding in the ledger once every judge task on it is final.
-
-    Args:
-        board: the run's task board.
-        ledger: the finding ledger.
-    """
-
-    def __init__(self, board: TaskBoard, ledger: FindingLedger) -> None:
-        self.board = board
-        self.ledger = ledger
-        self._judges: dict[str, list[str]] = {}  # finding -> judge task ids
-        for task in board.tasks.values():
-            self._index(task)
-        board.on_change(self._changed)
-
-    def _index(self, task: TaskState) -> None:
-        spec = task.spec
-        if spec.skill.startswith("judge:") and isinstance(spec.input, dict):
-            tasks = self._judges.setdefault(str(spec.input.get("finding")), [])
-            if spec.task_id not in tasks:
-                tasks.append(spec.task_id)
-
-    def _changed(self, task: TaskState, what: str) -> None:
-        if what == "task":
-            self._index(task)
-            return
-        if not (task.final and task.spec.skill.startswith("judge:")):
-            return
-        address = str(task.spec.input.get("finding"))
-        if all(self.board.tasks[t].final for t in self._judges.get(address, ())):
-            self.ledger.settle(address, self.board.field.clock.now())
-
-    def finish(self, now: float) -> None:
-        """Settle whatever is left (findings nobody needed to judge)."""
-        for address in list(self.ledger.findings):
-            self.ledger.settle(address, now)
-
-
-def outputs_in_order(board: TaskBoard) -> list[tuple[str, Any]]:
-    """Every result on the board as ``(agent, output)``, oldest first (for replay)."""
-    results = [r for t in board.tasks.values() for r in t.results.values()]
-    results.sort(key=lambda s: (s.created_at, s.address))
-    return [(r.origin, r.payload.get("output")) for r in results]

@@ -13,41 +13,28 @@ independent voices support it and the trust-weighted dissent does not outweigh t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from smesh.agents import Agent, TaskSpec, Team
-from smesh.agents.board import TaskBoard
 from smesh.apps.analyzers import Analyzer, make_analyzer
-from smesh.apps.common import AppOptions, ScanReport, summarize
-from smesh.apps.files import DEFAULT_MAX_BYTES, chunk_file, select_files
-from smesh.apps.findings import ConsensusRule, FindingLedger, FindingState
-from smesh.apps.sarif import SarifResult, SarifRule, to_sarif
-from smesh.apps.scan import (
-    AnalyzerAgent,
-    Lens,
-    ScanAgent,
-    Settlement,
-    SourceView,
-    analyzer_spec,
-    outputs_in_order,
-    scan_spec,
-)
+from smesh.apps.common import ScanReport
+from smesh.apps.files import DEFAULT_MAX_BYTES
+from smesh.apps.findings import SEVERITIES, Assessment, ConsensusRule, FindingLedger, FindingState
+from smesh.apps.lens import Lens, lens_agents
+from smesh.apps.options import RunOptions
+from smesh.apps.pipeline import JudgesPolicy, ScanPlan, run_scan
+from smesh.apps.sarif import SarifResult, SarifRule, sarif_log
 from smesh.backends.base import Backend
-from smesh.clock import SystemClock
 from smesh.errors import UsageError
-from smesh.field import Field
-from smesh.trust import TrustTable
 
 __all__ = [
     "DEFAULT_SPECIALISTS",
     "SPECIALISTS",
     "SwarmFinding",
     "SwarmReport",
-    "analyzer_failures",
     "run_swarm",
     "swarm_sarif",
 ]
@@ -124,9 +111,6 @@ SPECIALISTS: dict[str, Lens] = {
 }
 DEFAULT_SPECIALISTS: tuple[str, ...] = tuple(SPECIALISTS)
 DEFAULT_ANALYZERS: tuple[str, ...] = ("bandit",)
-MIN_AFFINITY = 0.5
-#: analyzers start with this trust: deterministic, but not free of false positives
-ANALYZER_TRUST = 0.7
 
 
 class SwarmFinding(msgspec.Struct, frozen=True, kw_only=True):
@@ -140,23 +124,27 @@ class SwarmFinding(msgspec.Struct, frozen=True, kw_only=True):
     support: list[str]
     consensus: bool
 
+    @classmethod
+    def settled(cls, state: FindingState, verdict: Assessment) -> SwarmFinding:
+        """A settled finding of the ledger as the swarm reports it (its worst severity)."""
+        lead = state.lead
+        return cls(
+            file=state.key.file,
+            line=lead.line_start,
+            cwe=state.key.label,
+            severity=max((n.severity for n in state.notes.values()), key=SEVERITIES.index),
+            message=lead.message,
+            support=verdict.support,
+            consensus=verdict.consensus,
+        )
+
+    def sarif(self) -> SarifResult:
+        """This finding as a SARIF result."""
+        return SarifResult.of(self, rule=self.cwe, lines=(self.line, self.line))
+
 
 class SwarmReport(ScanReport[SwarmFinding], frozen=True, kw_only=True):
-    """The findings of a swarm run and its summary.
-
-    Attributes:
-        analyzer_failures: one line per analyzer that did not work (error, unparsable
-            output, timeout, never ran); ``smesh swarm`` then exits 1.
-    """
-
-    analyzer_failures: list[str] = msgspec.field(default_factory=list)
-
-    def contract(self) -> dict[str, Any]:
-        """``{"findings", "summary"}``, plus ``"analyzer_failures"`` when one failed."""
-        doc = super().contract()
-        if self.analyzer_failures:
-            doc["analyzer_failures"] = list(self.analyzer_failures)
-        return doc
+    """The findings of a swarm run and its summary."""
 
 
 def specialist_ids(specialists: Sequence[str]) -> list[tuple[str, Lens]]:
@@ -165,18 +153,32 @@ def specialist_ids(specialists: Sequence[str]) -> list[tuple[str, Lens]]:
     Raises:
         UsageError: an unknown specialty.
     """
-    unknown = [s for s in specialists if s not in SPECIALISTS]
-    if unknown:
-        raise UsageError(
-            f"unknown specialist {', '.join(unknown)}; choose from {', '.join(SPECIALISTS)}"
-        )
-    seen: dict[str, int] = {}
-    out: list[tuple[str, Lens]] = []
-    for s in specialists:
-        seen[s] = seen.get(s, 0) + 1
-        copies = specialists.count(s)
-        out.append((s if copies == 1 else f"{s}-{seen[s]}", SPECIALISTS[s]))
-    return out
+    return lens_agents(specialists, SPECIALISTS, what="specialist", allow_none=True)
+
+
+def describe(state: FindingState) -> list[str]:
+    """What each reporter and each judge said about a finding."""
+    return [f"{a}: {n.message}" for a, n in state.notes.items()] + [
+        f"{a}: {o}" + (f" — {r}" if r else "") for a, (o, r) in state.judgements.items()
+    ]
+
+
+def cwe_judges(consensus: int) -> JudgesPolicy:
+    """The judges of a finding: the specialists whose specialty covers its CWE, and, when
+    they are too few to reach ``consensus``, other specialists (any security expert can
+    read code) to fill in."""
+
+    def judges(
+        ledger: FindingLedger, present: Mapping[str, Lens], state: FindingState
+    ) -> list[str]:
+        cwe = int(state.key.label.split("-", 1)[1])
+        supporting = set(ledger.supporting_groups(state))
+        experts = [n for n, lens in present.items() if cwe in lens.cwes and n not in supporting]
+        need = consensus - len(supporting) - len(experts)
+        others = [n for n in present if n not in supporting and n not in experts]
+        return experts + others[: max(0, need)]
+
+    return judges
 
 
 async def run_swarm(
@@ -189,14 +191,13 @@ async def run_swarm(
     max_files: int | None = None,
     extensions: Sequence[str] | None = None,
     chunk_bytes: int = DEFAULT_MAX_BYTES,
-    options: AppOptions | None = None,
+    options: RunOptions | None = None,
 ) -> SwarmReport:
     """Scan ``root`` with the specialists and analyzers.
 
     Raises:
         UsageError: bad arguments, or nothing under ``root`` to scan.
     """
-    opts = options or AppOptions()
     if consensus < 1:
         raise UsageError(f"--consensus must be >= 1, got {consensus}")
     lenses = specialist_ids(list(specialists))
@@ -205,163 +206,30 @@ async def run_swarm(
     tools = [make_analyzer(a) if isinstance(a, str) else a for a in analyzers]
     if not lenses and not tools:
         raise UsageError("a swarm needs at least one specialist or analyzer")
-    files = select_files(root, extensions=extensions, max_files=max_files)
-    if not files:
-        raise UsageError(f"no source files under {str(root)!r}")
-    clock = opts.clock or SystemClock()
-    field = Field(clock)
-    trust = TrustTable()
-    groups = {agent_id: lens.name for agent_id, lens in lenses}
-    groups.update({tool.name: tool.name for tool in tools})
-    rule = ConsensusRule(quorum=0.0, margin=0.01, min_groups=consensus)
-    ledger = FindingLedger(field, groups=groups, trust=trust, rule=rule)
-    source = SourceView(root)
-    present = {lens.name: lens for _, lens in lenses}
-    languages = sorted({f.language for f in files})
-
-    def judges_for(state: FindingState) -> list[str]:
-        # the specialists of the finding's CWE judge it; when they are too few to reach
-        # consensus, other specialists (any security expert can read code) fill in
-        cwe = int(state.key.label.split("-", 1)[1])
-        supporting = set(ledger.supporting_groups(state))
-        experts = [n for n, lens in present.items() if cwe in lens.cwes and n not in supporting]
-        need = consensus - len(supporting) - len(experts)
-        others = [n for n in present if n not in supporting and n not in experts]
-        return experts + others[: max(0, need)]
-
-    agents: list[Agent] = []
-    for agent_id, lens in lenses:
-        assert backend is not None
-        agents.append(
-            ScanAgent(
-                agent_id,
-                lens=lens,
-                languages=languages,
-                source=source,
-                ledger=ledger,
-                judges_for=judges_for,
-                backend=backend,
-            )
-        )
-    base = Path(root)
-    for tool in tools:
-        agents.append(
-            AnalyzerAgent(
-                tool.name,
-                analyzer=tool,
-                root=base if base.is_dir() else base.parent,
-                files=[f.path for f in files],
-                ledger=ledger,
-                judges_for=judges_for,
-            )
-        )
-    tasks: list[TaskSpec] = [analyzer_spec(tool) for tool in tools]
-    for f in files:
-        for chunk in chunk_file(root, f, chunk_bytes):
-            for name, lens in present.items():
-                if lens.affinity_for(f.language) >= MIN_AFFINITY:
-                    tasks.append(scan_spec(chunk, name))
-    team = Team(
-        agents,
-        field=field,
-        settings=opts.settings,
-        budget=opts.budget,
-        journal=opts.journal,
-        seed=opts.seed,
-        run_id=opts.run_id,
-        trust=trust,
-        resume=opts.resume,
+    plan = ScanPlan(
+        lenses=lenses,
+        analyzers=tools,
+        rule=ConsensusRule(quorum=0.0, margin=0.01, min_groups=consensus),
+        judges=cwe_judges(consensus),
+        finding=SwarmFinding.settled,
+        notes=describe,
+        report=SwarmReport,
+        max_files=max_files,
+        extensions=extensions,
+        chunk_bytes=chunk_bytes,
     )
-    for tool in tools:
-        if tool.name not in trust:
-            trust.set(tool.name, ANALYZER_TRUST, clock.now())
-    if opts.resume:
-        ledger.replay(outputs_in_order(team.board))
-    settlement = Settlement(team.board, ledger)
-    opts.started(team.board)
-    report = await team.run(tasks, on_change=opts.on_change)
-    now = field.clock.now()
-    settlement.finish(now)
-    findings: list[SwarmFinding] = []
-    notes: list[list[str]] = []
-    for state in ledger.ordered():
-        verdict = ledger.assess(state, now)
-        lead = state.lead
-        findings.append(
-            SwarmFinding(
-                file=state.key.file,
-                line=lead.line_start,
-                cwe=state.key.label,
-                severity=max(
-                    (n.severity for n in state.notes.values()),
-                    key=("low", "medium", "high").index,
-                ),
-                message=lead.message,
-                support=verdict.support,
-                consensus=verdict.consensus,
-            )
-        )
-        notes.append(
-            [f"{a}: {n.message}" for a, n in state.notes.items()]
-            + [f"{a}: {o}" + (f" — {r}" if r else "") for a, (o, r) in state.judgements.items()]
-        )
-    ledger.close()
-    summary = summarize(report, consensus=sum(f.consensus for f in findings), total=len(findings))
-    return SwarmReport(
-        findings=findings,
-        summary=summary,
-        judgements=notes,
-        root=str(root),
-        analyzer_failures=analyzer_failures(team.board, tools),
-    )
-
-
-def analyzer_failures(board: TaskBoard, tools: Sequence[Analyzer]) -> list[str]:
-    """One line per analyzer whose task did not end accepted, with the error it raised."""
-    failed: list[str] = []
-    for tool in tools:
-        task = board.tasks.get(f"analyze:{tool.name}")
-        if task is not None and task.outcome == "accepted":
-            continue
-        errors = [] if task is None else [r.payload.get("error") for r in task.results.values()]
-        reason = next((str(e) for e in reversed(errors) if e), "it did not finish")
-        failed.append(f"{tool.name}: {reason}")
-    return failed
+    return await run_scan(root, backend, plan, options)
 
 
 def swarm_sarif(report: SwarmReport) -> dict[str, Any]:
-    """The swarm's findings as a SARIF 2.1.0 log."""
-    rules = sorted(
-        {
-            SarifRule(
-                id=f.cwe,
-                description=f"{f.cwe} (see the CWE entry)",
-                tags=("security", f"external/cwe/{f.cwe.lower()}"),
-            )
-            for f in report.findings
-        },
-        key=lambda r: int(r.id.split("-", 1)[1]),
-    )
-    results = [
-        SarifResult(
-            rule=f.cwe,
-            file=f.file,
-            line_start=f.line,
-            line_end=f.line,
-            severity=f.severity,
-            message=f.message,
-            consensus=f.consensus,
-            properties={"support": f.support},
+    """The swarm's findings as a SARIF 2.1.0 log: one rule per CWE found."""
+    cwes = sorted({f.cwe for f in report.findings}, key=lambda cwe: int(cwe.split("-", 1)[1]))
+    rules = [
+        SarifRule(
+            id=cwe,
+            description=f"{cwe} (see the CWE entry)",
+            tags=("security", f"external/cwe/{cwe.lower()}"),
         )
-        for f in report.findings
+        for cwe in cwes
     ]
-    base = Path(report.root) if report.root else None
-    if base is not None and base.is_file():
-        base = base.parent
-    return to_sarif(
-        tool="smesh-swarm",
-        rules=rules,
-        results=results,
-        root=base,
-        properties={"summary": msgspec.to_builtins(report.summary)},
-    )
+    return sarif_log(report, tool="smesh-swarm", rules=rules)

@@ -1,12 +1,14 @@
-"""What the ``review``, ``swarm`` and ``code`` commands share: options, the backend's
-life cycle, the live progress view and writing the report."""
+"""How the ``review``, ``swarm`` and ``code`` commands run their app: the run flags they
+share (parsed once into a :class:`RunFlags`), the backend's life cycle, the journal and
+the live progress view."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+import dataclasses
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,68 +18,119 @@ from rich.table import Table
 
 from smesh.agents.board import TaskBoard, TaskState
 from smesh.agents.runtime import Budget
-from smesh.apps.common import AppOptions, Summary
+from smesh.apps.options import RunOptions
 from smesh.cli._common import err_console
 from smesh.journal import DEFAULT_JOURNAL, Journal
 
-__all__ = [
-    "ProgressView",
-    "app_backend",
-    "dumps",
-    "emit_report",
-    "make_options",
-    "report_options",
-    "run_app",
-    "run_options",
-    "summary_table",
-]
+__all__ = ["ProgressView", "RunFlags", "app_backend", "run_app", "run_options"]
 
-F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
 
-def run_options(func: F) -> F:
-    """The options every app command takes: backend, budgets, seed, journal, resume."""
-    options = [
-        click.option(
-            "--backend",
-            default="local",
-            show_default=True,
-            help="LLM backend: local, local:1.5b, ollama:MODEL, openai:MODEL, ...",
-        ),
-        click.option(
-            "--max-calls",
-            type=click.IntRange(min=1),
-            default=400,
-            show_default=True,
-            help="Hard budget on LLM calls.",
-        ),
-        click.option(
-            "--max-seconds",
-            type=click.FloatRange(min=1),
-            default=1800.0,
-            show_default=True,
-            help="Hard budget on wall time.",
-        ),
-        click.option("--seed", type=int, default=0, show_default=True, help="Seed of the RNGs."),
-        click.option(
-            "--journal",
-            "journal_path",
-            type=click.Path(dir_okay=False, path_type=Path),
-            default=DEFAULT_JOURNAL,
-            show_default=True,
-            help="SQLite journal of the run.",
-        ),
-        click.option(
-            "--resume",
-            "resume_id",
-            metavar="RUN_ID",
-            help="Continue an interrupted run from the journal without redoing finished work.",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class RunFlags:
+    """The run flags every app command takes, as one value.
+
+    Attributes:
+        backend: the model to ask (``--backend``), resolved when the run starts.
+        journal: where the run's journal lives (``--journal``), opened when it starts.
+        options: the app's run options from the other flags: the budget (``--max-calls``,
+            ``--max-seconds``), ``--seed`` and the run to continue (``--resume``).
+    """
+
+    backend: str
+    journal: Path
+    options: RunOptions
+
+    @classmethod
+    def parse(
+        cls,
+        *,
+        backend: str,
+        max_calls: int,
+        max_seconds: float,
+        seed: int,
+        journal_path: Path,
+        resume_id: str | None,
+    ) -> RunFlags:
+        """The value of the parsed command-line flags."""
+        options = RunOptions(
+            budget=Budget(calls=max_calls, wall_s=max_seconds),
+            seed=seed,
+            run_id=resume_id,
+            resume=resume_id is not None,
+        )
+        return cls(backend=backend, journal=journal_path, options=options)
+
+
+_RUN_FLAGS = (
+    click.option(
+        "--backend",
+        default="local",
+        show_default=True,
+        help="LLM backend: local, local:1.5b, ollama:MODEL, openai:MODEL, ...",
+    ),
+    click.option(
+        "--max-calls",
+        type=click.IntRange(min=1),
+        default=400,
+        show_default=True,
+        help="Hard budget on LLM calls.",
+    ),
+    click.option(
+        "--max-seconds",
+        type=click.FloatRange(min=1),
+        default=1800.0,
+        show_default=True,
+        help="Hard budget on wall time.",
+    ),
+    click.option("--seed", type=int, default=0, show_default=True, help="Seed of the RNGs."),
+    click.option(
+        "--journal",
+        "journal_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=DEFAULT_JOURNAL,
+        show_default=True,
+        help="SQLite journal of the run.",
+    ),
+    click.option(
+        "--resume",
+        "resume_id",
+        metavar="RUN_ID",
+        help="Continue an interrupted run from the journal without redoing finished work.",
+    ),
+)
+
+
+def run_options(func: Callable[..., T]) -> Callable[..., T]:
+    """Add the run flags of every app command (backend, budgets, seed, journal, resume);
+    the command receives them as one ``run`` argument, a :class:`RunFlags`."""
+
+    @functools.wraps(func)
+    def command(
+        *args: Any,
+        backend: str,
+        max_calls: int,
+        max_seconds: float,
+        seed: int,
+        journal_path: Path,
+        resume_id: str | None,
+        **kwargs: Any,
+    ) -> T:
+        run = RunFlags.parse(
+            backend=backend,
+            max_calls=max_calls,
+            max_seconds=max_seconds,
+            seed=seed,
+            journal_path=journal_path,
+            resume_id=resume_id,
+        )
+        return func(*args, run=run, **kwargs)
+
+    decorated: Callable[..., T] = command
+    for option in reversed(_RUN_FLAGS):
+        decorated = option(decorated)
+    return decorated
 
 
 @contextlib.asynccontextmanager
@@ -158,119 +211,28 @@ class ProgressView:
                 self._live = None
 
 
-def report_options(formats: Sequence[str]) -> Callable[[F], F]:
-    """The report options of ``review`` and ``swarm``: --format, --out and --json."""
-
-    def decorate(func: F) -> F:
-        options = [
-            click.option(
-                "--format",
-                "fmt",
-                type=click.Choice(list(formats)),
-                default="text",
-                show_default=True,
-                help="Report format.",
-            ),
-            click.option(
-                "--out",
-                type=click.Path(dir_okay=False, path_type=Path),
-                help="Write the report to this file instead of stdout.",
-            ),
-            click.option("--json", "as_json", is_flag=True, help="Same as --format json."),
-        ]
-        for option in reversed(options):
-            func = option(func)
-        return func
-
-    return decorate
-
-
 def run_app(
-    body: Callable[[Any, AppOptions], Awaitable[T]],
+    body: Callable[[Any, RunOptions], Awaitable[T]],
+    run: RunFlags,
     *,
-    backend: str | None,
-    quiet: bool,
     view: ProgressView,
-    journal_path: Path,
-    max_calls: int,
-    max_seconds: float,
-    seed: int,
-    resume_id: str | None,
+    quiet: bool,
+    model: bool = True,
 ) -> T:
-    """Run an app: open the journal and the backend, build its options from the common
-    command-line options, show the live view unless ``quiet``, and close everything."""
+    """Run an app: open the journal and (when ``model``) the backend, hand ``body`` the
+    backend and the run's options bound to the journal and the view, show the view
+    unless ``quiet``, and close everything."""
 
-    async def run() -> T:
-        journal = Journal(journal_path)
+    async def go() -> T:
+        journal = Journal(run.journal)
         try:
-            async with app_backend(backend, quiet=quiet) as model:
-                options = make_options(
-                    max_calls=max_calls,
-                    max_seconds=max_seconds,
-                    seed=seed,
-                    journal=journal,
-                    resume_id=resume_id,
-                    view=view,
+            async with app_backend(run.backend if model else None, quiet=quiet) as backend:
+                options = run.options.replace(
+                    journal=journal, on_change=view.on_change, on_start=view.on_start
                 )
                 with view.shown(not quiet):
-                    return await body(model, options)
+                    return await body(backend, options)
         finally:
             journal.close()
 
-    return asyncio.run(run())
-
-
-def make_options(
-    *,
-    max_calls: int,
-    max_seconds: float,
-    seed: int,
-    journal: Journal,
-    resume_id: str | None,
-    view: ProgressView,
-) -> AppOptions:
-    """Run options for an app from the common command-line options."""
-
-    return AppOptions(
-        budget=Budget(calls=max_calls, wall_s=max_seconds),
-        journal=journal,
-        run_id=resume_id,
-        resume=resume_id is not None,
-        seed=seed,
-        on_change=view.on_change,
-        on_start=view.on_start,
-    )
-
-
-def summary_table(summary: Summary, *, what: str) -> Table:
-    """The closing numbers as a small table."""
-    table = Table(title=f"Run {summary.run_id} ({summary.stopped_by})", title_justify="left")
-    table.add_column("")
-    table.add_column("", justify="right")
-    rows = [
-        ("duration", f"{summary.duration_s:.1f} s"),
-        ("LLM calls", str(summary.llm_calls)),
-        ("tokens", str(summary.tokens)),
-        ("signals", f"{summary.signals} ({summary.reinforcements} reinforcements)"),
-        (what, f"{summary.consensus} of {summary.total}"),
-    ]
-    for name, value in rows:
-        table.add_row(name, value)
-    return table
-
-
-def emit_report(text: str, out: Path | None) -> None:
-    """Write the report to ``out``, or print it on stdout."""
-    if out is None:
-        click.echo(text, nl=not text.endswith("\n"))
-        return
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise click.UsageError(f"cannot write {str(out)!r}: {exc.strerror}") from None
-
-
-def dumps(data: Any) -> str:
-    """Indented JSON."""
-    return json.dumps(data, indent=2, ensure_ascii=False)
+    return asyncio.run(go())

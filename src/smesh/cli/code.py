@@ -8,16 +8,10 @@ from typing import Any
 import click
 from rich.table import Table
 
-from smesh.apps.common import AppOptions
-from smesh.cli._apps import (
-    ProgressView,
-    dumps,
-    emit_report,
-    run_app,
-    run_options,
-    summary_table,
-)
+from smesh.apps.options import RunOptions
+from smesh.cli._apps import ProgressView, RunFlags, run_app, run_options
 from smesh.cli._common import console, err_console
+from smesh.cli._report import closing, dumps, emit_report
 
 
 @click.command("code")
@@ -67,12 +61,7 @@ def command(
     test_timeout: float,
     unsafe_local_exec: bool,
     as_json: bool,
-    backend: str,
-    max_calls: int,
-    max_seconds: float,
-    seed: int,
-    journal_path: Path,
-    resume_id: str | None,
+    run: RunFlags,
 ) -> None:
     """Build a small Python project from BRIEF with an architect, coders, a tester and a
     reviewer.
@@ -92,9 +81,8 @@ def command(
     Sandbox(unsafe_local_exec=unsafe_local_exec).check()  # exit 2 before any model loads
     if unsafe_local_exec and not Sandbox().isolated:
         err_console.print("warning: no sandbox here; generated tests run unsandboxed")
-    view = ProgressView("code")
 
-    async def body(model: Any, options: AppOptions) -> CodeReport:
+    async def body(model: Any, options: RunOptions) -> CodeReport:
         return await run_code(
             brief,
             out,
@@ -106,17 +94,7 @@ def command(
             unsafe_local_exec=unsafe_local_exec,
         )
 
-    report = run_app(
-        body,
-        backend=backend,
-        quiet=as_json,
-        view=view,
-        journal_path=journal_path,
-        max_calls=max_calls,
-        max_seconds=max_seconds,
-        seed=seed,
-        resume_id=resume_id,
-    )
+    report = run_app(body, run, view=ProgressView("code"), quiet=as_json)
     if as_json:
         emit_report(dumps(report.contract()), None)
         return
@@ -134,7 +112,5 @@ def command(
             m.coder or "-",
         )
     console.print(table)
-    trust = ", ".join(f"{k} {v:.2f}" for k, v in report.summary.trust.items())
-    err_console.print(summary_table(report.summary, what="modules accepted"))
-    err_console.print(f"trust: {trust or '-'}")
-    err_console.print(f"journal: {journal_path} · resume with --resume {report.summary.run_id}")
+    trust = ", ".join(f"{k} {v:.2f}" for k, v in report.summary.trust.items()) or "-"
+    closing(report.summary, what="modules accepted", journal=run.journal, notes=[f"trust: {trust}"])

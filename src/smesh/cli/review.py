@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from smesh.apps.common import AppOptions
-from smesh.cli._apps import (
-    ProgressView,
-    dumps,
-    emit_report,
-    report_options,
-    run_app,
-    run_options,
-    summary_table,
-)
-from smesh.cli._common import err_console
+from smesh.apps.options import RunOptions
+from smesh.cli._apps import ProgressView, RunFlags, run_app, run_options
+from smesh.cli._report import ReportFlags, dumps, report_options
 
 FORMATS = ("text", "json", "markdown", "sarif")
 
@@ -66,16 +59,9 @@ def command(
     extensions: tuple[str, ...],
     quorum: float,
     margin: float,
-    fmt: str,
-    out: Path | None,
-    as_json: bool,
-    backend: str,
-    max_calls: int,
-    max_seconds: float,
-    seed: int,
-    journal_path: Path,
-    resume_id: str | None,
-) -> None:
+    output: ReportFlags,
+    run: RunFlags,
+) -> int:
     """Review a repository with security, performance, style and documentation reviewers.
 
     Reviewers claim the files they suit; every other reviewer judges each finding blind;
@@ -86,14 +72,11 @@ def command(
     from smesh.apps.reports import review_markdown, review_text
     from smesh.apps.review import ReviewReport, review_sarif, reviewer_ids, run_review
 
-    fmt = "json" if as_json else fmt
     names = [r.strip() for r in reviewers.split(",") if r.strip()]
     reviewer_ids(names)  # unknown lenses are a usage error, before anything loads
     rule = ConsensusRule(quorum=quorum, margin=margin)
-    view = ProgressView("review")
-    quiet = fmt != "text" and out is None
 
-    async def body(model: Any, options: AppOptions) -> ReviewReport:
+    async def body(model: Any, options: RunOptions) -> ReviewReport:
         return await run_review(
             root,
             model,
@@ -104,25 +87,11 @@ def command(
             options=options,
         )
 
-    report = run_app(
-        body,
-        backend=backend,
-        quiet=quiet,
-        view=view,
-        journal_path=journal_path,
-        max_calls=max_calls,
-        max_seconds=max_seconds,
-        seed=seed,
-        resume_id=resume_id,
-    )
-    if fmt == "json":
-        emit_report(dumps(report.contract()), out)
-    elif fmt == "sarif":
-        emit_report(dumps(review_sarif(report)), out)
-    elif fmt == "markdown":
-        emit_report(review_markdown(report), out)
-    else:
-        emit_report(review_text(report), out)
-    if not quiet:
-        err_console.print(summary_table(report.summary, what="findings agreed"))
-        err_console.print(f"journal: {journal_path} · resume with --resume {report.summary.run_id}")
+    report = run_app(body, run, view=ProgressView("review"), quiet=output.quiet)
+    renderers: dict[str, Callable[[ReviewReport], str]] = {
+        "text": review_text,
+        "json": lambda r: dumps(r.contract()),
+        "markdown": review_markdown,
+        "sarif": lambda r: dumps(review_sarif(r)),
+    }
+    return output.deliver(report, renderers, journal=run.journal)

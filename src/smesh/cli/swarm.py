@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from smesh.apps.common import AppOptions
-from smesh.cli._apps import (
-    ProgressView,
-    dumps,
-    emit_report,
-    report_options,
-    run_app,
-    run_options,
-    summary_table,
-)
-from smesh.cli._common import err_console
+from smesh.apps.options import RunOptions
+from smesh.cli._apps import ProgressView, RunFlags, run_app, run_options
+from smesh.cli._report import ReportFlags, dumps, report_options
 
 FORMATS = ("text", "json", "sarif")
 
@@ -60,15 +53,8 @@ def command(
     consensus: int,
     max_files: int | None,
     extensions: tuple[str, ...],
-    fmt: str,
-    out: Path | None,
-    as_json: bool,
-    backend: str,
-    max_calls: int,
-    max_seconds: float,
-    seed: int,
-    journal_path: Path,
-    resume_id: str | None,
+    output: ReportFlags,
+    run: RunFlags,
 ) -> int:
     """Scan a repository for vulnerabilities with a swarm of specialists and analyzers.
 
@@ -81,7 +67,6 @@ def command(
     from smesh.apps.reports import swarm_text
     from smesh.apps.swarm import SwarmReport, run_swarm, specialist_ids, swarm_sarif
 
-    fmt = "json" if as_json else fmt
     names = [s.strip() for s in specialists.split(",") if s.strip() and s.strip() != "none"]
     tools = [a.strip() for a in analyzers.split(",") if a.strip() and a.strip() != "none"]
     specialist_ids(names)  # usage errors before anything loads
@@ -89,10 +74,8 @@ def command(
         make_analyzer(tool)
     if not names and not tools:
         raise click.UsageError("nothing to run: no specialists and no analyzers")
-    view = ProgressView("swarm")
-    quiet = fmt != "text" and out is None
 
-    async def body(model: Any, options: AppOptions) -> SwarmReport:
+    async def body(model: Any, options: RunOptions) -> SwarmReport:
         return await run_swarm(
             root,
             model,
@@ -104,26 +87,11 @@ def command(
             options=options,
         )
 
-    report = run_app(
-        body,
-        backend=backend if names else None,
-        quiet=quiet,
-        view=view,
-        journal_path=journal_path,
-        max_calls=max_calls,
-        max_seconds=max_seconds,
-        seed=seed,
-        resume_id=resume_id,
-    )
-    if fmt == "json":
-        emit_report(dumps(report.contract()), out)
-    elif fmt == "sarif":
-        emit_report(dumps(swarm_sarif(report)), out)
-    else:
-        emit_report(swarm_text(report), out)
-    if not quiet:
-        err_console.print(summary_table(report.summary, what="findings agreed"))
-        err_console.print(f"journal: {journal_path} · resume with --resume {report.summary.run_id}")
-    for failure in report.analyzer_failures:  # a failed analyzer is not a clean scan
-        click.echo(f"smesh: analyzer failed: {failure}", err=True)
-    return 1 if report.analyzer_failures else 0
+    # analyzers alone need no model: the backend is not even loaded
+    report = run_app(body, run, view=ProgressView("swarm"), quiet=output.quiet, model=bool(names))
+    renderers: dict[str, Callable[[SwarmReport], str]] = {
+        "text": swarm_text,
+        "json": lambda r: dumps(r.contract()),
+        "sarif": lambda r: dumps(swarm_sarif(r)),
+    }
+    return output.deliver(report, renderers, journal=run.journal)
