@@ -39,6 +39,9 @@ def _register() -> None:
 
     cli.add_command(mesh.command)
     cli.add_command(mesh.node_command)
+    from smesh.cli import eval as eval_cmd
+
+    cli.add_command(eval_cmd.command)
 
 
 def _error(message: str, code: int) -> int:
