@@ -140,7 +140,9 @@ def extract_answer(text: str) -> str | None:
     """The final answer in a reply: the last ``Answer: ...`` line, else the last number."""
     found = _ANSWER.findall(text)
     if found:
-        answer = str(found[-1]).strip().strip("*`$ ").rstrip(".")
+        answer = str(found[-1]).strip()
+        for _ in range(2):  # "**-7**." -> "-7"
+            answer = answer.strip("*`$ ").rstrip(".")
         return answer or None
     numbers = _NUMBER.findall(text)
     return numbers[-1] if numbers else None
