@@ -71,3 +71,14 @@ def test_faults_reject_nonsense_rates() -> None:
 
     with pytest.raises(UsageError):
         faults_suite.run_faults(n=10, rates=(1.0,))
+
+
+def test_killing_real_mesh_peers_with_sigkill_loses_no_task() -> None:
+    pytest.importorskip("zenoh", reason="the mesh extra is not installed")
+    from smesh.eval.faults_mesh import mesh_run
+
+    base = mesh_run(kill=0, horizon_s=0.0, seed=3, peers=2, agents=2, tasks=16)
+    assert base["completion"] == 1.0 and base["accepted_twice"] == 0
+    hit = mesh_run(kill=1, horizon_s=base["duration_s"] / 2, seed=3, peers=2, agents=2, tasks=16)
+    assert len(hit["killed_at_s"]) == 1
+    assert hit["completion"] == 1.0 and hit["accepted_twice"] == 0

@@ -29,7 +29,7 @@ from smesh.trust import TrustTable
 __all__ = ["CONDITIONS", "DEFAULT_BUDGET", "choose_problems", "run_code"]
 
 CONDITIONS = ("single", "best-of-n", "team")
-DEFAULT_BUDGET = 2400
+DEFAULT_BUDGET = 1600
 MAX_SAMPLES = 16
 
 

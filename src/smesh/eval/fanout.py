@@ -241,7 +241,7 @@ def _central(name: str, ledger: Ledger, tasks: int, makespan: float) -> Run:
     )
 
 
-def run_fanout(*, n: int = 200, seed: int = 0, workers: int = 20, repeats: int = 10) -> EvalResult:
+def run_fanout(*, n: int = 200, seed: int = 0, workers: int = 20, repeats: int = 30) -> EvalResult:
     """Run the three conditions on ``n`` tasks and ``workers`` scripted workers, ``repeats``
     times with different draws (one heavy-tailed call can decide a makespan, so a single
     draw says little); scores are mean makespans with bootstrap intervals over the draws."""

@@ -8,6 +8,9 @@ to lapse. Moments are drawn uniformly over the no-fault run's makespan. Everythi
 virtual time with scripted workers (:mod:`smesh.eval.workload`, no slow or flaky workers
 here: the faults are the kills).
 
+With ``mesh``, the same is done to real processes: peers sharing the field over the mesh
+are killed with SIGKILL (:mod:`smesh.eval.faults_mesh`).
+
 Reported per kill rate: completion rate (headline), tasks accepted twice (must be 0),
 wasted calls (calls that did not produce an accepted result: cut off by a kill, or whose
 result was lost with the lease), and makespan relative to the no-fault run.
@@ -52,8 +55,10 @@ def run_faults(
     agents: int = 20,
     repeats: int = 5,
     rates: tuple[float, ...] = RATES,
+    mesh: bool = False,
 ) -> EvalResult:
-    """Run ``repeats`` draws of each kill rate on ``n`` tasks and ``agents`` agents."""
+    """Run ``repeats`` draws of each kill rate on ``n`` tasks and ``agents`` agents; with
+    ``mesh``, also kill real peer processes of a mesh (:mod:`smesh.eval.faults_mesh`)."""
     if n < 1 or agents < 2 or repeats < 1:
         raise UsageError("--n must be >= 1, agents >= 2 and repeats >= 1")
     if any(not 0.0 <= r < 1.0 for r in rates):
@@ -125,6 +130,17 @@ def run_faults(
             "repeats": repeats,
             "lease_s": SETTINGS.lease_s,
             "curve": curve,
-            "mesh": "not measured here (in-process kills only); see benchmarks/RESULTS.md",
+            "mesh": _mesh(n, seed, agents) if mesh else None,
         },
     )
+
+
+def _mesh(n: int, seed: int, agents: int) -> dict[str, Any]:
+    from smesh.eval.faults_mesh import mesh_curve
+
+    peers = 4
+    return {
+        "peers": peers,
+        "agents_per_peer": max(1, agents // peers),
+        "curve": mesh_curve(seed=seed, peers=peers, agents=max(1, agents // peers), tasks=n),
+    }

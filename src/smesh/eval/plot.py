@@ -78,6 +78,12 @@ def _faults(plt: Any, result: EvalResult) -> Any:
     twin.set_ylabel("makespan / no-fault makespan", color="#e76f51")
     twin.set_ylim(0, max(2.6, max(p["makespan_ratio_max"] for p in curve) * 1.1))
     twin.axhline(2.5, color="#e76f51", linestyle=":", linewidth=1)
+    mesh = (result.extra.get("mesh") or {}).get("curve", [])
+    if mesh:
+        xs = [100 * p["rate"] for p in mesh]
+        ax.plot(xs, [p["completion"] * 100 for p in mesh], "o:", color="#264653", label="mesh")
+        twin.plot(xs, [p["duration_ratio"] for p in mesh], "s:", color="#9c4f2e")
+        ax.legend(["in-process (asyncio kills)", "mesh (SIGKILL peers)"], loc="lower left")
     ax.set_title(f"faults: {result.n} tasks, {result.extra['agents']} agents, seed {result.seed}")
     return fig
 

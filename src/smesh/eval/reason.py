@@ -51,14 +51,13 @@ __all__ = [
 ]
 
 CONDITIONS = ("single", "majority", "smesh", "smesh-unweighted")
-DEFAULT_BUDGET = 1200
+DEFAULT_BUDGET = 600
 MAX_SAMPLES = 24
 
 #: (dataset name, configuration): difficulties where the embedded 0.5B model is neither near
 #: 0 nor near 100 % (measured; see benchmarks/RESULTS.md)
 DATASETS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("basic_arithmetic", {"min_terms": 3, "max_terms": 4, "min_digits": 1, "max_digits": 2}),
-    ("knights_knaves", {"n_people": 2, "depth_constraint": 2, "width_constraint": 2}),
+    ("basic_arithmetic", {"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 2}),
 )
 
 
@@ -86,12 +85,12 @@ COT = (
     "'Answer: <final answer>'."
 )
 DIRECT = "Reply with one line of the form 'Answer: <final answer>' and nothing else."
-SINGLE = Style("single", COT, 0.0, 320)
-SAMPLE = Style("cot-0.7", COT, 0.7, 320)
+SINGLE = Style("single", COT, 0.0, 256)
+SAMPLE = Style("cot-0.7", COT, 0.7, 256)
 STYLES = (
-    Style("cot-0.3", COT, 0.3, 320),
-    Style("direct-0.5", DIRECT, 0.5, 48),
-    Style("cot-0.9", COT, 0.9, 320),
+    Style("cot-0.3", COT, 0.3, 256),
+    Style("direct-0.5", DIRECT, 0.5, 32),
+    Style("cot-0.9", COT, 0.9, 256),
 )
 
 
@@ -271,11 +270,22 @@ def style_of(voter: str) -> str:
     return voter.split("#", 1)[0]
 
 
-def smesh(trust: TrustTable | None) -> Any:
-    """Trust-weighted consensus over voters of several styles (None: unweighted)."""
+def smesh(
+    trust: TrustTable | None, cache: dict[str, tuple[list[tuple[str, str]], int, int]]
+) -> Any:
+    """Trust-weighted consensus over voters of several styles (None: unweighted).
+
+    The weighted and unweighted conditions see the very same votes: the first to run on a
+    problem collects them, and the other replays them (and is charged the same tokens).
+    """
 
     async def solve(problem: Problem, backend: Backend, meter: TokenMeter) -> Attempt:
-        votes = await collect_votes(problem, backend, meter)
+        cached = cache.get(problem.id)
+        if cached is None:
+            votes = await collect_votes(problem, backend, meter)
+            cache[problem.id] = (votes, meter.used, meter.calls)
+        else:
+            votes, meter.used, meter.calls = cached[0], cached[1], cached[2]
         if trust is None:
             pick, masses = consensus(votes, lambda voter: 0.5)
         else:
@@ -348,11 +358,12 @@ async def run_reason(
     async def score(problem: Problem, attempt: Attempt) -> float:
         return verify(problem, attempt.answer)
 
+    votes: dict[str, tuple[list[tuple[str, str]], int, int]] = {}
     solvers = {
         "single": single,
         "majority": majority,
-        "smesh": smesh(trust),
-        "smesh-unweighted": smesh(None),
+        "smesh": smesh(trust, votes),
+        "smesh-unweighted": smesh(None, votes),
     }
     runs: list[ConditionRun] = []
     for name in conditions:
