@@ -18,6 +18,8 @@ RIGHT_SECOND = "HumanEval/0"  # wrong first, right after
 ALWAYS_RIGHT = "HumanEval/2"
 NEVER_RIGHT = "HumanEval/4"
 ROTE = "HumanEval/66"  # memorizes the docstring examples: passes them, fails hidden tests
+ROTE_FIRST = "HumanEval/3"  # the first answer memorizes the examples, later ones are right
+ALL = (RIGHT_SECOND, ALWAYS_RIGHT, NEVER_RIGHT, ROTE, ROTE_FIRST)
 
 BUDGET = 2000
 
@@ -28,22 +30,46 @@ def _plan() -> dict[str, list[str]]:
         ALWAYS_RIGHT: [canonical(ALWAYS_RIGHT)],
         NEVER_RIGHT: [wrong(NEVER_RIGHT)],
         ROTE: [memorized(ROTE)],
+        ROTE_FIRST: [memorized(ROTE_FIRST), canonical(ROTE_FIRST)],
     }
 
 
-def _run(oracle: CodeOracle, **options: Any) -> Any:
-    chosen = problems(RIGHT_SECOND, ALWAYS_RIGHT, NEVER_RIGHT, ROTE)
+def _run(oracle: CodeOracle, condition: str) -> Any:
+    chosen = problems(*ALL)
     backend = FunctionBackend(oracle, name="oracle")
     return asyncio.run(
         code_suite.run_code(
-            backend, n=len(chosen), seed=3, budget=BUDGET, problems=chosen, **options
+            backend,
+            n=len(chosen),
+            seed=3,
+            budget=BUDGET,
+            problems=chosen,
+            conditions=(condition,),
+            concurrency=1,
         )
     )
 
 
+class _Merged:
+    """The conditions' results side by side (each condition ran with its own oracle, which
+    cannot tell the team's coders from the variant's)."""
+
+    def __init__(self, results: list[Any]) -> None:
+        self.conditions = [r.conditions[0] for r in results]
+        self.extra: dict[str, Any] = {"details": {}}
+        for r in results:
+            self.extra["details"].update(r.extra["details"])
+            self.extra.setdefault("budget_tokens_per_item", r.extra["budget_tokens_per_item"])
+            for key in ("team_trust", "team_agree_trust"):
+                if r.extra[key]:
+                    self.extra[key] = r.extra[key]
+
+    def condition(self, name: str) -> Any:
+        return next(c for c in self.conditions if c.name == name)
+
+
 @pytest.fixture(scope="module")
 def outcome() -> tuple[Any, CodeOracle, list[str]]:
-    oracle = CodeOracle(_plan())
     sandboxed: list[str] = []
     real = run_candidate
 
@@ -53,27 +79,35 @@ def outcome() -> tuple[Any, CodeOracle, list[str]]:
 
     mp = pytest.MonkeyPatch()
     mp.setattr(coding, "run_candidate", spy)
+    results = []
+    oracles = []
     try:
-        result = _run(oracle, concurrency=1)
+        for name in code_suite.CONDITIONS:
+            oracles.append(CodeOracle(_plan()))
+            results.append(_run(oracles[-1], name))
     finally:
         mp.undo()
-    return result, oracle, sandboxed
+    team_oracle = oracles[code_suite.CONDITIONS.index("team")]
+    return _Merged(results), team_oracle, sandboxed
 
 
 def test_known_answers_give_known_scores(outcome: Any) -> None:
     result, _, _ = outcome
     scores = {c.name: c.score for c in result.conditions}
-    # single: only the always-right problem; best-of-N and the team also recover the one
-    # that is right on the second try; nobody is fooled into a hidden pass by rote answers
-    assert scores == {"single": 0.25, "best-of-n": 0.5, "team": 0.5}
+    # single: only the always-right problem. Best-of-N and the team also recover the one
+    # that is right on the second try. A first answer that memorizes the examples fools the
+    # team (tests pass, the reviewer approves); best-of-N sees it outnumbered by equal right
+    # answers, and the variant sees the right answers agree on generated edge cases.
+    assert scores == {"single": 0.2, "best-of-n": 0.6, "team": 0.4, "team-agree": 0.6}
     per_item = {
         name: {i["item"]: i["score"] for i in detail["items"]}
         for name, detail in result.extra["details"].items()
     }
-    assert per_item["single"] == {RIGHT_SECOND: 0, ALWAYS_RIGHT: 1, NEVER_RIGHT: 0, ROTE: 0}
-    assert per_item["team"] == {RIGHT_SECOND: 1, ALWAYS_RIGHT: 1, NEVER_RIGHT: 0, ROTE: 0}
+    assert per_item["single"] == dict.fromkeys(ALL, 0) | {ALWAYS_RIGHT: 1}
+    assert per_item["team"] == dict.fromkeys(ALL, 0) | {ALWAYS_RIGHT: 1, RIGHT_SECOND: 1}
+    assert per_item["team-agree"][ROTE_FIRST] == 1
     single = result.condition("single")
-    assert (single.ci_low, single.ci_high) == (0.0, 0.75)  # 4 items: bootstrap of 1 in 4
+    assert (single.ci_low, single.ci_high) == (0.0, 0.6)  # bootstrap of 1 in 5
 
 
 def test_every_condition_keeps_to_the_same_budget_per_item(outcome: Any) -> None:
@@ -113,7 +147,7 @@ def _items(outcome: Any, name: str) -> list[dict[str, Any]]:
 def test_hidden_tests_run_through_the_sandbox_for_every_condition(outcome: Any) -> None:
     _, _, sandboxed = outcome
     hidden = [t for t in sandboxed if "def test_hidden" in t]
-    assert len(hidden) == 3 * 4  # three conditions, four problems
+    assert len(hidden) == 4 * 5  # four conditions, five problems
     public = [t for t in sandboxed if "def test_example_" in t]
     assert public  # the tester and the selection ran the docstring examples there too
 
@@ -122,6 +156,15 @@ def test_trust_moves_with_the_outcomes(outcome: Any) -> None:
     result, _, _ = outcome
     trust = result.extra["team_trust"]
     assert trust["coder-a"] != 0.5  # the coder that worked was judged by the tests
+
+
+def test_edge_cases_mutate_the_example_arguments() -> None:
+    from smesh.eval.code_agree import edge_cases
+
+    (p,) = problems(ROTE_FIRST)
+    calls = edge_cases(p)
+    assert calls and all(c.startswith("below_zero(") for c in calls)
+    assert not {ex.call for ex in p.examples} & set(calls)
 
 
 def test_best_of_n_breaks_ties_by_the_most_frequent_answer() -> None:

@@ -8,6 +8,8 @@ per problem; every answer is scored on HumanEval's hidden tests, run in the sand
   it never does worse than single for lack of a cool sample); the one passing most of
   the docstring examples wins, ties going to the answer given most often.
 - *team*: see :mod:`smesh.eval.code_team`.
+- *team-agree*: a protocol variant — independent candidates, agreement on generated edge
+  cases, trust-weighted selection; see :mod:`smesh.eval.code_agree`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 from smesh.backends import Backend
 from smesh.errors import BudgetExceeded, UsageError
 from smesh.eval.budget import Metered, TokenMeter
+from smesh.eval.code_agree import team_agree_solve
 from smesh.eval.code_team import team_solve
 from smesh.eval.coding import PublicChecks, ask_code, hidden_score, select_candidate
 from smesh.eval.humaneval import Problem, load_problems
@@ -28,7 +31,7 @@ from smesh.trust import TrustTable
 
 __all__ = ["CONDITIONS", "DEFAULT_BUDGET", "choose_problems", "run_code"]
 
-CONDITIONS = ("single", "best-of-n", "team")
+CONDITIONS = ("single", "best-of-n", "team", "team-agree")
 DEFAULT_BUDGET = 1600
 MAX_SAMPLES = 16
 
@@ -101,7 +104,18 @@ async def run_code(
     async def team(problem: Problem, model: Backend, meter: TokenMeter) -> Attempt:
         return await team_solve(problem, model, meter, checks=checks, trust=trust, seed=seed)
 
-    solvers = {"single": single, "best-of-n": best_of_n(checks), "team": team}
+    async def team_agree(problem: Problem, model: Backend, meter: TokenMeter) -> Attempt:
+        return await team_agree_solve(
+            problem, model, meter, checks=checks, trust=agree_trust, seed=seed
+        )
+
+    agree_trust = TrustTable(relaxation=0.001)
+    solvers = {
+        "single": single,
+        "best-of-n": best_of_n(checks),
+        "team": team,
+        "team-agree": team_agree,
+    }
     runs: list[ConditionRun] = []
     for name in conditions:
         runs.append(
@@ -128,5 +142,8 @@ async def run_code(
             "with_public_examples": sum(1 for p in chosen if p.examples),
             "sandbox_runs_public": checks.runs,
             "team_trust": {k: round(v, 3) for k, v in sorted(trust.snapshot(0.0).items())},
+            "team_agree_trust": {
+                k: round(v, 3) for k, v in sorted(agree_trust.snapshot(0.0).items())
+            },
         },
     )

@@ -37,7 +37,7 @@ from smesh.eval.humaneval import Problem, extract_code
 from smesh.eval.runner import Attempt
 from smesh.trust import TrustTable
 
-__all__ = ["CODERS", "TEAM_SETTINGS", "team_solve"]
+__all__ = ["CODERS", "TEAM_SETTINGS", "Coder", "make_tester", "team_solve"]
 
 #: (id, affinity, temperature): the cool coder bids highest until trust says otherwise
 CODERS = (("coder-a", 0.9, 0.2), ("coder-b", 0.85, 0.6), ("coder-c", 0.8, 1.0))
@@ -107,7 +107,11 @@ class Tester(_TestsAndReview, FunctionAgent):
     """Runs the docstring examples in the sandbox: an authoritative check."""
 
 
-def _tester(problem: Problem, checks: PublicChecks) -> Tester:
+def make_tester(
+    problem: Problem, checks: PublicChecks, cls: type[FunctionAgent] = Tester
+) -> FunctionAgent:
+    """The tester: runs the docstring examples on each result, as an authoritative check."""
+
     async def judge(task: TaskSpec, output: Any) -> Judgement:
         if not isinstance(output, str) or not output.strip():
             return Judgement("reject", "the reply held no code")
@@ -116,7 +120,7 @@ def _tester(problem: Problem, checks: PublicChecks) -> Tester:
             return Judgement("approve", f"{outcome.tests_passed}/{outcome.tests_total} examples")
         return Judgement("reject", outcome.first_failure())
 
-    return Tester(TESTER, judge=judge, verifies={"code": 1.0}, authoritative=True, verify_slots=4)
+    return cls(TESTER, judge=judge, verifies={"code": 1.0}, authoritative=True, verify_slots=4)
 
 
 async def team_solve(
@@ -142,7 +146,7 @@ async def team_solve(
         for cid, aff, temp in CODERS
     ]
     agents.append(Reviewer(problem, checks, backend=model, verifies={"code": 0.8}))
-    agents.append(_tester(problem, checks))
+    agents.append(make_tester(problem, checks))
     team = Team(
         agents, settings=TEAM_SETTINGS, budget=budget, trust=trust, seed=seed, poster="poster"
     )
