@@ -44,7 +44,7 @@ def test_fanout_json_is_exactly_one_document_with_the_contract(tmp_path: Path) -
 
 
 def test_faults_table_on_stdout() -> None:
-    out = smesh_cli("eval", "faults", "--n", "20")
+    out = smesh_cli("eval", "faults", "--n", "20", "--no-mesh")
     assert out.returncode == 0, out.stderr
     assert "kill 50%" in out.stdout and "accepted twice 0" in out.stdout
 

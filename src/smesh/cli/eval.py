@@ -60,6 +60,7 @@ def run_suite(
     concurrency: int,
     threads: int | None,
     quiet: bool,
+    mesh: bool = False,
 ) -> EvalResult:
     """Run one suite (the command's engine, also handy from Python)."""
     progress = _progress(False)  # progress goes to stderr, so --json stays clean
@@ -70,8 +71,7 @@ def run_suite(
     if suite == "faults":
         from smesh.eval.faults import run_faults
 
-        # the mesh half kills real peer processes; it needs the mesh extra (eclipse-zenoh)
-        return run_faults(n=n, seed=seed, mesh=importlib.util.find_spec("zenoh") is not None)
+        return run_faults(n=n, seed=seed, mesh=mesh)
     if suite == "scale":
         from smesh.eval.scale import run_scale
 
@@ -213,6 +213,11 @@ def _notes(result: EvalResult) -> list[str]:
     default=None,
     help="CPU threads of the embedded model (1 is much faster on a busy machine).",
 )
+@click.option(
+    "--mesh/--no-mesh",
+    default=None,
+    help="faults: also kill real mesh peer processes (default: when the mesh extra is installed).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
 @click.option(
     "--plot",
@@ -230,6 +235,7 @@ def command(
     conditions: str | None,
     concurrency: int,
     threads: int | None,
+    mesh: bool | None,
     as_json: bool,
     plot_dir: Path | None,
 ) -> None:
@@ -249,6 +255,9 @@ def command(
         raise click.UsageError("--conditions applies to the code and reason suites")
     if chosen is not None and not chosen:
         raise click.UsageError("--conditions is empty")
+    has_zenoh = importlib.util.find_spec("zenoh") is not None
+    if mesh and not has_zenoh:
+        raise click.UsageError("--mesh needs the mesh extra: pip install 'smesh[mesh]'")
     result = run_suite(
         suite,
         backend=backend,
@@ -259,6 +268,7 @@ def command(
         concurrency=concurrency,
         threads=threads,
         quiet=as_json,
+        mesh=has_zenoh if mesh is None else mesh,
     )
     if plot_dir is not None:
         from smesh.eval.plot import plot_result
