@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import smesh.eval.fanout as fanout_suite
 import smesh.eval.faults as faults_suite
+from smesh.eval.plot import plot_result
 from smesh.eval.workload import Ledger, Workers
 from smesh.testing.virtual_time import run_virtual
 
@@ -54,8 +57,9 @@ def test_fanout_suite_reports_the_contract() -> None:
     assert again == result  # seeded and virtual: reproducible to the digit
 
 
-def test_faults_kill_agents_mid_call_and_lose_nothing() -> None:
+def test_faults_kill_agents_mid_call_and_lose_nothing(tmp_path: Path) -> None:
     result = faults_suite.run_faults(n=60, seed=4, agents=8, repeats=1)
+    assert plot_result(result, tmp_path).read_bytes()[:4] == b"\x89PNG"
     assert [c.score for c in result.conditions] == [1.0, 1.0, 1.0, 1.0]
     curve = {p["rate"]: p for p in result.extra["curve"]}
     assert all(p["accepted_twice"] == 0 for p in curve.values())

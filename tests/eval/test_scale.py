@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import smesh.eval.scale as scale_suite
+from smesh.eval.plot import plot_result
 
 
 def test_the_grid_covers_both_sweeps() -> None:
@@ -20,8 +23,10 @@ def test_a_point_is_measured_in_its_own_process() -> None:
     assert row["us_per_task"] > 0 and row["peak_rss_mb"] > 10
 
 
-def test_the_quick_suite_reports_per_task_cost_and_slopes() -> None:
+def test_the_quick_suite_reports_per_task_cost_and_slopes(tmp_path: Path) -> None:
     result = scale_suite.run_scale(n=300)
+    png = plot_result(result, tmp_path)
+    assert png.name == "eval-scale.png" and png.read_bytes()[:4] == b"\x89PNG"
     assert result.suite == "scale" and len(result.conditions) == 3
     assert all(c.score > 0 for c in result.conditions)
     assert len(result.extra["slopes_vs_tasks"]) == 1

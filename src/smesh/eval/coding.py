@@ -28,7 +28,7 @@ __all__ = [
 CODER_SYSTEM = (
     "You are an expert Python programmer. Complete the Python function the user gives you. "
     "Reply with one ```python code block holding the complete function, with the imports it "
-    "needs, and nothing else."
+    "needs, and nothing else. Do not repeat the docstring."
 )
 MAX_TOKENS = 384
 
