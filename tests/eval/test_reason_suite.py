@@ -17,15 +17,21 @@ N, WARM, SEED, BUDGET = 6, 4, 5, 600
 
 
 def _oracle() -> tuple[FunctionBackend, list[Request]]:
-    """Direct answers are right; step-by-step ones are confidently wrong (answer + 1)."""
-    answers = {p.question: p.answer for p in reason_suite.make_problems(N + WARM, SEED, DATASETS)}
+    """Direct answers are right; step-by-step ones are confidently wrong (answer + 1); the
+    calculator is given the right expression, which the sandbox evaluates."""
+    pool = reason_suite.make_problems(N + WARM, SEED, DATASETS)
+    answers = {p.question: p.answer for p in pool}
+    expressions = {p.question: str(p.entry["metadata"]["expression"]) for p in pool}
     seen: list[Request] = []
 
     def reply(request: Request) -> str:
         seen.append(request)
-        right = answers[request.messages[-1].content]
+        question = request.messages[-1].content
+        right = answers[question]
         if request.system == reason_suite.DIRECT:
             return f"Answer: {right}"
+        if request.system == reason_suite.CALC.system:
+            return f"```python\n{expressions[question]}\n```"
         return f"First I add things up carefully.\nAnswer: {int(right) + 1}"
 
     return FunctionBackend(reply, name="voters"), seen
@@ -45,12 +51,14 @@ def outcome() -> tuple[Any, list[Request]]:
 def test_trust_learned_on_the_warm_up_overrules_a_wrong_majority(outcome: Any) -> None:
     result, _ = outcome
     scores = {c.name: c.score for c in result.conditions}
-    assert scores == {"single": 0.0, "majority": 0.0, "smesh": 1.0, "smesh-unweighted": 0.0}
+    assert scores["single"] == scores["majority"] == scores["smesh-unweighted"] == 0.0
+    assert scores["smesh"] == scores["smesh-tool"] == 1.0
     warm = result.extra["warm_up"]
     assert warm["problems"] == WARM
     assert warm["accuracy"] == {"cot-0.3": 0.0, "direct-0.5": 1.0, "cot-0.9": 0.0}
     assert warm["trust"]["direct-0.5"] > 0.8
     assert warm["trust"]["cot-0.3"] < 0.2
+    assert result.extra["warm_up_tool"]["accuracy"]["calc"] == 1.0  # evaluated in the sandbox
 
 
 def test_held_out_problems_are_not_the_warm_up_ones(outcome: Any) -> None:

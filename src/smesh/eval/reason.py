@@ -13,6 +13,9 @@ Conditions, at the same token budget per problem:
   split and the suite is scored on the held-out split.
 - *smesh-unweighted* (ablation): the same voters and answers with every trust at 0.5 —
   what the mix of styles gives without trust.
+- *smesh-tool* / *smesh-tool-unweighted* (variant): the same, plus a different kind of
+  voter — a calculator entity that asks the model for a Python expression and answers
+  with its value, computed in the sandbox. Trust decides how much it counts.
 
 The warm-up costs tokens once for the whole run; they are reported in ``extra``, not per
 problem.
@@ -50,7 +53,14 @@ __all__ = [
     "run_reason",
 ]
 
-CONDITIONS = ("single", "majority", "smesh", "smesh-unweighted")
+CONDITIONS = (
+    "single",
+    "majority",
+    "smesh",
+    "smesh-unweighted",
+    "smesh-tool",
+    "smesh-tool-unweighted",
+)
 DEFAULT_BUDGET = 600
 MAX_SAMPLES = 24
 
@@ -72,12 +82,14 @@ class Problem(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Style(msgspec.Struct, frozen=True):
-    """A voter style: how it is asked, and how hot it samples."""
+    """A voter style: how it is asked, and how hot it samples. A *tool* style asks for a
+    Python expression and answers with its value, computed in the sandbox."""
 
     name: str
     system: str
     temperature: float
     max_tokens: int
+    tool: bool = False
 
 
 COT = (
@@ -92,6 +104,16 @@ STYLES = (
     Style("direct-0.5", DIRECT, 0.5, 32),
     Style("cot-0.9", COT, 0.9, 256),
 )
+CALC = Style(
+    "calc",
+    "Write one Python expression that computes the answer to the problem. Reply with the "
+    "expression only, on one line.",
+    0.2,
+    64,
+    tool=True,
+)
+#: the voters of the ``smesh-tool`` variant: the same styles plus a calculator entity
+TOOL_STYLES = (*STYLES, CALC)
 
 
 def make_problems(
@@ -184,7 +206,31 @@ async def ask(backend: Backend, problem: Problem, style: Style, agent: str) -> s
         allow_truncated=True,
     )
     response = await backend.complete(request)
+    if style.tool:
+        return await evaluate(response.text)
     return extract_answer(response.text)
+
+
+_VALUE = (
+    "from candidate import *\n\n\ndef test_value():\n    raise AssertionError('=' + repr(RESULT))\n"
+)
+
+
+async def evaluate(text: str) -> str | None:
+    """The value of the expression in a reply, computed in the sandbox (None if it has
+    none or it fails)."""
+    lines = [ln.strip().strip("`") for ln in text.strip().splitlines() if ln.strip()]
+    lines = [ln for ln in lines if ln and not ln.startswith(("```", "python"))]
+    if not lines:
+        return None
+    expression = re.sub(r"^(answer|expression)\s*[:=]\s*", "", lines[0], flags=re.I)
+    from smesh.eval.execute import run_candidate
+
+    outcome = await run_candidate(f"RESULT = ({expression})\n", _VALUE, timeout_s=5.0)
+    if not outcome.cases or not outcome.cases[0].error:
+        return None
+    _, sep, value = outcome.cases[0].error.partition(": =")
+    return value.strip("'\"") or None if sep else None
 
 
 def consensus(votes: Sequence[tuple[str, str]], weight: Any) -> tuple[str | None, dict[str, float]]:
@@ -248,14 +294,14 @@ async def majority(problem: Problem, backend: Backend, meter: TokenMeter) -> Att
 
 
 async def collect_votes(
-    problem: Problem, backend: Backend, meter: TokenMeter
+    problem: Problem, backend: Backend, meter: TokenMeter, styles: Sequence[Style] = STYLES
 ) -> list[tuple[str, str]]:
     """Voters of every style in turn, blind, until the budget is spent."""
     model = Metered(backend, meter)
     votes: list[tuple[str, str]] = []
     for i in range(MAX_SAMPLES):
-        style = STYLES[i % len(STYLES)]
-        voter = f"{style.name}#{i // len(STYLES)}"
+        style = styles[i % len(styles)]
+        voter = f"{style.name}#{i // len(styles)}"
         try:
             answer = await ask(model, problem, style, voter)
         except BudgetExceeded:
@@ -271,7 +317,9 @@ def style_of(voter: str) -> str:
 
 
 def smesh(
-    trust: TrustTable | None, cache: dict[str, tuple[list[tuple[str, str]], int, int]]
+    trust: TrustTable | None,
+    cache: dict[str, tuple[list[tuple[str, str]], int, int]],
+    styles: Sequence[Style] = STYLES,
 ) -> Any:
     """Trust-weighted consensus over voters of several styles (None: unweighted).
 
@@ -282,7 +330,7 @@ def smesh(
     async def solve(problem: Problem, backend: Backend, meter: TokenMeter) -> Attempt:
         cached = cache.get(problem.id)
         if cached is None:
-            votes = await collect_votes(problem, backend, meter)
+            votes = await collect_votes(problem, backend, meter, styles)
             cache[problem.id] = (votes, meter.used, meter.calls)
         else:
             votes, meter.used, meter.calls = cached[0], cached[1], cached[2]
@@ -301,15 +349,18 @@ def _show(masses: dict[str, float]) -> str:
 
 
 async def warm_up(
-    problems: Sequence[Problem], backend: Backend, trust: TrustTable
+    problems: Sequence[Problem],
+    backend: Backend,
+    trust: TrustTable,
+    styles: Sequence[Style] = STYLES,
 ) -> dict[str, Any]:
     """Learn each style's trust from ground truth: every style answers every warm-up
     problem once, and the verifier's verdict updates the style's trust."""
     meter = TokenMeter(None)
     model = Metered(backend, meter)
-    right: dict[str, int] = {s.name: 0 for s in STYLES}
+    right: dict[str, int] = {s.name: 0 for s in styles}
     for problem in problems:
-        for style in STYLES:
+        for style in styles:
             answer = await ask(model, problem, style, f"warm-up/{style.name}")
             ok = verify(problem, answer) >= 1.0
             right[style.name] += ok
@@ -353,17 +404,24 @@ async def run_reason(
         held.extend(mine[cut:])
     trust = TrustTable("beta", relaxation=0.0)
     warm_info = await warm_up(learn, backend, trust) if "smesh" in conditions else {}
+    tool_trust = TrustTable("beta", relaxation=0.0)
+    tool_warm = (
+        await warm_up(learn, backend, tool_trust, TOOL_STYLES) if "smesh-tool" in conditions else {}
+    )
     items = [(p.id, p) for p in held]
 
     async def score(problem: Problem, attempt: Attempt) -> float:
         return verify(problem, attempt.answer)
 
     votes: dict[str, tuple[list[tuple[str, str]], int, int]] = {}
+    tool_votes: dict[str, tuple[list[tuple[str, str]], int, int]] = {}
     solvers = {
         "single": single,
         "majority": majority,
         "smesh": smesh(trust, votes),
         "smesh-unweighted": smesh(None, votes),
+        "smesh-tool": smesh(tool_trust, tool_votes, TOOL_STYLES),
+        "smesh-tool-unweighted": smesh(None, tool_votes, TOOL_STYLES),
     }
     runs: list[ConditionRun] = []
     for name in conditions:
@@ -396,7 +454,8 @@ async def run_reason(
             "benchmark": "reasoning-gym",
             "datasets": [{"name": name, **config} for name, config in datasets],
             "warm_up": warm_info,
+            "warm_up_tool": tool_warm,
             "per_dataset": per_dataset,
-            "styles": [msgspec.to_builtins(s) | {"system": s.system[:40]} for s in STYLES],
+            "styles": [msgspec.to_builtins(s) | {"system": s.system[:40]} for s in TOOL_STYLES],
         },
     )
