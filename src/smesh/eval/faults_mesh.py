@@ -85,7 +85,7 @@ def mesh_run(
     peers: int = 4,
     agents: int = 5,
     tasks: int = 200,
-    latency_s: float = 0.2,
+    latency_s: float = 0.5,
     timeout_s: float = 180.0,
 ) -> dict[str, Any]:
     """One run with ``kill`` worker peers killed at moments uniform in ``horizon_s``."""

@@ -78,11 +78,19 @@ def _faults(plt: Any, result: EvalResult) -> Any:
     twin.set_ylabel("makespan / no-fault makespan", color="#e76f51")
     twin.set_ylim(0, max(2.6, max(p["makespan_ratio_max"] for p in curve) * 1.1))
     twin.axhline(2.5, color="#e76f51", linestyle=":", linewidth=1)
-    mesh = (result.extra.get("mesh") or {}).get("curve", [])
-    if mesh:
-        xs = [100 * p["rate"] for p in mesh]
-        ax.plot(xs, [p["completion"] * 100 for p in mesh], "o:", color="#264653", label="mesh")
-        twin.plot(xs, [p["duration_ratio"] for p in mesh], "s:", color="#9c4f2e")
+    rows = (result.extra.get("mesh") or {}).get("curve", [])
+    if rows:
+        rates_seen = sorted({p["rate"] for p in rows})
+        mean = {
+            r: [
+                sum(p[k] for p in rows if p["rate"] == r) / sum(p["rate"] == r for p in rows)
+                for k in ("completion", "duration_ratio")
+            ]
+            for r in rates_seen
+        }
+        xs = [100 * r for r in rates_seen]
+        ax.plot(xs, [mean[r][0] * 100 for r in rates_seen], "o:", color="#264653")
+        twin.plot(xs, [mean[r][1] for r in rates_seen], "s:", color="#9c4f2e")
         ax.legend(["in-process (asyncio kills)", "mesh (SIGKILL peers)"], loc="lower left")
     ax.set_title(f"faults: {result.n} tasks, {result.extra['agents']} agents, seed {result.seed}")
     return fig
