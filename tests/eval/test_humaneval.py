@@ -102,3 +102,17 @@ def test_memorizing_the_examples_passes_public_checks_but_not_hidden_ones(task_i
         return outcome.passed, await hidden_score(p, memorized(task_id))
 
     assert asyncio.run(main()) == (True, 0.0)
+
+
+def test_without_the_package_the_error_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import smesh.eval.humaneval as he
+    from smesh.errors import UsageError
+
+    def missing(name: str) -> object:
+        raise ModuleNotFoundError(name)
+
+    monkeypatch.setattr(he.resources, "files", missing)
+    with pytest.raises(UsageError, match=r"smesh\[eval\]"):
+        he.load_problems()

@@ -115,4 +115,5 @@ def _scale(plt: Any, result: EvalResult) -> Any:
         ax.legend(fontsize=8)
         ax.grid(True, which="both", alpha=0.3)
     fig.suptitle("scale: coordination cost per task (zero-latency backend)")
+    fig.tight_layout()
     return fig
