@@ -2,7 +2,9 @@
 
 The rule is the same for every condition: a call may start only if the tokens already spent
 on the item, plus those reserved by calls in flight, plus this call's estimated cost fit in
-the item's budget. The estimate is the prompt's size (about four characters a token) plus
+the item's budget. A call that does not fit while others are in flight waits for them to
+settle (they may cost less than reserved); it is refused only when nothing is in flight.
+The estimate is the prompt's size (about four characters a token) plus
 the mean output of the item's earlier calls (half of ``max_tokens`` before the first one),
 so a condition stops when its next call would probably overshoot. Tokens are then charged
 as the backend counted them, and the report gives what was actually spent.
@@ -10,6 +12,7 @@ as the backend counted them, and the report gives what was actually spent.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import msgspec
@@ -40,6 +43,7 @@ class TokenMeter:
         self.refused = 0
         self._reserved = 0
         self._outputs = 0
+        self._settled: asyncio.Event | None = None
 
     def estimate(self, request: Request) -> int:
         """What ``request`` is expected to cost."""
@@ -62,6 +66,21 @@ class TokenMeter:
         self._reserved += cost
         return cost
 
+    async def acquire(self, request: Request) -> int:
+        """Like :meth:`admit`, but while other calls are in flight a call that does not fit
+        waits for them to settle, and is refused only when none is left in flight."""
+        while True:
+            try:
+                return self.admit(request)
+            except BudgetExceeded:
+                if self._reserved <= 0:
+                    raise
+                self.refused -= 1  # not refused yet: wait and try again
+            if self._settled is None:
+                self._settled = asyncio.Event()
+            self._settled.clear()
+            await self._settled.wait()
+
     def settle(self, reserved: int, response: Response | None) -> None:
         """Release a reservation and charge what the call really cost (None: it failed)."""
         self._reserved -= reserved
@@ -69,6 +88,8 @@ class TokenMeter:
             self.used += response.input_tokens + response.output_tokens
             self._outputs += response.output_tokens
             self.calls += 1
+        if self._settled is not None:
+            self._settled.set()
 
     @property
     def remaining(self) -> int | None:
@@ -104,7 +125,7 @@ class Metered(BackendBase):
         if request.json_schema is None and not request.allow_truncated:
             request = msgspec.structs.replace(request, allow_truncated=True)
         try:
-            reserved = self.meter.admit(request)
+            reserved = await self.meter.acquire(request)
         except BudgetExceeded:
             if self.on_refused is not None:
                 self.on_refused()
