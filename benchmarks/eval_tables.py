@@ -2,6 +2,7 @@
 
     python benchmarks/eval_tables.py            # every saved suite
     python benchmarks/eval_tables.py code.json  # one file
+    python benchmarks/eval_tables.py --plot docs/img  # also re-plot the merged results
 
 Each JSON file is the output of `smesh eval SUITE --json`; results of the same suite on
 the same items (e.g. a condition run separately) are merged by condition.
@@ -65,9 +66,27 @@ def _paired(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _plot(doc: dict[str, Any], directory: Path) -> None:
+    import msgspec
+
+    from smesh.eval import EvalResult
+    from smesh.eval.plot import plot_result
+
+    keys = ("suite", "backend", "n", "seed", "conditions", "extra")
+    result = msgspec.convert({k: doc[k] for k in keys}, EvalResult)
+    print(f"plot: {plot_result(result, directory)}\n")
+
+
 def main(argv: list[str]) -> None:
+    plot_dir: Path | None = None
+    if "--plot" in argv:
+        at = argv.index("--plot")
+        plot_dir = Path(argv[at + 1])
+        argv = argv[:at] + argv[at + 2 :]
     paths = [Path(a) for a in argv] or sorted(HERE.glob("*.json"))
     for suite, doc in _load(paths).items():
+        if plot_dir is not None:
+            _plot(doc, plot_dir)
         print(
             f"### {suite} ({', '.join(doc['files'])}; backend {doc['backend']}, n={doc['n']}, "
             f"seed {doc['seed']})\n"

@@ -36,13 +36,14 @@ def plot_result(result: EvalResult, directory: Path) -> Path:
 
 def _bars(plt: Any, result: EvalResult) -> Any:
     """Score per condition with its interval; tokens per item under each bar."""
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
     names = [c.name for c in result.conditions]
+    fig, ax = plt.subplots(figsize=(max(6.4, 1.55 * len(names)), 3.8))
     scores = [c.score for c in result.conditions]
     low = [max(0.0, c.score - c.ci_low) for c in result.conditions]
     high = [max(0.0, c.ci_high - c.score) for c in result.conditions]
     colors = ["#2a9d8f" if "smesh" in n or n == "team" else "#8d99ae" for n in names]
     ax.bar(names, scores, yerr=[low, high], capsize=4, color=colors)
+    ax.tick_params(axis="x", labelsize=8)
     rate = result.suite in ("code", "reason")
     for i, c in enumerate(result.conditions):
         label = f"{c.score:.0%}" if rate else f"{c.score:.1f}"
