@@ -41,7 +41,7 @@ def _bars(plt: Any, result: EvalResult) -> Any:
     scores = [c.score for c in result.conditions]
     low = [max(0.0, c.score - c.ci_low) for c in result.conditions]
     high = [max(0.0, c.ci_high - c.score) for c in result.conditions]
-    colors = ["#2a9d8f" if "smesh" in n or n == "team" else "#8d99ae" for n in names]
+    colors = ["#2a9d8f" if "smesh" in n or n.startswith("team") else "#8d99ae" for n in names]
     ax.bar(names, scores, yerr=[low, high], capsize=4, color=colors)
     ax.tick_params(axis="x", labelsize=8)
     rate = result.suite in ("code", "reason")
