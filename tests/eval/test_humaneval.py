@@ -113,6 +113,6 @@ def test_without_the_package_the_error_says_what_to_install(
     def missing(name: str) -> object:
         raise ModuleNotFoundError(name)
 
-    monkeypatch.setattr(he.resources, "files", missing)
+    monkeypatch.setattr("importlib.resources.files", missing)
     with pytest.raises(UsageError, match=r"smesh\[eval\]"):
         he.load_problems()
