@@ -63,3 +63,21 @@ def test_without_a_limit_everything_is_admitted() -> None:
     for _ in range(100):
         meter.admit(_request())
     assert meter.remaining is None
+
+
+def test_parallel_calls_cannot_overshoot_together() -> None:
+    async def main() -> TokenMeter:
+        meter = TokenMeter(1100)
+        # every reply uses the whole max_tokens: 400 tokens of output
+        backend = Metered(FunctionBackend(lambda r: "w" * 1600), meter)
+
+        async def call() -> None:
+            with pytest.raises(BudgetExceeded):
+                while True:
+                    await backend.complete(_request(max_tokens=400))
+
+        await asyncio.gather(call(), call(), call())
+        return meter
+
+    meter = asyncio.run(main())
+    assert meter.calls == 2 and meter.used <= 1100

@@ -46,8 +46,13 @@ class TokenMeter:
         self._settled: asyncio.Event | None = None
 
     def estimate(self, request: Request) -> int:
-        """What ``request`` is expected to cost."""
-        out = self._outputs / self.calls if self.calls else request.max_tokens / 2
+        """What ``request`` is expected to cost: its prompt plus the item's mean output so
+        far — or, while other calls are in flight (agents working in parallel), its full
+        ``max_tokens``, so that parallel calls cannot overshoot together."""
+        if self._reserved > 0:
+            out: float = request.max_tokens
+        else:
+            out = self._outputs / self.calls if self.calls else request.max_tokens / 2
         return estimate_prompt(request) + round(min(out, request.max_tokens))
 
     def admit(self, request: Request) -> int:
