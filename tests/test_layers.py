@@ -10,7 +10,8 @@ tools     smesh.tools, smesh.sandbox: tools agents call (functions, MCP, files, 
           tool loop, and the sandbox that runs generated code
 runtime   smesh.agents: agents, board, team, protocol and the journal
 mesh      smesh.mesh: the field replicated over zenoh (a transport for a Field)
-apps      smesh.apps, smesh.dashboard: the demo, review, swarm, code, the mesh peer, the web view
+apps      smesh.apps, smesh.dashboard, smesh.eval: the demo, review, swarm, code, the mesh peer,
+          the web view, the measured evaluation
 top       smesh.cli, smesh.bench, smesh.__main__
 ========  ================================================================================
 
@@ -51,6 +52,7 @@ LAYERS: dict[str, str] = {
     "smesh.mesh": "mesh",
     "smesh.apps": "apps",
     "smesh.dashboard": "apps",
+    "smesh.eval": "apps",
     "smesh.cli": "top",
     "smesh.bench": "top",
     "smesh.__main__": "top",
@@ -66,6 +68,11 @@ KNOWN: set[tuple[str, str]] = {
     # item 4, on another branch); then both go
     ("smesh.apps.demo_script", "smesh.testing"),
     ("smesh.bench.agents", "smesh.testing"),
+    # eval's simulated suites run the real runtime on virtual time with scripted workers:
+    # the virtual event loop and the doubles move below the test kit (issue 9, item 4)
+    ("smesh.eval.fanout", "smesh.testing.virtual_time"),
+    ("smesh.eval.faults", "smesh.testing.virtual_time"),
+    ("smesh.eval.scale", "smesh.testing"),
 }
 
 

@@ -42,6 +42,9 @@ def _register() -> None:
     from smesh.cli import dashboard
 
     cli.add_command(dashboard.command)
+    from smesh.cli import eval as eval_cmd
+
+    cli.add_command(eval_cmd.command)
 
 
 def _error(message: str, code: int) -> int:
