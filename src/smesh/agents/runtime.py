@@ -16,7 +16,7 @@ import msgspec
 from smesh.agents.board import TaskBoard
 from smesh.backends.accounting import Ledger, PriceTable
 from smesh.backends.base import Response
-from smesh.errors import BudgetExceeded, InvalidSignal
+from smesh.errors import BudgetExceeded, InvalidValue
 from smesh.field import Field
 
 if TYPE_CHECKING:
@@ -57,9 +57,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         for name in self.__struct_fields__:
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
-                raise InvalidSignal(f"{name} must be a finite number >= 0, got {value}")
+                raise InvalidValue(f"{name} must be a finite number >= 0, got {value}")
         if self.lease_s <= 0 or self.tick_s <= 0 or self.poll_s <= 0:
-            raise InvalidSignal("lease_s, tick_s and poll_s must be > 0")
+            raise InvalidValue("lease_s, tick_s and poll_s must be > 0")
 
 
 class Budget:

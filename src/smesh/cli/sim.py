@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from smesh.cli._common import console, print_json
-from smesh.errors import InvalidSignal
+from smesh.errors import InvalidValue
 from smesh.sim import SimConfig, SimResult, SimTick, run_simulation
 from smesh.topology import TOPOLOGIES
 
@@ -180,7 +180,7 @@ def command(
     )
     try:
         config = config.validated()
-    except InvalidSignal as exc:
+    except InvalidValue as exc:
         raise click.UsageError(str(exc)) from None
     if as_json:
         result = run_simulation(config)
