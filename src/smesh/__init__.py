@@ -50,6 +50,7 @@ if TYPE_CHECKING:
         VerifySpec,
         WorkContext,
     )
+    from smesh.agents.journal import Journal
     from smesh.backends import (
         Backend,
         BackendBase,
@@ -61,7 +62,6 @@ if TYPE_CHECKING:
         resolve_backend,
     )
     from smesh.diffusion import NetworkField, Spread
-    from smesh.journal import Journal
     from smesh.sim import SimConfig, SimResult, SimTick, run_simulation
 
 # Names whose modules pull in numpy, asyncio or the backends load on first use, which
@@ -96,7 +96,7 @@ _LAZY = {
         ],
         "smesh.backends",
     ),
-    "Journal": "smesh.journal",
+    "Journal": "smesh.agents.journal",
     "NetworkField": "smesh.diffusion",
     "Spread": "smesh.diffusion",
     "SimConfig": "smesh.sim",

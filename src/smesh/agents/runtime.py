@@ -18,7 +18,7 @@ from smesh.errors import InvalidValue
 from smesh.field import Field
 
 if TYPE_CHECKING:
-    from smesh.journal import Journal
+    from smesh.agents.journal import Journal
 
 __all__ = ["Budget", "Runtime", "Settings"]
 

@@ -74,7 +74,7 @@ class Team:
         clock: the clock for a fresh field (default: the system clock).
         settings: protocol timing.
         budget: hard limits for the run.
-        journal: an open :class:`smesh.journal.Journal` to record the run in.
+        journal: an open :class:`smesh.agents.journal.Journal` to record the run in.
         seed: base seed of every agent's RNG.
         run_id: id of the run (default: random).
         poster: node id under which the team posts tasks.

@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from smesh.agents.journal import DEFAULT_JOURNAL, Journal, JournalAction
 from smesh.cli._common import console, print_json
-from smesh.journal import DEFAULT_JOURNAL, Journal, JournalAction
 
 
 def _describe(a: JournalAction) -> str:
