@@ -8,19 +8,26 @@ backends' accounting (it is re-exported here and as ``smesh.Budget``).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from smesh.agents.board import TaskBoard
+from smesh.agents.protocol import Payload, encode
+from smesh.agents.records import Action, Detail
 from smesh.backends.accounting import Budget
+from smesh.decay import Step
 from smesh.errors import InvalidValue
 from smesh.field import Field
+from smesh.signal import Scope, Signal
 
 if TYPE_CHECKING:
     from smesh.agents.journal import Journal
 
 __all__ = ["Budget", "Runtime", "Settings"]
+
+_STEP = Step()
+_NO_DETAIL = Detail()
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -94,10 +101,36 @@ class Runtime:
         """The field's clock."""
         return self.field.clock.now()
 
-    def record(self, agent: str, action: str, task_id: str | None = None, **detail: Any) -> None:
-        """Journal an agent action (no-op without a journal)."""
+    def emit(
+        self, payload: Payload, *, origin: str, ttl: float, scope: Scope = "content"
+    ) -> Signal:
+        """Emit a protocol signal: ``payload``'s kind, its wire form, step decay (a
+        protocol signal holds its intensity until it expires or is withdrawn)."""
+        return self.field.emit(
+            payload.KIND, encode(payload), origin=origin, scope=scope, decay=_STEP, ttl=ttl
+        )
+
+    def record(
+        self,
+        agent: str,
+        action: Action,
+        task_id: str | None = None,
+        detail: Detail = _NO_DETAIL,
+        *,
+        when: float | None = None,
+    ) -> None:
+        """Journal an action (no-op without a journal): the one place records are built.
+
+        Args:
+            agent: who acted.
+            action: what it did (see :mod:`smesh.agents.records`).
+            task_id: the task concerned, if any.
+            detail: the action's typed detail.
+            when: the time of the action (default: now).
+        """
         if self.journal is not None:
-            self.journal.action(self.now(), agent, action, task_id, detail)
+            now = self.now() if when is None else when
+            self.journal.action(now, agent, action, task_id, detail.to_dict())
 
     def stop(self) -> None:
         """Ask every agent to stop."""
