@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.table import Table
 
 from smesh.agents.journal import DEFAULT_JOURNAL, Journal, JournalAction
 from smesh.cli._common import console, print_json
+
+
+def _rival(claim: Any) -> str:
+    # a rival claim is journaled as {"agent", "bid", "held"}
+    if not isinstance(claim, dict):
+        return str(claim)
+    return f"{claim.get('agent')}:{claim.get('bid')}{'*' if claim.get('held') else ''}"
 
 
 def _describe(a: JournalAction) -> str:
@@ -22,7 +30,7 @@ def _describe(a: JournalAction) -> str:
             f"{str(trig.get('address', ''))[:10]}…)"
         )
     if a.action == "concede":
-        rivals = ", ".join(f"{r[0]}:{r[1]}{'*' if r[2] else ''}" for r in d.get("rivals", []))
+        rivals = ", ".join(_rival(r) for r in d.get("rivals", []))
         return f"conceded attempt {d.get('attempt')} (bid {d.get('bid')}; rivals {rivals})"
     if a.action == "result":
         if d.get("error"):
