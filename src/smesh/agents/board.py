@@ -351,11 +351,11 @@ class TaskBoard:
         agent = signal.origin
         if event.type in ("emit", "renew", "reinforce"):
             task.claims[agent] = signal
-            task.leases[agent] = ClaimView(agent, claim.bid, claim.held)
+            task.leases[agent] = ClaimView(agent, claim.bid, claim.state == "held")
         elif task.claims.get(agent) is not None and task.claims[agent].address == signal.address:
             del task.claims[agent]  # withdrawn, or a lease that lapsed
             del task.leases[agent]
-            if claim.held and task.attempt not in task.results:
+            if claim.state == "held" and task.attempt not in task.results:
                 task.offer += 1  # the holder is gone without a result: offer it again
         self._refresh(task)
         self._changed(task, "claim-" + event.type)
