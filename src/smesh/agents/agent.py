@@ -124,7 +124,7 @@ class Agent(Verifying):
                 break
             self._busy += 1
             # one bid per offer: a loser concedes until the task is offered again
-            self._bid_placed((task.spec.task_id, task.attempt, task.offer))
+            self._note_bid((task.spec.task_id, task.attempt, task.offer))
             claim, bid = self._place_bid(task)
             started.append(loop.create_task(self._attempt(task, task.attempt, claim, bid)))
         return started

@@ -146,7 +146,7 @@ class AgentBase:
         self._verifying -= 1
         self.wake()
 
-    def _bid_placed(self, key: tuple[str, int, int]) -> None:
+    def _note_bid(self, key: tuple[str, int, int]) -> None:
         """Note a bid on ``key`` = (task, attempt, offer): one bid per offer."""
         if self._conceded is _EMPTY:
             self._conceded = set()
