@@ -208,23 +208,15 @@ class Agent(Verifying):
             await asyncio.sleep(settings.claim_settle_s)
             mine = ClaimView(self.id, bid, False)
             if task.attempt != attempt or task.final or concedes(mine, task.claim_views()):
-                rivals = task.claim_views()
-                detail = Detail(attempt=attempt, bid=bid, rivals=rivals)
-                rt.record(self.id, "concede", spec.task_id, detail)
+                if rt.recording:
+                    detail = Detail(attempt=attempt, bid=bid, rivals=task.claim_views())
+                    rt.record(self.id, "concede", spec.task_id, detail)
                 return
             field.withdraw(claim.address, by=self.id)
             lease = Claim(spec.task_id, attempt, bid, "held")
             held = rt.emit(lease, origin=self.id, scope="origin", ttl=settings.lease_s).address
-            trigger = Trigger(
-                address=task.signal.address,
-                kind=task.signal.kind,
-                intensity=round(task.signal.effective(now), 6),
-                trust_origin=round(rt.board.trust.get(task.signal.origin, now), 6),
-            )
-            detail = Detail(
-                attempt=attempt, bid=bid, score=round(self.score(task, now), 6), triggers=[trigger]
-            )
-            rt.record(self.id, "claim", spec.task_id, detail)
+            if rt.recording:
+                self._record_claim(task, attempt, bid, now)
             await self._work(task, attempt, held)
         except BudgetExceeded as exc:
             rt.record(self.id, "budget", spec.task_id, Detail(reason=str(exc)))
@@ -235,6 +227,20 @@ class Agent(Verifying):
                         field.withdraw(address, by=self.id)
             self._busy -= 1
             self.wake()
+
+    def _record_claim(self, task: TaskState, attempt: int, bid: float, now: float) -> None:
+        """Journal a won lease with why: the task signal's intensity and trust in its poster."""
+        rt = self.runtime
+        signal = task.signal
+        trigger = Trigger(
+            address=signal.address,
+            kind=signal.kind,
+            intensity=round(signal.effective(now), 6),
+            trust_origin=round(rt.board.trust.get(signal.origin, now), 6),
+        )
+        score = round(self.score(task, now), 6)
+        detail = Detail(attempt=attempt, bid=bid, score=score, triggers=[trigger])
+        rt.record(self.id, "claim", task.spec.task_id, detail)
 
     def _renew(self, address: str, deadline: float) -> _Renewal:
         """Renew the lease every ``lease_s / 3`` until ``deadline``; cancel the returned
@@ -302,9 +308,12 @@ class Agent(Verifying):
             error = f"output is not JSON-compatible: {exc}"
             posted = Result(spec.task_id, attempt, None, error)
             rt.emit(posted, origin=self.id, scope="origin", ttl=ttl)
-        trigger = Trigger(address=lease, kind=KIND_CLAIM)
-        detail = Detail(attempt=attempt, error=error, triggers=[trigger], output=preview(output))
-        rt.record(self.id, "result", spec.task_id, detail)
+        if rt.recording:
+            trigger = Trigger(address=lease, kind=KIND_CLAIM)
+            detail = Detail(
+                attempt=attempt, error=error, triggers=[trigger], output=preview(output)
+            )
+            rt.record(self.id, "result", spec.task_id, detail)
         if error is not None:
             self._decide(task, attempt, "rejected", basis="error")
             return

@@ -110,6 +110,11 @@ class Runtime:
             payload.KIND, encode(payload), origin=origin, scope=scope, decay=_STEP, ttl=ttl
         )
 
+    @property
+    def recording(self) -> bool:
+        """Whether actions are journaled: skip building a record's detail when not."""
+        return self.journal is not None
+
     def record(
         self,
         agent: str,

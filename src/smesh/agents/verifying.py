@@ -26,6 +26,7 @@ from smesh.agents.protocol import (
 )
 from smesh.agents.records import Detail, Trigger
 from smesh.errors import BudgetExceeded
+from smesh.signal import Signal
 
 __all__ = ["Verifying"]
 
@@ -93,29 +94,35 @@ class Verifying(AgentBase):
             if judgement.verdict == "reject":
                 feedback = Feedback(spec.task_id, attempt, judgement.reason)
                 rt.emit(feedback, origin=self.id, scope="origin", ttl=ttl)
-            now = rt.now()
-            trust = rt.board.trust
-            detail = Detail(
-                attempt=attempt,
-                verdict=judgement.verdict,
-                reason=judgement.reason,
-                trust_self=round(trust.get(self.id, now), 6),
-                triggers=[
-                    Trigger(
-                        address=result.address,
-                        kind=KIND_RESULT,
-                        worker=result.origin,
-                        trust_worker=round(trust.get(result.origin, now), 6),
-                    ),
-                    Trigger(address=vote.address, kind=ballot.KIND),
-                ],
-            )
-            rt.record(self.id, "check" if self.authoritative else "vote", spec.task_id, detail)
+            if rt.recording:
+                self._record_ballot(ballot, vote.address, result, judgement.reason)
             self._try_decide(task, attempt)
         except BudgetExceeded as exc:
             rt.record(self.id, "budget", spec.task_id, Detail(reason=str(exc)))
         finally:
             self._verified(key)
+
+    def _record_ballot(self, ballot: Check | Vote, address: str, result: Signal, why: str) -> None:
+        """Journal a vote or check with what it judged and the trust of both sides."""
+        rt = self.runtime
+        now = rt.now()
+        trust = rt.board.trust
+        detail = Detail(
+            attempt=ballot.attempt,
+            verdict=ballot.verdict,
+            reason=why,
+            trust_self=round(trust.get(self.id, now), 6),
+            triggers=[
+                Trigger(
+                    address=result.address,
+                    kind=KIND_RESULT,
+                    worker=result.origin,
+                    trust_worker=round(trust.get(result.origin, now), 6),
+                ),
+                Trigger(address=address, kind=ballot.KIND),
+            ],
+        )
+        rt.record(self.id, "check" if self.authoritative else "vote", ballot.task_id, detail)
 
     def settle(self, task: TaskState, attempt: int) -> Ruling | None:
         """The decision the evidence on ``attempt`` supports, or None to wait for more.
@@ -156,6 +163,7 @@ class Verifying(AgentBase):
             outcome = "failed"
         decision = Decision(task.spec.task_id, attempt, outcome, basis)
         rt.emit(decision, origin=self.id, ttl=rt.settings.decision_ttl_s)
-        masses = {k: round(v, 6) for k, v in detail.items()}
-        record = Detail(attempt=attempt, verdict=outcome, basis=basis, extra=masses)
-        rt.record(self.id, "decide", task.spec.task_id, record)
+        if rt.recording:
+            masses = {k: round(v, 6) for k, v in detail.items()}
+            record = Detail(attempt=attempt, verdict=outcome, basis=basis, extra=masses)
+            rt.record(self.id, "decide", task.spec.task_id, record)
