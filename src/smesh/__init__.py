@@ -9,23 +9,28 @@ from smesh._version import __version__
 from smesh.clock import Clock, SystemClock, VirtualClock
 from smesh.decay import Custom, Decay, Exponential, Linear, Sigmoid, Step, parse_decay
 from smesh.errors import (
+    AnalyzerFailed,
     AuthenticationFailed,
     BackendError,
     BackendTimeout,
     BackendUnavailable,
     BadResponse,
     BudgetExceeded,
+    CircuitOpen,
     InvalidMessage,
     InvalidSignal,
+    InvalidValue,
     ModelNotFound,
     NotPermitted,
     RateLimited,
     RuntimeFailure,
+    SandboxUnavailable,
     SignalNotFound,
     SmeshError,
     ToolError,
     ToolTimeout,
     TransportError,
+    TruncatedResponse,
     UnknownName,
     UsageError,
 )
@@ -49,6 +54,7 @@ if TYPE_CHECKING:
         VerifySpec,
         WorkContext,
     )
+    from smesh.agents.journal import Journal
     from smesh.backends import (
         Backend,
         BackendBase,
@@ -60,7 +66,6 @@ if TYPE_CHECKING:
         resolve_backend,
     )
     from smesh.diffusion import NetworkField, Spread
-    from smesh.journal import Journal
     from smesh.sim import SimConfig, SimResult, SimTick, run_simulation
     from smesh.tools import Tool, ToolLoop, ToolSet, tool
 
@@ -96,7 +101,7 @@ _LAZY = {
         ],
         "smesh.backends",
     ),
-    "Journal": "smesh.journal",
+    "Journal": "smesh.agents.journal",
     "NetworkField": "smesh.diffusion",
     "Spread": "smesh.diffusion",
     "SimConfig": "smesh.sim",
@@ -120,6 +125,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Agent",
+    "AnalyzerFailed",
     "AuthenticationFailed",
     "Backend",
     "BackendBase",
@@ -129,6 +135,7 @@ __all__ = [
     "BadResponse",
     "Budget",
     "BudgetExceeded",
+    "CircuitOpen",
     "Clock",
     "Custom",
     "Decay",
@@ -139,6 +146,7 @@ __all__ = [
     "FunctionAgent",
     "InvalidMessage",
     "InvalidSignal",
+    "InvalidValue",
     "Journal",
     "Judgement",
     "Linear",
@@ -153,6 +161,7 @@ __all__ = [
     "Response",
     "RunReport",
     "RuntimeFailure",
+    "SandboxUnavailable",
     "Sensed",
     "Settings",
     "Sigmoid",
@@ -175,6 +184,7 @@ __all__ = [
     "ToolSet",
     "ToolTimeout",
     "TransportError",
+    "TruncatedResponse",
     "TrustTable",
     "UnknownName",
     "UsageError",

@@ -152,3 +152,25 @@ def test_resuming_an_unknown_run_is_a_usage_error(demo_run: tuple[Path, dict[str
     cwd, _ = demo_run
     line = usage_error(smesh(*DEMO, "--journal", "tmp/j.db", "--resume", "nope", cwd=cwd))
     assert "nope" in line
+
+
+def test_trace_explains_a_conceded_bid(tmp_path: Path) -> None:
+    """Regression: a journaled concede (its rivals are objects) crashed ``smesh trace``."""
+    script = (
+        "import asyncio\n"
+        "from smesh.agents import FunctionAgent, TaskSpec, Team\n"
+        "from smesh.agents.journal import Journal\n"
+        "async def work(ctx):\n"
+        "    return 'ok'\n"
+        "async def main():\n"
+        "    with Journal('j.db') as journal:\n"
+        "        low = FunctionAgent('a', perform=work, skills={'s': 0.5})\n"
+        "        high = FunctionAgent('b', perform=work, skills={'s': 0.9})\n"
+        "        team = Team([low, high], journal=journal, run_id='r1')\n"
+        "        await team.run([TaskSpec(task_id='t', skill='s')])\n"
+        "asyncio.run(main())\n"
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=tmp_path, check=True, timeout=60)
+    result = smesh("trace", "r1", "--journal", "j.db", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "conceded attempt 1 (bid 0.5; rivals a:0.5, b:0.9)" in result.stdout

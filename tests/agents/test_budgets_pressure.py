@@ -10,10 +10,10 @@ import pytest
 from _agentkit import DecisionLog, now, virtual
 
 from smesh.agents import Agent, Budget, Settings, TaskSpec, Team, WorkContext
+from smesh.agents.journal import Journal
 from smesh.backends.accounting import Price, PriceTable
 from smesh.backends.base import Request
 from smesh.errors import RateLimited
-from smesh.journal import Journal
 from smesh.testing import FunctionBackend
 from smesh.testing.virtual_time import LoopClock
 

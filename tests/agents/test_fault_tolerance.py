@@ -27,10 +27,10 @@ from smesh.agents import (
     VerifySpec,
     WorkContext,
 )
+from smesh.agents.journal import Journal
 from smesh.agents.protocol import tally
 from smesh.backends.base import Request
 from smesh.errors import BackendTimeout, BackendUnavailable
-from smesh.journal import Journal
 from smesh.testing import FunctionBackend, ScriptedBackend
 from smesh.testing.virtual_time import LoopClock
 from smesh.trust import TrustTable

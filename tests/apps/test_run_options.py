@@ -18,11 +18,11 @@ import pytest
 from _oracle import ISSUES, SAMPLES, Oracle
 
 from smesh.agents import FunctionAgent, TaskSpec, WorkContext
+from smesh.agents.journal import Journal
 from smesh.agents.runtime import Budget
 from smesh.apps.options import APP_SETTINGS, RunOptions
 from smesh.backends import register_backend
 from smesh.cli import main
-from smesh.journal import Journal
 from smesh.testing import FunctionBackend
 from smesh.trust import TrustTable
 

@@ -10,7 +10,7 @@ import pytest
 
 from smesh.backends.base import Message
 from smesh.errors import ToolError, UsageError
-from smesh.testing.backends import UnexpectedCall
+from smesh.testing import UnexpectedCall
 from smesh.testing.tools import ScriptedModel, ScriptedTool, call
 from smesh.tools import (
     AssistantTurn,

@@ -11,6 +11,13 @@ from typing import Any
 __all__ = ["describe"]
 
 
+def _rival(claim: Any) -> str:
+    # a rival claim is journaled as {"agent", "bid", "held"}
+    if not isinstance(claim, dict):
+        return str(claim)
+    return f"{claim.get('agent')}:{claim.get('bid')}{'*' if claim.get('held') else ''}"
+
+
 def describe(action: str, detail: dict[str, Any]) -> str:
     """One line saying what an agent did and why (from a journaled action's details)."""
     d = detail
@@ -23,7 +30,7 @@ def describe(action: str, detail: dict[str, Any]) -> str:
             f"{str(trig.get('address', ''))[:10]}…)"
         )
     if action == "concede":
-        rivals = ", ".join(f"{r[0]}:{r[1]}{'*' if r[2] else ''}" for r in d.get("rivals", []))
+        rivals = ", ".join(_rival(r) for r in d.get("rivals", []))
         return f"conceded attempt {d.get('attempt')} (bid {d.get('bid')}; rivals {rivals})"
     if action == "result":
         if d.get("error"):

@@ -22,8 +22,8 @@ from typing import Any
 import msgspec
 
 from smesh.agents import Agent, Judgement, TaskSpec, VerifySpec, WorkContext
-from smesh.agents.agent import Ruling
 from smesh.agents.board import TaskBoard, TaskState
+from smesh.agents.protocol import Ruling
 from smesh.apps.common import Summary, summarize
 from smesh.apps.demo import extract_code
 from smesh.apps.options import RunOptions
@@ -236,14 +236,15 @@ def workspace(out: Path, board: TaskBoard, task: TaskState, output: Any) -> Path
 
 def _latest_code(task: TaskState) -> dict[str, str] | None:
     """The accepted output of a module task, else its latest output with code."""
-    for attempt in sorted(task.results, reverse=True):
-        output = task.results[attempt].payload.get("output")
-        decision = task.decisions.get(attempt)
-        accepted = decision is not None and decision.payload.get("verdict") == "accepted"
+    outputs = [(attempt, task.result(attempt)) for attempt in sorted(task.results, reverse=True)]
+    for attempt, result in outputs:
+        output = result.output if result is not None else None
+        decision = task.decision(attempt)
+        accepted = decision is not None and decision.verdict == "accepted"
         if accepted and isinstance(output, dict) and output.get("code"):
             return output
-    for attempt in sorted(task.results, reverse=True):
-        output = task.results[attempt].payload.get("output")
+    for _, result in outputs:
+        output = result.output if result is not None else None
         if isinstance(output, dict) and output.get("code"):
             return output
     return None

@@ -6,8 +6,8 @@ LLM verification, trust) in well under a second; the tests and CI use it.
 
 from __future__ import annotations
 
+from smesh.backends import FunctionBackend
 from smesh.backends.base import Request
-from smesh.testing import FunctionBackend
 
 __all__ = ["demo_script_backend"]
 

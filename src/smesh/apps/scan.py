@@ -145,7 +145,7 @@ def _finding_schema(lens: Lens) -> dict[str, Any]:
     }
 
 
-# Reason before verdict, as in smesh.agents.agent.JUDGEMENT_SCHEMA: the small embedded
+# Reason before verdict, as in smesh.agents.prompts.JUDGEMENT_SCHEMA: the small embedded
 # model judges better when it has to explain itself before it commits.
 JUDGE_SCHEMA: dict[str, Any] = {
     "type": "object",

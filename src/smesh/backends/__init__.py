@@ -32,6 +32,7 @@ from smesh.backends.base import (
     TruncatedResponse,
     aclose_backend,
 )
+from smesh.backends.doubles import FunctionBackend, ScriptedBackend
 from smesh.backends.registry import (
     backend_kinds,
     parse_backend,
@@ -59,6 +60,7 @@ __all__ = [
     "Budget",
     "CircuitBreaker",
     "CircuitOpen",
+    "FunctionBackend",
     "Ledger",
     "Message",
     "Price",
@@ -68,6 +70,7 @@ __all__ = [
     "Request",
     "Response",
     "Retry",
+    "ScriptedBackend",
     "StreamingBackend",
     "Timeout",
     "TruncatedResponse",

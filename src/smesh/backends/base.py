@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import msgspec
 
-from smesh.errors import BadResponse, UsageError
+from smesh.errors import BadResponse, TruncatedResponse, UsageError
 
 __all__ = [
     "Backend",
@@ -138,20 +138,6 @@ class Response(msgspec.Struct, frozen=True, kw_only=True):
     def tokens_per_s(self) -> float:
         """Generated tokens per second of latency (0 when unknown)."""
         return self.output_tokens / self.latency_s if self.latency_s > 0 else 0.0
-
-
-class TruncatedResponse(BadResponse):
-    """The reply stopped at ``max_tokens``; it is never returned as if complete.
-
-    Attributes:
-        partial: the text produced before the cut.
-        max_tokens: the limit that was hit.
-    """
-
-    def __init__(self, message: str, *, partial: str, max_tokens: int, backend: str) -> None:
-        super().__init__(message, backend=backend)
-        self.partial = partial
-        self.max_tokens = max_tokens
 
 
 @runtime_checkable

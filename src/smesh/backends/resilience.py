@@ -36,6 +36,7 @@ from smesh.errors import (
     BackendError,
     BackendTimeout,
     BackendUnavailable,
+    CircuitOpen,
     RateLimited,
     UsageError,
 )
@@ -64,18 +65,6 @@ class MonotonicClock:
     def now(self) -> float:
         """Return ``time.monotonic()``."""
         return time.monotonic()
-
-
-class CircuitOpen(BackendUnavailable):
-    """The circuit breaker is open: calls fail fast until it half-opens.
-
-    Attributes:
-        retry_in: seconds until the breaker lets a trial call through.
-    """
-
-    def __init__(self, message: str, *, retry_in: float, backend: str | None = None) -> None:
-        super().__init__(message, backend=backend)
-        self.retry_in = retry_in
 
 
 class Wrapper(BackendBase):

@@ -19,10 +19,10 @@ from typing import Any
 
 from smesh.agents import Agent, FunctionAgent, Judgement, Settings, TaskSpec, Team, VerifySpec
 from smesh.agents.agent import WorkContext
+from smesh.backends import FunctionBackend
 from smesh.bench import BenchResult
 from smesh.clock import SystemClock
 from smesh.field import Field
-from smesh.testing import FunctionBackend
 
 __all__ = ["run"]
 

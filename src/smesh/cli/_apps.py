@@ -17,10 +17,10 @@ from rich.live import Live
 from rich.table import Table
 
 from smesh.agents.board import TaskBoard, TaskState
+from smesh.agents.journal import DEFAULT_JOURNAL, Journal
 from smesh.agents.runtime import Budget
 from smesh.apps.options import RunOptions
 from smesh.cli._common import err_console
-from smesh.journal import DEFAULT_JOURNAL, Journal
 
 __all__ = ["ProgressView", "RunFlags", "app_backend", "run_app", "run_options"]
 

@@ -13,9 +13,9 @@ from rich.table import Table
 
 from smesh.agents import RunReport, Settings, Team
 from smesh.agents.board import TaskBoard, TaskState
+from smesh.agents.journal import DEFAULT_JOURNAL, Journal
 from smesh.agents.runtime import Budget
 from smesh.cli._common import console, err_console, print_json
-from smesh.journal import DEFAULT_JOURNAL, Journal
 
 if TYPE_CHECKING:
     from smesh.backends.base import Backend

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from smesh.cli._common import console, print_json
-from smesh.errors import InvalidSignal
+from smesh.errors import InvalidValue
 from smesh.sim import SimConfig, SimResult, SimTick, run_simulation
 from smesh.topology import TOPOLOGIES
 
@@ -202,7 +202,7 @@ def command(
     )
     try:
         config = config.validated()
-    except InvalidSignal as exc:
+    except InvalidValue as exc:
         raise click.UsageError(str(exc)) from None
     recorder = None
     if record_path is not None:

@@ -7,9 +7,9 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from smesh.agents.journal import DEFAULT_JOURNAL, Journal, JournalAction
 from smesh.agents.story import describe
 from smesh.cli._common import console, print_json
-from smesh.journal import DEFAULT_JOURNAL, Journal, JournalAction
 
 
 @click.command("trace")

@@ -26,11 +26,11 @@ from typing import Any
 import msgspec
 
 from smesh.agents import FunctionAgent, Settings, TaskSpec, Team, WorkContext
+from smesh.agents.virtual_time import LoopClock, run_virtual
 from smesh.errors import UsageError
 from smesh.eval.result import ConditionResult, EvalResult
 from smesh.eval.stats import bootstrap_ci, mean
 from smesh.eval.workload import CallFailed, Ledger, Workers
-from smesh.testing.virtual_time import LoopClock, run_virtual
 
 __all__ = ["CONDITIONS", "Run", "round_robin", "run_fanout", "smesh_team", "work_queue"]
 

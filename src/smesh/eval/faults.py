@@ -22,12 +22,12 @@ import random
 from typing import Any
 
 from smesh.agents import Settings
+from smesh.agents.virtual_time import run_virtual
 from smesh.errors import UsageError
 from smesh.eval.fanout import Run, smesh_team
 from smesh.eval.result import ConditionResult, EvalResult
 from smesh.eval.stats import bootstrap_ci, mean
 from smesh.eval.workload import Workers
-from smesh.testing.virtual_time import run_virtual
 
 __all__ = ["RATES", "SETTINGS", "run_faults"]
 

@@ -46,9 +46,9 @@ def points(n: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
 
 async def _point(agents: int, tasks: int) -> dict[str, Any]:
     from smesh.agents import Agent, Settings, TaskSpec, Team
+    from smesh.backends import FunctionBackend
     from smesh.clock import SystemClock
     from smesh.field import Field
-    from smesh.testing import FunctionBackend
 
     backend = FunctionBackend(lambda request: "ok", name="zero")
     team_agents = [

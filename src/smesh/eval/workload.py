@@ -4,7 +4,7 @@ latency and flaky calls, identical for every condition.
 Every call's latency and failure is drawn from ``(seed, worker, task, try)`` alone, so the
 smesh team, the round-robin dispatcher and the shared work queue meet exactly the same
 workers on the same tasks, whatever order they reach them in. All conditions run on
-virtual time (:func:`smesh.testing.virtual_time.run_virtual`): makespans are exact and a
+virtual time (:func:`smesh.agents.virtual_time.run_virtual`): makespans are exact and a
 run of hundreds of simulated seconds takes milliseconds.
 """
 

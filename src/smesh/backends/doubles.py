@@ -1,4 +1,9 @@
-"""Backend doubles: :class:`ScriptedBackend` and :class:`FunctionBackend`."""
+"""Backend doubles: :class:`ScriptedBackend` and :class:`FunctionBackend`.
+
+Deterministic stand-ins for a real backend: the fast bulk of the tests runs on them, and so
+does production code that needs a backend whose answers are known in advance (the scripted
+demo, the benchmarks). :mod:`smesh.testing` re-exports them.
+"""
 
 from __future__ import annotations
 
