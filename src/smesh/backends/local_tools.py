@@ -6,9 +6,9 @@ Two strategies, chosen by ``LocalBackend(tool_mode=...)``:
     The tools go to llama.cpp's chat completion (``tools``, ``tool_choice``) and the GGUF's
     own Jinja chat template renders them (Qwen2.5's template asks for
     ``<tool_call>{"name": ..., "arguments": ...}</tool_call>``); llama.cpp parses what it
-    recognises into ``tool_calls``. The 0.5B model mostly writes the call's JSON *without*
-    the tags, which llama.cpp then leaves as text, so a reply whose whole text is such a call
-    (bare, fenced or tagged) to a tool of the request is read as that call.
+    recognises into ``tool_calls``. The 0.5B model writes the call's JSON *without* the
+    tags, which llama.cpp (this build) then leaves as text, so a reply whose whole text is
+    such calls (bare, fenced, tagged, one after another) is read as those calls.
 ``json``
     No tools reach the template. The system prompt lists them and the reply is
     constrained (llama.cpp turns the JSON schema into a grammar) to
@@ -18,6 +18,11 @@ Two strategies, chosen by ``LocalBackend(tool_mode=...)``:
 
 ``auto`` is :data:`DEFAULT_TOOL_MODE`, the one measured more reliable on
 Qwen2.5-Coder-0.5B (``benchmarks/local_tool_modes.py``; figures in docs/backends.md).
+
+In both, once the model has made ``tool_rounds`` rounds of calls since the last user
+message (default 1), the next reply is constrained to an answer, rendered the JSON way:
+through the chat template the small model repeats its own earlier call instead of
+answering (0 of 10 follow-ups answered, against 8 of 10 this way).
 """
 
 from __future__ import annotations
@@ -58,8 +63,9 @@ __all__ = [
 
 ToolMode = Literal["auto", "native", "json"]
 TOOL_MODES: tuple[ToolMode, ...] = ("auto", "native", "json")
-#: What ``auto`` means: the strategy measured more reliable on the default model.
-DEFAULT_TOOL_MODE: Literal["native", "json"] = "json"
+#: What ``auto`` means: the strategy measured more reliable on the default model (native:
+#: 20/20 calls and 7/10 plain answers on the probe set, json 20/20 and 0/10).
+DEFAULT_TOOL_MODE: Literal["native", "json"] = "native"
 
 
 def check_tool_mode(mode: object) -> Literal["native", "json"]:
