@@ -72,6 +72,14 @@ def test_every_turn_has_a_role_and_content() -> None:
     [
         ({"tools": (ADD, ADD)}, "two tools in one request are named 'add'"),
         ({"tools": ({"name": "add"},)}, "ToolSpec"),
+        (
+            {"tools": (ToolSpec(name="add two", description="", parameters={}),)},
+            "must match",
+        ),
+        (
+            {"tools": (ToolSpec(name="add", description="", parameters={"type": "array"}),)},
+            "object schema",
+        ),
         ({"tool_choice": "always"}, "tool_choice must be one of"),
         ({"tool_choice": "required"}, "needs at least one tool"),
         (

@@ -27,6 +27,7 @@ from smesh.backends.toolcalls import (
     ToolSpec,
     arguments_text,
     check_tool_calls,
+    check_tool_spec,
 )
 from smesh.errors import BadResponse, UsageError
 
@@ -133,8 +134,7 @@ class Request(msgspec.Struct, frozen=True, kw_only=True):
             )
         names: set[str] = set()
         for spec in self.tools:
-            if not isinstance(spec, ToolSpec):
-                raise UsageError(f"request tools must be ToolSpec values, not {spec!r}")
+            check_tool_spec(spec)
             if spec.name in names:
                 raise UsageError(f"two tools in one request are named {spec.name!r}")
             names.add(spec.name)

@@ -17,12 +17,13 @@ a :class:`~smesh.errors.BadResponse`. This module imports nothing of the backend
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 import msgspec
 
-from smesh.errors import BadResponse
+from smesh.errors import BadResponse, UsageError
 
 __all__ = [
     "AssistantTurn",
@@ -33,6 +34,7 @@ __all__ = [
     "arguments_object",
     "arguments_text",
     "check_tool_calls",
+    "check_tool_spec",
     "decode_arguments",
     "wire_call",
 ]
@@ -40,6 +42,8 @@ __all__ = [
 #: ``auto``: the model decides; ``required``: it must call at least one tool; ``none``:
 #: it must not call any (the tools may still appear in the conversation's history).
 ToolChoice = Literal["auto", "required", "none"]
+#: A tool name every provider accepts.
+_TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class ToolSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -119,6 +123,22 @@ class ToolResult(msgspec.Struct, frozen=True, kw_only=True):
     def role(self) -> Literal["tool"]:
         """``tool``: every turn of a conversation has a role and a content."""
         return "tool"
+
+
+def check_tool_spec(spec: object) -> ToolSpec:
+    """Return ``spec`` if it is a :class:`ToolSpec` every provider accepts.
+
+    Raises:
+        UsageError: not a ToolSpec, a name outside ``[A-Za-z0-9_-]{1,64}``, or parameters
+            that are not a JSON object schema.
+    """
+    if not isinstance(spec, ToolSpec):
+        raise UsageError(f"request tools must be ToolSpec values, not {spec!r}")
+    if not isinstance(spec.name, str) or not _TOOL_NAME.match(spec.name):
+        raise UsageError(f"a tool name must match [A-Za-z0-9_-]{{1,64}}, not {spec.name!r}")
+    if not isinstance(spec.parameters, dict) or spec.parameters.get("type", "object") != "object":
+        raise UsageError(f"tool {spec.name}: parameters must be an object schema")
+    return spec
 
 
 def decode_arguments(raw: object) -> dict[str, Any] | str:
