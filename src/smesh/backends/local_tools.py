@@ -366,16 +366,15 @@ def _json_messages(request: Request, offer_tools: bool) -> list[dict[str, Any]]:
     return out
 
 
+def _untooled(request: Request) -> Request:
+    return msgspec.structs.replace(request, tools=(), tool_choice="auto", json_schema=None)
+
+
 def json_tool_body(request: Request, model: str) -> dict[str, Any]:
     """The chat-completion body of a json-mode request (no ``tools`` reach the template)."""
     offer = bool(request.tools) and request.tool_choice != "none"
-    plain = Request(
-        messages=(Message(role="user", content="-"),),
-        temperature=request.temperature,
-        max_tokens=request.max_tokens,
-        stop=request.stop,
-    )
-    body = chat_body(plain, model)
+    # sampling settings as for any request; messages and the format are this mode's own
+    body = chat_body(_untooled(request), model)
     body["messages"] = _json_messages(request, offer)
     body["response_format"] = {
         "type": "json_schema",
@@ -395,7 +394,7 @@ def parse_json_reply(
     """
     raw = parse_chat_completion(
         data,
-        Request(messages=request.messages, max_tokens=request.max_tokens, allow_truncated=True),
+        msgspec.structs.replace(_untooled(request), allow_truncated=True),
         backend=backend,
         model=model,
         latency_s=latency_s,
