@@ -29,7 +29,6 @@ from smesh.backends.base import (
     Response,
     TruncatedResponse,
     aclose_backend,
-    estimate_tokens,
 )
 from smesh.clock import Clock
 from smesh.errors import (
@@ -437,7 +436,7 @@ class RateLimit(Wrapper):
 
     async def complete(self, request: Request) -> Response:
         """Wait for budget, call the wrapped backend, then settle the token estimate."""
-        prompt = sum(estimate_tokens(m["content"]) for m in request.chat_messages())
+        prompt = request.estimated_prompt_tokens()
         reserved = await self.limiter.acquire(prompt + request.max_tokens, backend=self.name)
         try:
             response = await self.inner.complete(request)
