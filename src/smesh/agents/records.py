@@ -37,7 +37,15 @@ from msgspec import UNSET, UnsetType
 
 from smesh.agents.protocol import ClaimView, Verdict
 
-__all__ = ["TOOL_CALL_KEYS", "Action", "Detail", "Trigger", "preview", "tool_calls"]
+__all__ = [
+    "TOOL_CALL_KEYS",
+    "Action",
+    "Detail",
+    "Trigger",
+    "attempts",
+    "preview",
+    "tool_calls",
+]
 
 Action = Literal[
     "abstain",
@@ -156,3 +164,23 @@ def tool_calls(actions: Iterable[Any]) -> dict[tuple[str, int], list[dict[str, A
         call["replayed"] = bool(d.get("replayed", False))
         out.setdefault((a.task_id, int(d.get("attempt", 1))), []).append(call)
     return out
+
+
+def attempts(actions: Iterable[Any]) -> list[dict[str, Any]]:
+    """Every attempt the actions mention (claimed, worked on, or posted), in order, each
+    ``{task_id, attempt, agent, tool_calls}``: ``agent`` is who worked on it, ``tool_calls``
+    its calls (see :func:`tool_calls`)."""
+    rows = list(actions)
+    calls = tool_calls(rows)
+    seen: dict[tuple[str, int], dict[str, Any]] = {}
+    for a in rows:
+        if a.task_id is None or a.action not in ("claim", "tool", "result"):
+            continue
+        key = (a.task_id, int(a.detail.get("attempt", 1)))
+        entry = seen.setdefault(
+            key, {"task_id": key[0], "attempt": key[1], "agent": a.agent, "tool_calls": []}
+        )
+        entry["agent"] = a.agent  # the last to act on it: the one that posted
+    for key, entry in seen.items():
+        entry["tool_calls"] = calls.get(key, [])
+    return list(seen.values())
