@@ -41,6 +41,7 @@ __all__ = ["AgentBase", "Judgement", "WorkContext"]
 # shared placeholders, replaced on first write (see AgentBase.__init__)
 _EMPTY: Any = frozenset()
 _UNATTACHED = TrustTable()
+_NO_TOOLS = AgentTools(())
 
 
 class Judgement(msgspec.Struct, frozen=True):
@@ -107,7 +108,6 @@ class AgentBase:
         "call_retries",
         "id",
         "max_tokens",
-        "max_tool_steps",
         "node",
         "role",
         "slots",
@@ -149,8 +149,8 @@ class AgentBase:
         self.temperature = temperature
         self.call_retries = call_retries
         self.authoritative = authoritative
-        self.tools = AgentTools(tools or ())
-        self.max_tool_steps = max_tool_steps
+        # one shared empty toolbox: an agent without tools costs no memory for them
+        self.tools = AgentTools(tools, max_steps=max_tool_steps) if tools else _NO_TOOLS
         self._waiter: asyncio.Future[None] | None = None  # set while the loop sleeps
         self._busy = 0
         self._verifying = 0
@@ -161,6 +161,11 @@ class AgentBase:
         self._crashed = False
         self._rt: Runtime | None = None
         self._random: random.Random | None = None
+
+    @property
+    def max_tool_steps(self) -> int:
+        """Model turns that may call tools per attempt."""
+        return self.tools.max_steps
 
     # -- bookkeeping of the protocol layers (sets are created on first use) ------------------
 

@@ -40,15 +40,20 @@ ToolSource = Tool | ToolSet | ToolProvider | str
 class AgentTools:
     """The tools of one agent: fixed ones resolved once, providers read when used.
 
+    Args:
+        sources: the tools, tool sets, tool strings and providers.
+        max_steps: model turns that may call tools per attempt (the tool loop's limit).
+
     Raises:
         UsageError: an item is none of the four shapes, a tool string is malformed, or two
             tools share a name.
         UnknownName: a tool string of an unknown kind.
     """
 
-    __slots__ = ("_fixed", "_providers")
+    __slots__ = ("_fixed", "_providers", "max_steps")
 
-    def __init__(self, sources: Iterable[ToolSource]) -> None:
+    def __init__(self, sources: Iterable[ToolSource], *, max_steps: int = 8) -> None:
+        self.max_steps = max_steps
         if isinstance(sources, str | Tool | ToolSet):
             sources = [sources]  # one source passed bare: forgive it
         fixed: list[Tool | ToolSet] = []
