@@ -10,9 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _agentkit import virtual
+from _agentkit import approve_all, virtual
 
-from smesh.agents import Agent, Budget, Settings, TaskSpec, Team, VerifySpec, WorkContext
+from smesh.agents import (
+    Agent,
+    Budget,
+    FunctionAgent,
+    Settings,
+    TaskSpec,
+    Team,
+    VerifySpec,
+    WorkContext,
+)
 from smesh.agents.journal import Journal
 from smesh.agents.records import attempts
 from smesh.backends.base import Request
@@ -151,11 +160,18 @@ def test_a_subtask_never_gets_more_than_its_parent() -> None:
     ]
 
 
+SUM = {"type": "object", "properties": {"sum": {"type": "integer"}}, "required": ["sum"]}
+
+
+def checker() -> FunctionAgent:
+    return FunctionAgent("v", judge=approve_all, verifies={"s": 1.0}, authoritative=True)
+
+
 def test_a_schema_task_returns_the_parsed_final_answer() -> None:
-    schema = {"type": "object", "properties": {"sum": {"type": "integer"}}, "required": ["sum"]}
+    seen: list[tuple[Any, str]] = []
 
     def model(request: Request) -> Any:
-        assert request.json_schema == schema and request.tools
+        seen.append((request.json_schema, request.tool_choice))
         if not results(request):
             return AssistantTurn(
                 tool_calls=(ToolCall(id="", name="add", arguments={"a": 1, "b": 1}),)
@@ -164,12 +180,33 @@ def test_a_schema_task_returns_the_parsed_final_answer() -> None:
 
     async def main() -> None:
         agent = Agent("w", backend=FunctionBackend(model), skills={"s": 1.0}, tools=[add])
-        spec = TaskSpec(task_id="t", skill="s", verify=VerifySpec(schema=schema, timeout_s=5))
-        team = _team([agent])
-        report = await team.run([spec])
+        spec = TaskSpec(task_id="t", skill="s", verify=VerifySpec(schema=SUM, timeout_s=5))
+        report = await _team([agent, checker()]).run([spec])
         assert report.tasks[0].output == {"sum": 2}
+        assert report.llm_calls == 2
 
     virtual(main())
+    # the turn that may call a tool goes without the schema (a grammar would leave no room
+    # for a call); once results are in, the answer is constrained to it
+    assert seen == [(None, "auto"), (SUM, "auto")]
+
+
+def test_an_answer_that_misses_the_schema_is_asked_for_again_constrained() -> None:
+    seen: list[tuple[Any, str]] = []
+
+    def model(request: Request) -> Any:
+        seen.append((request.json_schema, request.tool_choice))
+        return {"sum": 7} if request.json_schema else "it is seven"
+
+    async def main() -> None:
+        agent = Agent("w", backend=FunctionBackend(model), skills={"s": 1.0}, tools=[add])
+        spec = TaskSpec(task_id="t", skill="s", verify=VerifySpec(schema=SUM, timeout_s=5))
+        report = await _team([agent, checker()]).run([spec])
+        assert report.tasks[0].output == {"sum": 7}
+        assert report.llm_calls == 2  # the re-ask is an LLM call like any other
+
+    virtual(main())
+    assert seen == [(None, "auto"), (SUM, "none")]
 
 
 # -- tool strings and providers -------------------------------------------------------

@@ -13,6 +13,11 @@ the agent's :meth:`~smesh.agents.base.AgentBase.complete`:
 * **pressure, retries, cancellation**: each model turn waits out pressure on the backend,
   is retried on a failed or malformed answer, and a cancelled attempt (run stopped, work
   timeout) cancels the model call or the tool calls in flight.
+* **a schema** (the task's verification asks for JSON): it constrains the final answer.
+  The turns that decide whether to call a tool go without it until tool results are in
+  (some servers, llama.cpp among them, make a response schema a grammar that leaves no
+  room for a call); a final answer that misses it is asked for once more with the schema
+  and ``tool_choice="none"`` (one more LLM call, charged like any other).
 * **the journal**: each call is journaled as a ``tool`` action (tool, arguments, a preview
   of the result or the error, ok, status, duration, effect id, replayed, and the task and
   lease signals that triggered the work), so ``smesh trace`` shows it.
@@ -30,6 +35,7 @@ report shows it, and the next attempt (if any) starts again.
 
 from __future__ import annotations
 
+import json
 import uuid
 import weakref
 from collections.abc import Sequence
@@ -40,11 +46,11 @@ from msgspec import UNSET
 from smesh.agents.prompts import retry_temperature, work_prompt
 from smesh.agents.records import Detail, Trigger
 from smesh.agents.runtime import Runtime
-from smesh.backends.base import Request, Response
+from smesh.backends.base import Request, Response, check_schema
 from smesh.errors import ToolError
 from smesh.tools.ledger import EffectLedger, EffectScope
 from smesh.tools.loop import ToolLoop, ToolLoopResult
-from smesh.tools.messages import AssistantTurn, ToolCallRecord, ToolSpec, Turn
+from smesh.tools.messages import AssistantTurn, ToolCallRecord, ToolResult, ToolSpec, Turn
 from smesh.tools.sqlite_ledger import SQLiteEffectLedger
 from smesh.tools.toolset import ToolSet
 
@@ -111,22 +117,36 @@ async def perform_with_tools(agent: AgentBase, ctx: WorkContext, tools: ToolSet)
     spec = ctx.task
     schema = spec.verify.schema if spec.verify is not None else None
     temperature = retry_temperature(agent.temperature, ctx.attempt)
-    last: list[Response] = []
+    answer: list[Any] = []  # the parsed final answer when there is a schema
 
-    async def model(turns: Sequence[Turn], specs: Sequence[ToolSpec]) -> AssistantTurn:
+    async def ask(turns: Sequence[Turn], specs: Sequence[ToolSpec], **options: Any) -> Response:
         request = Request(
             messages=tuple(turns),
             system=agent.role or None,
             max_tokens=agent.max_tokens,
             temperature=temperature,
-            json_schema=schema,
             agent=agent.id,
             tools=tuple(specs),
+            **options,
         )
-        response = await agent.complete(request)
+        return await agent.complete(request)
+
+    async def model(turns: Sequence[Turn], specs: Sequence[ToolSpec]) -> AssistantTurn:
+        # The schema is for the final answer. Some servers (llama.cpp, the embedded model)
+        # turn a response schema into a grammar with no room for a tool call, so the turn
+        # that decides whether to call goes without it until tool results are in; an
+        # answer that then misses the schema is asked for again, constrained, tools off.
+        seen = schema is not None and any(isinstance(t, ToolResult) for t in turns)
+        response = await ask(turns, specs, json_schema=schema if seen else None)
         if response.tool_calls:
             rt.budget.check()  # the run is over: do not act on this turn
-        last[:] = [response]
+            return response.turn()
+        if schema is not None:
+            parsed = _parsed(response, schema)
+            if parsed is _MISSING:
+                response = await ask(turns, specs, json_schema=schema, tool_choice="none")
+                parsed = response.parsed
+            answer[:] = [parsed]
         return response.turn()
 
     on_record = None
@@ -165,6 +185,21 @@ async def perform_with_tools(agent: AgentBase, ctx: WorkContext, tools: ToolSet)
             await ledger.aclose()
     if not result.ok:
         raise ToolError(_failure(result))
-    if schema is not None and last:
-        return last[0].parsed
+    if schema is not None and answer:
+        return answer[0]
     return (result.text or "").strip()
+
+
+_MISSING: Any = object()
+
+
+def _parsed(response: Response, schema: dict[str, Any]) -> Any:
+    """The reply's JSON value if it matches ``schema`` (checked here when the request did
+    not carry the schema), else :data:`_MISSING`."""
+    if response.parsed is not None:
+        return response.parsed
+    try:
+        value = json.loads(response.text)
+    except ValueError:
+        return _MISSING
+    return value if check_schema(value, schema) is None else _MISSING
