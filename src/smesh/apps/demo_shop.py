@@ -80,11 +80,14 @@ def sales_task() -> TaskSpec:
         task_id=SALES_TASK,
         skill="analysis",
         priority=0.3,
+        # Leading with the tool's name matters to the 0.5B model: asked "Which product
+        # sold the most ...?" it called a tool it named after the question (1 of 5 calls
+        # used the real name); told to call sql_query, 6 of 6 did, with the right SQL.
         description=(
-            "Which product sold the most units in total over all regions? Look it up with "
-            f"the {SQL_TOOL} tool in the table sales(region, product, units). Answer as "
-            "JSON with the product name in the field product and its total units in the "
-            "field units."
+            f"Call the {SQL_TOOL} tool with a SQL query on the table sales(region, product, "
+            "units) that finds the product with the most units sold in total over all "
+            "regions. Then answer as JSON with the product name in the field product and "
+            "its total units in the field units."
         ),
         verify=VerifySpec(
             quorum=0.9,
