@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -423,3 +424,36 @@ def test_trace_json_lists_each_attempts_tool_calls(tmp_path: Path) -> None:
         ("flaky", True, "ok"),
     ]
     assert attempt["tool_calls"][0]["result"] == "ValueError: first try fails"
+
+
+def test_trace_prints_a_models_markup_as_text(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    hostile = "[/] [bold red]boom[/bold red] [link=http://x]"
+
+    def model(request: Request) -> Any:
+        if not results(request):
+            args = {"text": hostile}
+            return AssistantTurn(tool_calls=(ToolCall(id="", name="shout", arguments=args),))
+        return "done"
+
+    async def main() -> None:
+        with Journal(tmp_path / "j.db") as journal:
+            agent = Agent("w", backend=FunctionBackend(model), skills={"s": 1.0}, tools=[shout])
+            team = _team([agent], journal=journal, run_id="r3")
+            await team.run([TaskSpec(task_id="t", skill="s")])
+
+    virtual(main())
+    out = subprocess.run(
+        [sys.executable, "-m", "smesh", "trace", "r3", "t", "--journal", "j.db"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "400", "NO_COLOR": "1"},
+        check=False,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"called shout(text={hostile!r})" in out.stdout
+    assert hostile.upper() in out.stdout  # the result, as text

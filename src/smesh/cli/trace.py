@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from smesh.agents.journal import DEFAULT_JOURNAL, Journal, JournalAction
@@ -64,5 +65,7 @@ def command(run_id: str | None, task_id: str | None, journal_path: Path, as_json
         table.add_column("action")
         table.add_column("why / what", overflow="fold")
         for a in rows:
-            table.add_row(f"{a.time - start:.2f}", a.agent, a.action, describe(a.action, a.detail))
+            # escaped: tool arguments and results are a model's text, not rich markup
+            why = escape(describe(a.action, a.detail))
+            table.add_row(f"{a.time - start:.2f}", escape(a.agent), a.action, why)
         console.print(table)
