@@ -12,8 +12,15 @@ from typing import Any
 
 import pytest
 
-DEMO_TASKS = {"code-palindrome", "explain-bst", "math-2plus2", "code-fizzbuzz", "analysis-primes"}
-TASK_KEYS = {"id", "skill", "status", "claimed_by", "attempts"}
+DEMO_TASKS = {
+    "code-palindrome",
+    "explain-bst",
+    "math-2plus2",
+    "code-fizzbuzz",
+    "analysis-primes",
+    "analysis-sales",  # the task that needs a tool (issue 12)
+}
+TASK_KEYS = {"id", "skill", "status", "claimed_by", "attempts", "tool_calls"}
 DEMO = ("agents", "--demo", "--backend", "scripted", "--json")
 
 
@@ -60,7 +67,7 @@ def test_demo_json_is_the_stable_contract(demo_run: tuple[Path, dict[str, Any]])
         assert task["status"] in {"accepted", "failed"}
         assert task["attempts"] >= 1
     # the scripted model answers correctly: everything is accepted, by a worker of the skill
-    assert [t["status"] for t in data["tasks"]] == ["accepted"] * 5
+    assert [t["status"] for t in data["tasks"]] == ["accepted"] * len(DEMO_TASKS)
     assert {t["claimed_by"] for t in data["tasks"]} <= {"coder", "reviewer", "analyst", "writer"}
     assert (cwd / "tmp" / "j.db").exists()
 
@@ -140,7 +147,7 @@ def test_demo_resumes_a_run_that_ran_out_of_budget(tmp_path: Path) -> None:
     assert second.returncode == 0, second.stderr
     resumed = json.loads(second.stdout)
     assert resumed["run_id"] == stopped["run_id"]
-    assert [t["status"] for t in resumed["tasks"]] == ["accepted"] * 5
+    assert [t["status"] for t in resumed["tasks"]] == ["accepted"] * len(DEMO_TASKS)
     before = {t["id"]: t for t in stopped["tasks"]}
     for task in resumed["tasks"]:
         if before[task["id"]]["status"] == "accepted":  # not redone: same worker, same attempt
@@ -174,3 +181,22 @@ def test_trace_explains_a_conceded_bid(tmp_path: Path) -> None:
     result = smesh("trace", "r1", "--journal", "j.db", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "conceded attempt 1 (bid 0.5; rivals a:0.5, b:0.9)" in result.stdout
+
+
+def test_the_demo_task_that_needs_a_tool(demo_run: tuple[Path, dict[str, Any]]) -> None:
+    cwd, data = demo_run
+    calls = {t["id"]: t["tool_calls"] for t in data["tasks"]}
+    assert calls.pop("analysis-sales") >= 1  # the analyst queried the shop database
+    assert set(calls.values()) == {0}  # the other tasks grant no tool, or none was needed
+    result = smesh(
+        "trace", data["run_id"], "analysis-sales", "--json", "--journal", "tmp/j.db", cwd=cwd
+    )
+    assert result.returncode == 0, result.stderr
+    (attempt,) = json.loads(result.stdout)["attempts"]
+    assert attempt["task_id"] == "analysis-sales" and attempt["agent"] == "analyst"
+    call = attempt["tool_calls"][0]
+    assert {"tool", "args", "ok", "duration_ms", "effect_id", "replayed"} <= set(call)
+    assert call["tool"] == "sql_query" and call["ok"] is True and call["replayed"] is False
+    assert "SUM(units)" in call["args"]["sql"] and "kettle" in call["result"]
+    text = smesh("trace", data["run_id"], "analysis-sales", "--journal", "tmp/j.db", cwd=cwd)
+    assert "called sql_query(sql=" in text.stdout and "→ ok in" in text.stdout

@@ -42,9 +42,9 @@ def test_demo_on_the_embedded_model_ends_with_every_task_decided(tmp_path: Path)
     assert report["stopped_by"] == "quiescent"
     assert report["duration_s"] < 180
     assert report["llm_calls"] > 0 and report["tokens"] > 0
-    assert len(report["tasks"]) == 5
+    assert len(report["tasks"]) == 6
     for task in report["tasks"]:
-        assert set(task) == {"id", "skill", "status", "claimed_by", "attempts"}
+        assert set(task) == {"id", "skill", "status", "claimed_by", "attempts", "tool_calls"}
         assert task["status"] in ("accepted", "failed")
         assert task["attempts"] >= 1 and task["claimed_by"]
     # the tool-checked arithmetic is within the small model's reach

@@ -10,7 +10,7 @@ addresses do not depend on this module; a payload read from the field is validat
 is ignored, never a crash).
 
 ``task`` (content scope): :class:`TaskSpec`
-    ``{task_id, skill, description, priority, verify, max_attempts, input}``; intensity
+    ``{task_id, skill, description, priority, verify, max_attempts, input[, tools]}``; intensity
     ``0.5 + 0.5·priority``.
 ``claim`` (origin scope, a lease): :class:`Claim`
     ``{task_id, attempt, bid, state}``; ``state`` is ``bid`` while contested and ``held`` once
@@ -258,6 +258,8 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
         max_attempts: attempts before the task fails for good.
         input: extra JSON input for the worker.
         kind: the signal kind that carries it (``task`` or your own task kind).
+        tools: names of the tools a worker may use for it (None: no limit from the task;
+            ``[]``: none). A worker uses the intersection with its own tools.
     """
 
     task_id: str
@@ -268,6 +270,7 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
     max_attempts: int = 3
     input: Any = None
     kind: str = KIND_TASK
+    tools: list[str] | None = None
 
     def __post_init__(self) -> None:
         if not self.task_id or not self.skill:
@@ -281,6 +284,8 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
         """The JSON payload of the task signal."""
         data: dict[str, Any] = msgspec.to_builtins(self)
         data.pop("kind", None)
+        if data.get("tools") is None:  # unset: a task's address stays what it was
+            data.pop("tools", None)
         return data
 
     @classmethod

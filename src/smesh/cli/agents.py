@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from smesh.agents import RunReport, Settings, Team
 from smesh.agents.board import TaskBoard, TaskState
 from smesh.agents.journal import DEFAULT_JOURNAL, Journal
+from smesh.agents.records import tool_calls
 from smesh.agents.runtime import Budget
 from smesh.cli._common import console, err_console, print_json
 
@@ -36,9 +40,34 @@ def _status(task: TaskState) -> str:
     return "open"
 
 
-def _view(board: TaskBoard, now: float) -> Group:
+class _ToolWatch(Journal):
+    """The run's journal, also counting each task's tool calls for the live view."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.calls: dict[str, list[str]] = {}  # task -> "tool ✓" per call
+        self.on_call: Callable[[], None] | None = None
+
+    def action(
+        self, now: float, agent: str, action: str, task_id: str | None, detail: dict[str, Any]
+    ) -> None:
+        super().action(now, agent, action, task_id, detail)
+        if action == "tool" and task_id is not None:
+            mark = "✓" if detail.get("ok") else "✗"
+            self.calls.setdefault(task_id, []).append(f"{detail.get('tool')} {mark}")
+            if self.on_call is not None:
+                self.on_call()
+
+
+def _tools_cell(calls: list[str]) -> str:
+    return "-" if not calls else f"{len(calls)} ({escape(calls[-1])})"
+
+
+def _view(board: TaskBoard, now: float, tools: dict[str, list[str]] | None = None) -> Group:
+    tools = tools or {}
     tasks = Table(title="Tasks", title_justify="left")
-    for col in ("task", "skill", "status", "attempt", "claims / lease", "votes ✓/✗", "check"):
+    columns = ("task", "skill", "status", "attempt", "claims / lease", "tools", "votes ✓/✗")
+    for col in (*columns, "check"):
         tasks.add_column(col)
     for task in board.tasks.values():
         ballots = task.ballots(task.attempt)
@@ -53,6 +82,7 @@ def _view(board: TaskBoard, now: float) -> Group:
             _status(task),
             f"{task.attempt}/{task.spec.max_attempts}",
             claims or "-",
+            _tools_cell(tools.get(task.spec.task_id, [])),
             f"{len(ballots.get('approve', []))}/{len(ballots.get('reject', []))}",
             check,
         )
@@ -155,6 +185,9 @@ def command(
     report = asyncio.run(
         _run_demo(count, backend, seed, max_calls, max_seconds, journal_path, resume_id, as_json)
     )
+    with Journal(journal_path) as journal:  # the whole run's calls, a resumed part included
+        calls = tool_calls(journal.actions(report.run_id))
+    per_task = Counter({task: len(c) for (task, _), c in calls.items()})
     if as_json:
         print_json(
             {
@@ -170,6 +203,7 @@ def command(
                         "status": t.status,
                         "claimed_by": t.claimed_by,
                         "attempts": t.attempts,
+                        "tool_calls": per_task[t.id],
                     }
                     for t in report.tasks
                 ],
@@ -206,7 +240,7 @@ async def _run_demo(
     else:
         backend = resolve_backend(backend_spec)
     clock = SystemClock()
-    journal = Journal(journal_path)
+    journal = _ToolWatch(journal_path)
     try:
         if not as_json:
             err_console.print(f"[dim]backend {backend.name}: loading…[/dim]")
@@ -227,9 +261,13 @@ async def _run_demo(
             return await team.run(demo_tasks())
         with Live(_view(team.board, clock.now()), console=console, refresh_per_second=4) as live:
 
-            def refresh(task: TaskState, what: str) -> None:
-                live.update(_view(team.board, clock.now()))
+            def redraw() -> None:
+                live.update(_view(team.board, clock.now(), journal.calls))
 
+            def refresh(task: TaskState, what: str) -> None:
+                redraw()
+
+            journal.on_call = redraw
             return await team.run(demo_tasks(), on_change=refresh)
     finally:
         await aclose_backend(backend)

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from smesh.agents.journal import DEFAULT_JOURNAL, Journal, JournalAction
+from smesh.agents.records import attempts
 from smesh.agents.story import describe
 from smesh.cli._common import console, print_json
 
@@ -28,7 +30,8 @@ def command(run_id: str | None, task_id: str | None, journal_path: Path, as_json
     """Explain a run from its journal (default: the latest run).
 
     For every task: who bid and why (the signals, intensities and trust behind the claim),
-    who verified it and how, what was decided, and how trust moved.
+    the tools its worker called, who verified it and how, what was decided, and how trust
+    moved. With --json, "attempts" lists each attempt's tool calls.
     """
     if not journal_path.exists():
         raise click.UsageError(f"no journal at {str(journal_path)!r}; run smesh agents first")
@@ -46,7 +49,9 @@ def command(run_id: str | None, task_id: str | None, journal_path: Path, as_json
     if task_id is not None and not actions:
         raise click.UsageError(f"run {run_id} has no actions for task {task_id!r}")
     if as_json:
-        print_json({"run_id": run_id, "events": events, "actions": actions})
+        print_json(
+            {"run_id": run_id, "events": events, "actions": actions, "attempts": attempts(actions)}
+        )
         return
     by_task: dict[str, list[JournalAction]] = {}
     for a in actions:
@@ -60,5 +65,7 @@ def command(run_id: str | None, task_id: str | None, journal_path: Path, as_json
         table.add_column("action")
         table.add_column("why / what", overflow="fold")
         for a in rows:
-            table.add_row(f"{a.time - start:.2f}", a.agent, a.action, describe(a.action, a.detail))
+            # escaped: tool arguments and results are a model's text, not rich markup
+            why = escape(describe(a.action, a.detail))
+            table.add_row(f"{a.time - start:.2f}", escape(a.agent), a.action, why)
         console.print(table)
