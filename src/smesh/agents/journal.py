@@ -294,6 +294,14 @@ class Journal:
         )
         self._write("UPDATE runs SET meta = ? WHERE run_id = ?", (json.dumps(meta), run_id))
 
+    def discard_run(self, run_id: str) -> None:
+        """Remove a run that was refused before it did anything (its row and whatever it
+        recorded), so that it is not listed as a run."""
+        self._events = [e for e in self._events if e[0] != run_id]
+        self._actions = [a for a in self._actions if a[0] != run_id]
+        for table in TABLES:
+            self._write(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+
     def close(self) -> None:
         """Flush and close. Safe to call twice."""
         if self._subscription is not None:
