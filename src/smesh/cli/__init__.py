@@ -94,6 +94,8 @@ def _dispatch(argv: list[str]) -> int:
         return _error(exc.format_message(), exc.exit_code, argv)
     except (click.Abort, KeyboardInterrupt, Interrupted):
         guard.say("smesh: interrupted")
+        if _wants_json(argv) and not json_written():
+            print_json({"error": "interrupted", "exit_code": EXIT_INTERRUPTED})
         return EXIT_INTERRUPTED
     except SmeshUsageError as exc:
         return _error(str(exc), EXIT_USAGE, argv)

@@ -125,7 +125,8 @@ def backend_options(
     if kind != "local":
         if given and strict:
             flags = " and ".join(f"--{k}" for k in given)
-            raise UsageError(f"{flags} apply to the embedded model (--backend local), not {spec}")
+            verb = "apply" if len(given) > 1 else "applies"
+            raise UsageError(f"{flags} {verb} to the embedded model (--backend local), not {spec}")
         return {}
     return given
 

@@ -24,9 +24,10 @@ import sys
 import threading
 from collections.abc import Callable, Coroutine, Sequence
 from types import FrameType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from smesh.agents.board import TaskBoard
+if TYPE_CHECKING:
+    from smesh.agents.board import TaskBoard
 
 __all__ = ["HARD_STOP_S", "Interrupted", "RunWatch", "guard", "run_async"]
 

@@ -17,7 +17,7 @@ from smesh.cli.trace import damage
 def _when(started: float | None) -> str:
     if started is None:
         return "-"
-    return dt.datetime.fromtimestamp(started).strftime("%Y-%m-%d %H:%M:%S")
+    return dt.datetime.fromtimestamp(started).strftime("%m-%d %H:%M")
 
 
 @click.command("runs")
@@ -47,17 +47,19 @@ def command(journal_path: Path, limit: int, as_json: bool) -> None:
         console.print(f"no runs in {esc(journal_path)}")
     else:
         table = Table(title=f"Runs in {esc(journal_path)}", title_justify="left")
-        for col in ("run", "app", "started", "status", "accepted", "failed", "unfinished", "calls"):
-            table.add_column(col, justify="right" if col in ("accepted", "failed") else "left")
+        table.add_column("run", no_wrap=True, min_width=12)
+        table.add_column("app", no_wrap=True)
+        table.add_column("started", no_wrap=True)
+        table.add_column("status", no_wrap=True)
+        table.add_column("ok/failed/left", justify="right", no_wrap=True)
+        table.add_column("calls", justify="right", no_wrap=True)
         for r in runs:
             table.add_row(
                 plain(r.run_id),
                 plain(r.app),
                 _when(r.started),
                 plain(r.status),
-                str(r.accepted),
-                str(r.failed),
-                str(r.unfinished),
+                f"{r.accepted}/{r.failed}/{r.unfinished}",
                 str(r.llm_calls),
             )
         console.print(table)
