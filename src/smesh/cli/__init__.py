@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import os
 import sys
+import threading
 
 import click
 
@@ -103,6 +104,11 @@ def _dispatch(argv: list[str]) -> int:
         return _error(str(exc), EXIT_FAILED, argv)
     except BrokenPipeError:
         return EXIT_FAILED  # `smesh ... | head`: the reader left; nothing to tell it
+    except Exception as exc:  # a bug: still one line (SMESH_DEBUG=1 shows the traceback)
+        if os.environ.get("SMESH_DEBUG"):
+            raise
+        name = type(exc).__name__
+        return _error(f"internal error ({name}: {exc}); please report it", EXIT_FAILED, argv)
     return int(result) if isinstance(result, int) else 0
 
 
@@ -131,12 +137,19 @@ def main(argv: list[str] | None = None) -> int:
     _register()
     json_written(reset=True)
     restore = guard.install(args)
+    guard.program = program
     try:
         code = _dispatch(args)
     finally:
         restore()
     if program:
-        guard.exit_later(code)  # a thread some library left behind must not hold the exit
+        # What matters is written (output flushed, journal closed). Exiting normally
+        # would join the threads a library left behind (llama.cpp letting go of its
+        # model): when there are any, or after Ctrl-C, end the process now.
+        left = [
+            t for t in threading.enumerate() if not t.daemon and t is not threading.main_thread()
+        ]
+        guard.exit_later(code, after_s=0.0 if left or code == EXIT_INTERRUPTED else 1.0)
     return code
 
 

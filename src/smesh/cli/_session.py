@@ -23,7 +23,7 @@ from smesh.agents.journal import Journal
 from smesh.agents.runs import begin_run, check_resume, end_session
 from smesh.backends.accounting import Budget
 from smesh.cli._common import EXIT_FAILED, EXIT_OK, err_console, esc
-from smesh.cli._stop import RunWatch
+from smesh.cli._stop import RunWatch, guard, trace_stop
 from smesh.errors import UsageError
 
 __all__ = [
@@ -64,7 +64,6 @@ async def open_backend(
         return
     from smesh.agents.preflight import probe_backend
     from smesh.backends import resolve_backend
-    from smesh.backends.base import aclose_backend
 
     if backend is None:
         assert spec is not None
@@ -78,7 +77,33 @@ async def open_backend(
             await start()
         yield backend
     finally:
-        await aclose_backend(backend)
+        trace_stop("closing the backend")
+        await _close(backend)
+        trace_stop("backend closed")
+
+
+#: how long closing a backend may hold up the end of a command (its generations are
+#: already stopped; what is left is letting go of threads and memory), and after Ctrl-C
+CLOSE_WAIT_S = 0.5
+CLOSE_WAIT_INTERRUPTED_S = 0.2
+
+
+async def _close(backend: Any) -> None:
+    """Close ``backend``, waiting for it a bounded time: the rest of the close goes on in
+    the background and the process's exit does not wait for it (see ``smesh.cli.main``).
+
+    In the ``smesh`` process itself nothing is closed: the process ends right after (its
+    generations are already stopped), and destroying the embedded model's server holds
+    the interpreter lock for seconds, which would hold up that end."""
+    from smesh.backends.base import aclose_backend
+
+    if guard.program:
+        return
+    wait = CLOSE_WAIT_INTERRUPTED_S if guard.count else CLOSE_WAIT_S
+    closing = asyncio.ensure_future(aclose_backend(backend))
+    done, _ = await asyncio.wait([closing], timeout=wait)
+    if done:
+        closing.result()
 
 
 def _usage(budget: Budget) -> dict[str, Any]:
@@ -115,6 +140,7 @@ async def session(
         begin_run(journal, run_id, app=app, args=args, argv=watch.argv, resume=bool(resume_id))
         yield journal, run_id
     except asyncio.CancelledError:
+        trace_stop("run cancelled")
         with contextlib.suppress(Exception):  # the stop must not fail on the journal
             journal.flush()
             end_session(
@@ -132,6 +158,7 @@ async def session(
         raise
     finally:
         journal.close()
+        trace_stop("journal closed")
 
 
 def stored_report(journal_path: Path, run_id: str) -> dict[str, Any] | None:

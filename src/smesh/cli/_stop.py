@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import os
 import shlex
 import signal
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from smesh.agents.board import TaskBoard
 
-__all__ = ["HARD_STOP_S", "Interrupted", "RunWatch", "guard", "run_async"]
+__all__ = ["HARD_STOP_S", "Interrupted", "RunWatch", "guard", "run_async", "trace_stop"]
 
 T = TypeVar("T")
 
@@ -141,6 +142,9 @@ class _Guard:
         self._lock = threading.Lock()
         self._previous: dict[int, Any] = {}
         self.argv: list[str] = []
+        #: the process is ``smesh`` itself (not ``main()`` called in-process): it ends
+        #: when the command does, so nothing needs closing down politely
+        self.program = False
 
     def install(self, argv: Sequence[str]) -> Callable[[], None]:
         """Take over SIGINT and SIGTERM (main thread only) for a command run with ``argv``
@@ -175,6 +179,7 @@ class _Guard:
             os.write(2, ("\n" + line + "\n").encode("utf-8", "replace"))
 
     def _exit_now(self) -> None:
+        trace_stop("exit-now")
         self.say()
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(OSError, ValueError):
@@ -185,8 +190,16 @@ class _Guard:
         timer = threading.Timer(HARD_STOP_S, self._exit_now)
         timer.daemon = True
         timer.start()
+        if self.program:
+            # The timer is a Python thread: native code that holds the interpreter lock
+            # for seconds (a llama.cpp server being destroyed) would hold it up. This
+            # backstop is a C thread; it ends the process (status 1) if even that failed.
+            with contextlib.suppress(OSError, ValueError, RuntimeError):
+                devnull = open(os.devnull, "w")  # noqa: SIM115 - lives until the exit
+                faulthandler.dump_traceback_later(HARD_STOP_S + 0.8, exit=True, file=devnull)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        trace_stop("signal")
         self.count += 1
         if self.count > 1:
             self._exit_now()
@@ -197,9 +210,9 @@ class _Guard:
             return
         raise KeyboardInterrupt
 
-    def exit_later(self, code: int, after_s: float = 5.0) -> None:
+    def exit_later(self, code: int, after_s: float = 1.0) -> None:
         """End the process with ``code`` if shutting down (joining threads a library
-        left behind) takes longer than ``after_s``."""
+        left behind) takes longer than ``after_s`` (0: now)."""
 
         def force() -> None:
             for stream in (sys.stdout, sys.stderr):
@@ -207,16 +220,36 @@ class _Guard:
                     stream.flush()
             os._exit(code)
 
+        if after_s <= 0:
+            force()
         timer = threading.Timer(after_s, force)
         timer.daemon = True
         timer.start()
 
 
 guard = _Guard()
+_T0 = [0.0]
+
+
+def trace_stop(what: str) -> None:
+    """With ``SMESH_STOP_TRACE=1``, write when each step of a stop happened to stderr
+    (seconds since the first step): how the stop times in the report were taken apart."""
+    if os.environ.get("SMESH_STOP_TRACE"):
+        import time
+
+        now = time.monotonic()
+        if not _T0[0]:
+            _T0[0] = now
+        os.write(2, f"[stop {now - _T0[0]:.2f}] {what}\n".encode())
 
 
 def run_async(main: Coroutine[Any, Any, T], *, describe: Callable[[], str] | None = None) -> T:
     """Run ``main`` on a fresh event loop; the first Ctrl-C cancels it.
+
+    Unlike :func:`asyncio.run`, closing the loop waits a bounded time for what is left
+    (tasks, async generators) and never for the threads of the default executor: a
+    library still letting go of a model in a thread must not hold up the end of the
+    command (``smesh.cli.main`` does not wait for those threads either).
 
     Args:
         main: the command's coroutine.
@@ -235,16 +268,33 @@ def run_async(main: Coroutine[Any, Any, T], *, describe: Callable[[], str] | Non
             guard.loop = guard.task = None
 
     guard.describe = describe
+    loop = asyncio.new_event_loop()
     try:
-        result = asyncio.run(wrapped())
+        result = loop.run_until_complete(wrapped())
     except (asyncio.CancelledError, KeyboardInterrupt):
+        trace_stop("the run ended")
         if guard.count:
             guard.say()
             raise Interrupted from None
         raise
     finally:
         guard.describe = None
+        _close_loop(loop)
     if guard.count:  # the work swallowed the cancellation: still an interrupted run
         guard.say(describe() if describe is not None else None)
         raise Interrupted
     return result
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop, wait_s: float = 1.0) -> None:
+    try:
+        left = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in left:
+            task.cancel()
+        if left:
+            loop.run_until_complete(asyncio.wait(left, timeout=wait_s))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    except (RuntimeError, KeyboardInterrupt):
+        pass
+    finally:
+        loop.close()  # the default executor is shut down without waiting for its threads

@@ -201,13 +201,8 @@ def node_command(
     # the embedded model of this node and of the nodes it starts reads these
     for variable, value in backend_options(backend, threads, slots).items():
         os.environ[f"SMESH_{variable.upper()}"] = str(value)
-    if backend == "scripted" and (split is not None or agents):
-        click.echo(
-            "smesh: note: the agents use the scripted backend (no model); "
-            "pass --backend local for the embedded model",
-            err=True,
-        )
     if split is not None:
+        _note_scripted(backend)
         reports = run_async(run_split(split, backend=backend, timeout_s=max_seconds + 60))
         if as_json:
             print_json(reports)
@@ -237,10 +232,13 @@ def node_command(
         idle_timeout_s=idle_timeout,
     )
 
+    if agents:
+        _note_scripted(backend)
+
     def ready(field: MeshField) -> None:
         if not as_json:
             err_console.print(
-                f"[dim]node {field.node_id} joined mesh {mesh_name} "
+                f"[dim]node {esc(field.node_id)} joined mesh {esc(mesh_name)} "
                 f"(caught up in {field.late_join_ms or 0:.1f} ms)[/dim]"
             )
 
@@ -251,6 +249,15 @@ def node_command(
         _print(report)
     run = report.run
     return EXIT_FAILED if run is not None and run.accepted < len(run.tasks) else EXIT_OK
+
+
+def _note_scripted(backend: str) -> None:
+    if backend == "scripted":
+        click.echo(
+            "smesh: note: the agents use the scripted backend (no model); "
+            "pass --backend local for the embedded model",
+            err=True,
+        )
 
 
 def _summary(report: PeerReport) -> dict[str, Any]:
