@@ -91,8 +91,8 @@ def smesh(
 
 #: Python that registers the failing backends below in a subprocess
 PRELUDE = (
-    "import sys\nsys.path.insert(0, %r)\nfrom _clikit import register_fakes\nregister_fakes()\n"
-    % (str(Path(__file__).resolve().parent),)
+    f"import sys\nsys.path.insert(0, {str(Path(__file__).resolve().parent)!r})\n"
+    "from _clikit import register_fakes\nregister_fakes()\n"
 )
 
 
