@@ -31,7 +31,7 @@ from typing import Any
 
 import msgspec
 
-from smesh.decay import Exponential, Linear, Sigmoid, Step
+from smesh.agents.signal_codec import decode_signal, encode_signal
 from smesh.errors import ConfigurationError, RuntimeFailure, UsageError
 from smesh.field import Field, FieldEvent
 from smesh.signal import Signal
@@ -68,32 +68,6 @@ CREATE INDEX IF NOT EXISTS events_run ON events (run_id, seq);
 CREATE INDEX IF NOT EXISTS actions_run ON actions (run_id, task_id, seq);
 """
 _REPLAYED_KINDS = frozenset({"task", "result", "vote", "check", "feedback", "decision"})
-
-_encode = msgspec.msgpack.Encoder().encode
-
-# ``Signal.decay`` is typed as the ``Decay`` base, which msgspec decodes only as the base's
-# own tag; stored signals are read through a mirror whose decay is the union of the concrete
-# (serializable) decays, then rebuilt as a Signal.
-_DECAYS = Exponential | Linear | Sigmoid | Step
-
-
-def _mirror(f: msgspec.structs.FieldInfo) -> tuple[Any, ...]:
-    kind = _DECAYS if f.name == "decay" else f.type
-    return (f.name, kind) if f.required else (f.name, kind, f.default)
-
-
-_StoredSignal: Any = msgspec.defstruct(
-    "_StoredSignal",
-    [_mirror(f) for f in msgspec.structs.fields(Signal)],
-    kw_only=True,
-    frozen=True,
-)
-_decode_stored = msgspec.msgpack.Decoder(_StoredSignal).decode
-
-
-def _decode_signal(blob: bytes) -> Signal:
-    stored = _decode_stored(blob)
-    return Signal(**{f: getattr(stored, f) for f in Signal.__struct_fields__})
 
 
 def default_journal() -> Path:
@@ -217,7 +191,7 @@ class Journal:
     def _on_event(self, event: FieldEvent) -> None:
         s = event.signal
         try:
-            blob = _encode(s)
+            blob = encode_signal(s)
         except (TypeError, msgspec.EncodeError):
             blob = None  # a custom decay function does not serialize
         self._events.append(
@@ -337,7 +311,21 @@ class Journal:
                 rows.append(tuple(row))
         except sqlite3.Error as exc:
             self._problem(f"{what}: {_reason(exc)}")
+            if not rows and what in ("events", "actions") and " NOT INDEXED" not in query:
+                # a damaged index hides an intact table: read the table itself
+                unindexed = query.replace(f"FROM {what}", f"FROM {what} NOT INDEXED", 1)
+                before = len(self.problems)
+                rows = self._rows(what, unindexed, args)
+                del self.problems[before:]  # the same damage, already noted
         return rows
+
+    def integrity(self) -> list[str]:
+        """What SQLite's own check finds wrong with the file (``PRAGMA quick_check``);
+        empty when it is sound. A file with damaged pages can often be read, not written."""
+        rows = self._rows("integrity", "PRAGMA quick_check(5)")
+        lines = [line for r in rows if r for line in str(r[0]).splitlines()]
+        found = [line for line in lines if line != "ok" and not line.startswith("***")]
+        return found if rows else [self.problems[-1] if self.problems else "unreadable"]
 
     def tables(self) -> set[str]:
         """The journal tables present (a damaged journal may lack some)."""
@@ -475,7 +463,7 @@ class Journal:
                 live.pop(address, None)
             elif blob is not None:
                 try:
-                    signal = _decode_signal(blob)
+                    signal = decode_signal(blob)
                 except (msgspec.DecodeError, TypeError, ValueError):
                     bad += 1
                     continue

@@ -255,6 +255,13 @@ def check_resume(journal: Journal, run_id: str, *, app: str, args: Mapping[str, 
 
 
 def _replayable(journal: Journal, run_id: str) -> list[str]:
+    broken = journal.integrity()
+    if broken:
+        raise ConfigurationError(
+            f"cannot resume run {run_id}: journal {str(journal.path)!r} is damaged "
+            f"({broken[0]}); it can still be read (smesh trace) but not written: start a new "
+            "run with another --journal, or repair this one (sqlite3 FILE '.recover')"
+        )
     tables = journal.tables()
     if "events" not in tables:
         raise ConfigurationError(
