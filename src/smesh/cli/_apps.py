@@ -19,7 +19,13 @@ from smesh.agents.board import TaskBoard, TaskState
 from smesh.agents.preflight import check_output_file
 from smesh.agents.runtime import Budget
 from smesh.apps.options import RunOptions
-from smesh.cli._common import backend_options, embedded_options, err_console, journal_option, plain
+from smesh.cli._common import (
+    backend_options,
+    embedded_options,
+    journal_option,
+    live_view,
+    plain,
+)
 from smesh.cli._session import open_backend, resume_notes, session
 from smesh.cli._stop import RunWatch, run_async
 
@@ -195,7 +201,7 @@ class ProgressView:
         if not enabled:
             yield
             return
-        with Live(self._render(), console=err_console, refresh_per_second=4) as live:
+        with live_view(self._render()) as live:
             self._live = live
             try:
                 yield

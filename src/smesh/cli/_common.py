@@ -18,15 +18,17 @@ Conventions (every command, including ones added later):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 import msgspec
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.live import Live
 from rich.markup import escape
 from rich.text import Text
 
@@ -43,6 +45,7 @@ __all__ = [
     "exit_code_help",
     "journal_option",
     "json_written",
+    "live_view",
     "plain",
     "print_json",
     "wrote_json",
@@ -170,3 +173,16 @@ def journal_option(
         show_default="$XDG_STATE_HOME/smesh/journal.db",
         help=help_text,
     )
+
+
+@contextlib.contextmanager
+def live_view(renderable: RenderableType, *, console: Console = err_console) -> Iterator[Live]:
+    """A rich live view that always ends its last line: rich does so on a terminal only,
+    and a line printed after it (an error, the stop line) must start a line of its own."""
+    try:
+        with Live(renderable, console=console, refresh_per_second=4) as live:
+            yield live
+    finally:
+        if not console.is_terminal:
+            console.file.write("\n")
+            console.file.flush()

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Group
-from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
@@ -18,10 +17,10 @@ from smesh.cli._common import (
     backend_options,
     console,
     embedded_options,
-    err_console,
     esc,
     exit_code_help,
     journal_option,
+    live_view,
     plain,
     print_json,
 )
@@ -237,9 +236,7 @@ def command(
             watch.on_start(team.board)
             if as_json:
                 return await team.run(demo_tasks())
-            with Live(
-                _view(team.board, clock.now()), console=err_console, refresh_per_second=4
-            ) as live:
+            with live_view(_view(team.board, clock.now())) as live:
 
                 def refresh(task: TaskState, what: str) -> None:
                     live.update(_view(team.board, clock.now()))

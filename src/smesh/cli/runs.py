@@ -46,7 +46,8 @@ def command(journal_path: Path, limit: int, as_json: bool) -> None:
     elif not runs:
         console.print(f"no runs in {esc(journal_path)}")
     else:
-        table = Table(title=f"Runs in {esc(journal_path)}", title_justify="left")
+        console.print(plain(f"Runs in {journal_path}"))
+        table = Table()
         table.add_column("run", no_wrap=True, min_width=12)
         table.add_column("app", no_wrap=True)
         table.add_column("started", no_wrap=True)
