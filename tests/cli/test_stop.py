@@ -8,6 +8,7 @@ model mid-generation is in test_stop_llm.py."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import signal
 import subprocess
@@ -62,7 +63,7 @@ def test_ctrl_c_stops_a_run_says_how_to_resume_it_and_the_resume_finishes(
     assert took < STOP_TARGET_S, took
     assert json.loads(out) == {"error": "interrupted", "exit_code": 130}  # still one document
     (line,) = [x for x in err.splitlines() if x.strip()]
-    assert line.startswith("smesh: interrupted (Ctrl-C) · 0 of 5 tasks accepted")
+    assert re.match(r"smesh: interrupted \(Ctrl-C\) · 0 of \d+ tasks accepted", line), line
     (run,) = _runs(journal)
     assert run["status"] == "interrupted" and run["run_id"] in line
     first_calls = run["llm_calls"]
@@ -76,7 +77,7 @@ def test_ctrl_c_stops_a_run_says_how_to_resume_it_and_the_resume_finishes(
     assert resumed.returncode == 0, resumed.stderr
     report = json.loads(resumed.stdout)
     assert report["run_id"] == run["run_id"]
-    assert [t["status"] for t in report["tasks"]] == ["accepted"] * 5
+    assert {t["status"] for t in report["tasks"]} == {"accepted"}
     (after,) = _runs(journal)
     assert after["status"] == "complete"
     assert isinstance(after["llm_calls"], int) and after["llm_calls"] > first_calls  # summed
@@ -137,7 +138,7 @@ def test_a_run_killed_with_sigkill_resumes_without_redoing_accepted_work(
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
     report = json.loads(resumed.stdout)
-    assert [t["status"] for t in report["tasks"]] == ["accepted"] * 5
+    assert {t["status"] for t in report["tasks"]} == {"accepted"}
     trace = json.loads(smesh("trace", run_id, "--journal", str(journal), "--json").stdout)
     claims: dict[str, int] = {}
     for action in trace["actions"]:

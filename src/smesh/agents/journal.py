@@ -166,6 +166,11 @@ class Journal:
         self._run_id: str | None = None
         self._subscription: Any = None
 
+    @property
+    def run_id(self) -> str | None:
+        """The run being recorded (None before :meth:`attach`)."""
+        return self._run_id
+
     # -- writing ---------------------------------------------------------------------------
 
     def attach(self, field: Field, run_id: str, meta: dict[str, Any] | None = None) -> None:

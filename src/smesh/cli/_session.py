@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +125,7 @@ async def session(
     resume_id: str | None,
     watch: RunWatch,
     budget: Budget,
+    journal_type: Callable[[Path], Journal] = Journal,
 ) -> AsyncIterator[tuple[Journal, str]]:
     """Open the journal and record the run (new, or another session of ``resume_id``);
     yield the journal and the run id.
@@ -132,8 +133,9 @@ async def session(
     When the run is interrupted (cancelled), the journal is flushed and the session is
     recorded as interrupted before anything else closes; a new run refused by the team's
     preflight is removed again. The journal is closed on the way out, before the backend.
+    ``journal_type`` builds the journal (a subclass that also feeds a live view).
     """
-    journal = Journal(journal_path)
+    journal = journal_type(journal_path)
     run_id = resume_id or uuid.uuid4().hex[:12]
     watch.run_id = run_id
     try:
