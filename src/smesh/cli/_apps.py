@@ -257,5 +257,5 @@ def run_app(
             with view.shown(not quiet):
                 return await body(backend, bound)
 
-    result = run_async(go(), describe=lambda: watch.line("interrupted (Ctrl-C)"))
+    result = run_async(go(), describe=watch.interrupted)
     return result, watch

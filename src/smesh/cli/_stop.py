@@ -107,6 +107,10 @@ class RunWatch:
             args.append(arg)
         return shlex.join(["smesh", *args, "--resume", self.run_id or "RUN"])
 
+    def interrupted(self) -> str:
+        """The stop line of an interrupted run (Ctrl-C, or SIGTERM)."""
+        return self.line(f"interrupted ({guard.cause})")
+
     def line(self, why: str, *, resumable: bool = True) -> str:
         """The stop line: why, what finished, the run id and how to resume it."""
         if self.run_id is None:
@@ -142,6 +146,7 @@ class _Guard:
         self._lock = threading.Lock()
         self._previous: dict[int, Any] = {}
         self.argv: list[str] = []
+        self.cause = "Ctrl-C"  # what stopped the command: "Ctrl-C" or "SIGTERM"
         #: the process is ``smesh`` itself (not ``main()`` called in-process): it ends
         #: when the command does, so nothing needs closing down politely
         self.program = False
@@ -150,6 +155,7 @@ class _Guard:
         """Take over SIGINT and SIGTERM (main thread only) for a command run with ``argv``
         (the arguments after ``smesh``); returns the undo."""
         self.count = 0
+        self.cause = "Ctrl-C"
         self._said = False
         self.argv = list(argv)
         if threading.current_thread() is not threading.main_thread():
@@ -201,6 +207,8 @@ class _Guard:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         trace_stop("signal")
         self.count += 1
+        if signum == signal.SIGTERM:
+            self.cause = "SIGTERM"
         if self.count > 1:
             self._exit_now()
         self._watchdog()

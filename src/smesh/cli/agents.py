@@ -243,7 +243,7 @@ def command(
 
                 return await team.run(demo_tasks(), on_change=refresh)
 
-    report = run_async(run(), describe=lambda: watch.line("interrupted (Ctrl-C)"))
+    report = run_async(run(), describe=watch.interrupted)
     if as_json:
         print_json(_contract(report))
     else:
