@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -137,13 +138,23 @@ def test_agents_without_demo_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_demo_resumes_a_run_that_ran_out_of_budget(tmp_path: Path) -> None:
     first = smesh(*DEMO, "--journal", "j.db", "--max-calls", "3", cwd=tmp_path)
-    assert first.returncode == 0, first.stderr
+    assert first.returncode == 1, first.stderr  # unfinished work: exit 1 (issue 11)
     stopped = json.loads(first.stdout)
     assert stopped["stopped_by"] == "budget"
     assert stopped["llm_calls"] == 3
     assert "failed" in {t["status"] for t in stopped["tasks"]}
+    # one line says why, what finished, the run id and the exact command that resumes it
+    (line,) = first.stderr.strip().splitlines()
+    unfinished = sum(t["status"] != "accepted" for t in stopped["tasks"])
+    assert "budget" in line and f"{unfinished} unfinished" in line and stopped["run_id"] in line
+    command = line.split(" · resume: ", 1)[1]
+    assert command.startswith("smesh agents --demo") and command.endswith(stopped["run_id"])
 
-    second = smesh(*DEMO, "--journal", "j.db", "--resume", stopped["run_id"], cwd=tmp_path)
+    # that command, as printed (without the budget that stopped it)
+    args = shlex.split(command)[1:]
+    i = args.index("--max-calls")
+    del args[i : i + 2]
+    second = smesh(*args, cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     resumed = json.loads(second.stdout)
     assert resumed["run_id"] == stopped["run_id"]

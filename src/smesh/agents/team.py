@@ -20,6 +20,7 @@ import msgspec
 
 from smesh.agents.agent import Agent
 from smesh.agents.board import TaskBoard, TaskState
+from smesh.agents.preflight import check_run
 from smesh.agents.protocol import KIND_DECISION, Decision, TaskSpec, task_intensity
 from smesh.agents.records import Detail
 from smesh.agents.runtime import Budget, Runtime, Settings
@@ -181,11 +182,13 @@ class Team:
         """Post ``tasks``, let the agents work, and return the report when the run ends."""
         if on_change is not None:
             self.board.on_change(on_change)
+        specs = list(tasks)
+        await check_run(self.agents, specs, field=self.field)  # ConfigurationError: no run
         loop = asyncio.get_running_loop()
         started = loop.time()
         self._last_change = started
         self.budget.start()
-        for spec in tasks:
+        for spec in specs:
             self.submit(spec)
         rt = self.runtime
         async with asyncio.TaskGroup() as group:
@@ -222,6 +225,9 @@ class Team:
                 return "idle"
             self._changed.clear()
             wait = min(settings.poll_s, settings.idle_timeout_s - idle)
+            wall = self.budget.limits.get("wall_s")
+            if wall is not None:  # notice a spent time budget when it runs out, not a poll later
+                wait = min(wait, wall - self.budget.elapsed_s)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(wait, 1e-3)):
                     await self._changed.wait()
