@@ -233,7 +233,7 @@ class RunModel:
             row["input_tokens"] += int(detail.get("input_tokens") or 0)
             row["output_tokens"] += int(detail.get("output_tokens") or 0)
             row["cost_usd"] += float(detail.get("cost_usd") or 0.0)
-        if detail.get("status") == 429:
+        if detail.get("status") in ("rate_limited", 429):
             self.rate_limited[backend] = self.rate_limited.get(backend, 0) + 1
         self._cost_changed = True
 
