@@ -26,6 +26,7 @@ from smesh.cli._common import (
     live_view,
     plain,
 )
+from smesh.cli._observe import ObserveFlags, observe_options, observing
 from smesh.cli._session import open_backend, resume_notes, session
 from smesh.cli._stop import RunWatch, run_async
 
@@ -45,6 +46,7 @@ class RunFlags:
             ``--max-seconds``), ``--seed`` and the run to continue (``--resume``).
         threads: ``--threads`` of the embedded model (None: the default).
         slots: ``--slots`` of the embedded model (None: the default).
+        observe: ``--dashboard``, ``--metrics-port`` and ``--otel``.
     """
 
     backend: str
@@ -52,6 +54,7 @@ class RunFlags:
     options: RunOptions
     threads: int | None = None
     slots: int | None = None
+    observe: ObserveFlags = dataclasses.field(default_factory=ObserveFlags)
 
     @property
     def resume_id(self) -> str | None:
@@ -70,6 +73,7 @@ class RunFlags:
         resume_id: str | None,
         threads: int | None = None,
         slots: int | None = None,
+        observe: ObserveFlags | None = None,
     ) -> RunFlags:
         """The value of the parsed command-line flags."""
         options = RunOptions(
@@ -79,7 +83,12 @@ class RunFlags:
             resume=resume_id is not None,
         )
         return cls(
-            backend=backend, journal=journal_path, options=options, threads=threads, slots=slots
+            backend=backend,
+            journal=journal_path,
+            options=options,
+            threads=threads,
+            slots=slots,
+            observe=observe or ObserveFlags(),
         )
 
 
@@ -119,8 +128,8 @@ _RUN_FLAGS = (
 
 def run_options(func: Callable[..., T]) -> Callable[..., T]:
     """Add the run flags of every app command (backend, threads, slots, budgets, seed,
-    journal, resume); the command receives them as one ``run`` argument, a
-    :class:`RunFlags`."""
+    journal, resume, and the observers: dashboard, metrics port, OpenTelemetry); the
+    command receives them as one ``run`` argument, a :class:`RunFlags`."""
 
     @functools.wraps(func)
     def command(
@@ -133,6 +142,7 @@ def run_options(func: Callable[..., T]) -> Callable[..., T]:
         seed: int,
         journal_path: Path,
         resume_id: str | None,
+        observe: ObserveFlags,
         **kwargs: Any,
     ) -> T:
         run = RunFlags.parse(
@@ -144,10 +154,11 @@ def run_options(func: Callable[..., T]) -> Callable[..., T]:
             resume_id=resume_id,
             threads=threads,
             slots=slots,
+            observe=observe,
         )
         return func(*args, run=run, **kwargs)
 
-    decorated: Callable[..., T] = embedded_options(command)
+    decorated: Callable[..., T] = observe_options(embedded_options(command))
     for option in reversed(_RUN_FLAGS):
         decorated = option(decorated)
     return decorated
@@ -254,7 +265,7 @@ def run_app(
             bound = run.options.replace(
                 journal=journal, run_id=run_id, on_change=view.on_change, on_start=started
             )
-            with view.shown(not quiet):
+            with observing(run.observe, journal=run.journal, run_id=run_id), view.shown(not quiet):
                 return await body(backend, bound)
 
     result = run_async(go(), describe=watch.interrupted)

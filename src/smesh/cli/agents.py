@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ from smesh.cli._common import (
     plain,
     print_json,
 )
+from smesh.cli._observe import ObserveFlags, observe_options, observing
 from smesh.cli._session import exit_code, finish_line, open_backend, resume_notes, session
 from smesh.cli._stop import RunWatch, run_async
 
@@ -197,6 +199,7 @@ def _contract(report: RunReport, per_task: Counter[str]) -> dict[str, Any]:
     help="Continue a stopped, interrupted or crashed run without redoing accepted work "
     "(same --agents and --backend; `smesh runs` lists runs).",
 )
+@observe_options
 @click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON.")
 def command(
     demo: bool,
@@ -209,6 +212,7 @@ def command(
     max_seconds: float,
     journal_path: Path,
     resume_id: str | None,
+    observe: ObserveFlags,
     as_json: bool,
 ) -> int:
     """Run a team of agents that coordinate through the signal field alone.
@@ -253,6 +257,7 @@ def command(
                 budget=budget,
                 journal_type=_ToolWatch,
             ) as (journal, run_id),
+            _observed(observe, journal_path, run_id),
         ):
             clock = SystemClock()
             team = Team(
@@ -296,6 +301,12 @@ def command(
     if line is not None:
         click.echo(line, err=True)
     return exit_code(watch)
+
+
+@contextlib.asynccontextmanager
+async def _observed(observe: ObserveFlags, journal: Path, run_id: str) -> AsyncIterator[None]:
+    with observing(observe, journal=journal, run_id=run_id):
+        yield
 
 
 def _no_backend() -> Backend:

@@ -353,6 +353,16 @@ class RunModel:
             )
         return out + samples, dropped
 
+    def discard_output(self) -> None:
+        """Forget what would go to a page (raw events, samples, changed tasks, trust and
+        cost updates): for a model that only answers metrics."""
+        self._fresh.clear()
+        self._fresh_count = 0
+        self._samples_out = []
+        self.dirty = {}
+        self._trust_new, self._edges_new, self._verdicts_new = {}, {}, {}
+        self._cost_changed = False
+
     def take_state(self) -> list[FeedEvent]:
         """``trust`` and ``cost`` updates for what changed since the last call: the new trust
         points, trust edges and verdict cells, and the cost tables (bounded)."""

@@ -244,6 +244,8 @@ class DashboardFeed:
         self._subscription: Subscription | None = None
         self._report: Any = None
         self._finished: float | None = None
+        #: the counters of a mesh field it follows (read by the metrics), else None
+        self.mesh_stats: Any = None
 
     def attach(self, field: Field, run_id: str | None = None, meta: Any = None) -> None:
         """Follow every event of ``field`` (the signature of ``Journal.attach``)."""
@@ -263,6 +265,17 @@ class DashboardFeed:
     ) -> None:
         """Take one agent action (the signature of ``Journal.action``)."""
         self._pending.append(("a", next(self._seq), now, agent, action, task_id, detail))
+
+    def record(self, now: float, agent: str, action: str, task_id: str | None, detail: Any) -> None:
+        """Take one typed record (a :class:`~smesh.agents.sinks.RecordSink`)."""
+        self._pending.append(("a", next(self._seq), now, agent, action, task_id, detail.to_dict()))
+
+    def follow(self, runtime: Any) -> DashboardFeed:
+        """Follow a run's field and records: a sink factory's body (see
+        :func:`smesh.agents.sinks.install`); a mesh field's counters are kept too."""
+        self.attach(runtime.field)
+        self.mesh_stats = getattr(runtime.field, "mesh_stats", None)
+        return self
 
     def flush(self) -> None:
         """Nothing to flush (``Journal.flush``'s signature)."""
