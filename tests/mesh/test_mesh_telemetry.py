@@ -42,19 +42,18 @@ def test_a_tasks_trace_is_one_tree_across_two_processes() -> None:
         "NO_COLOR": "1",
     }
     common = ["--mesh", f"otel{port}", "--backend", "scripted", "--idle-timeout", "30"]
+    node = [sys.executable, "-m", "smesh", "node", "--json", *common]
     poster = subprocess.Popen(
-        [sys.executable, "-m", "smesh", "node", "--json", *common]
-        + ["--listen", f"tcp/127.0.0.1:{port}", "--agents", "reviewer,tester,checker"]
-        + ["--post", "--wait-peers", "1"],
+        [*node, "--listen", f"tcp/127.0.0.1:{port}", "--agents", "reviewer,tester,checker",
+         "--post", "--wait-peers", "1"],  # fmt: skip
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=env,
     )
     worker = subprocess.Popen(
-        [sys.executable, "-m", "smesh", "node", "--json", *common]
-        + ["--listen", f"tcp/127.0.0.1:{free_port()}", "--connect", f"tcp/127.0.0.1:{port}"]
-        + ["--agents", "coder,analyst,writer"],
+        [*node, "--listen", f"tcp/127.0.0.1:{free_port()}", "--connect",
+         f"tcp/127.0.0.1:{port}", "--agents", "coder,analyst,writer"],  # fmt: skip
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -62,7 +61,7 @@ def test_a_tasks_trace_is_one_tree_across_two_processes() -> None:
     )
     try:
         out_a, err_a = poster.communicate(timeout=150)
-        out_b, err_b = worker.communicate(timeout=60)
+        _, err_b = worker.communicate(timeout=60)
     finally:
         for proc in (poster, worker):
             if proc.poll() is None:
