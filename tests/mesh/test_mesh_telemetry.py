@@ -44,16 +44,31 @@ def test_a_tasks_trace_is_one_tree_across_two_processes() -> None:
     common = ["--mesh", f"otel{port}", "--backend", "scripted", "--idle-timeout", "30"]
     node = [sys.executable, "-m", "smesh", "node", "--json", *common]
     poster = subprocess.Popen(
-        [*node, "--listen", f"tcp/127.0.0.1:{port}", "--agents", "reviewer,tester,checker",
-         "--post", "--wait-peers", "1"],  # fmt: skip
+        [
+            *node,
+            "--listen",
+            f"tcp/127.0.0.1:{port}",
+            "--agents",
+            "reviewer,tester,checker",
+            "--post",
+            "--wait-peers",
+            "1",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=env,
     )
     worker = subprocess.Popen(
-        [*node, "--listen", f"tcp/127.0.0.1:{free_port()}", "--connect",
-         f"tcp/127.0.0.1:{port}", "--agents", "coder,analyst,writer"],  # fmt: skip
+        [
+            *node,
+            "--listen",
+            f"tcp/127.0.0.1:{free_port()}",
+            "--connect",
+            f"tcp/127.0.0.1:{port}",
+            "--agents",
+            "coder,analyst,writer",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -86,9 +101,7 @@ def test_a_tasks_trace_is_one_tree_across_two_processes() -> None:
     # a verifier in the poster's process judged it: its span is in the same trace, a child
     # of the same root, and links to the result span the other process made
     judges = [
-        s
-        for s in a
-        if s["name"].startswith("invoke_agent ") and s["context"]["trace_id"] == trace
+        s for s in a if s["name"].startswith("invoke_agent ") and s["context"]["trace_id"] == trace
     ]
     assert judges
     for judge in judges:
