@@ -30,6 +30,7 @@ from smesh.cli._common import (
     print_json,
 )
 from smesh.cli._observe import ObserveFlags, observe_options, observing
+from smesh.cli._progress import Meter
 from smesh.cli._session import exit_code, finish_line, open_backend, resume_notes, session
 from smesh.cli._stop import RunWatch, run_async
 
@@ -271,8 +272,15 @@ def command(
                 resume=resume_id is not None,
             )
             watch.on_start(team.board)
-            if as_json:
-                return await team.run(demo_tasks())
+            if as_json:  # the report goes to stdout: progress on stderr
+                with Meter("agents", unit="tasks") as meter:
+                    board = team.board
+
+                    def tick(task: TaskState, what: str) -> None:
+                        done = sum(t.outcome is not None for t in board.tasks.values())
+                        meter.update(done, total=len(board.tasks))
+
+                    return await team.run(demo_tasks(), on_change=tick)
             assert isinstance(journal, _ToolWatch)
             calls = journal.calls
             with live_view(_view(team.board, clock.now(), calls)) as live:
