@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from _clikit import PRELUDE, SAMPLES, closed_port, smesh
 
+from smesh.cli import _progress as progress
 from smesh.cli._progress import Meter, clock_text
 
 QUICK = {"SMESH_PROGRESS_S": "0"}  # every change is a line (default: one every 10 s)
@@ -84,6 +85,7 @@ def test_the_meter_is_quiet_until_there_is_something_to_count(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SMESH_PROGRESS_S", "3600")
+    monkeypatch.setattr(progress, "_GRACE_S", 0.0)  # (a quick command prints nothing)
     with Meter("work", unit="files") as meter:
         meter.update(0)  # nothing known yet (a preflight may still fail): no line
         assert capsys.readouterr().err == ""
@@ -94,6 +96,25 @@ def test_the_meter_is_quiet_until_there_is_something_to_count(
     assert lines[0].startswith("smesh: work: 1/4 files (25%) · 0:00 · ETA")
     assert lines[-1].startswith("smesh: work: 3/4 files (75%)") and len(lines) == 2
     assert clock_text(75) == "1:15" and clock_text(3725) == "1:02:05"
+
+
+def test_a_quick_command_prints_no_progress(capsys: pytest.CaptureFixture[str]) -> None:
+    with Meter("quick", total=3, unit="files") as meter:
+        for i in range(3):
+            meter.update(i + 1)
+    assert capsys.readouterr().err == ""
+
+
+def test_a_slow_first_step_still_gets_its_line_after_the_grace(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(progress, "_GRACE_S", 0.2)
+    with Meter("slow", total=5, unit="tasks"):
+        deadline = time.monotonic() + 5
+        while "smesh: slow: 0/5 tasks" not in (err := capsys.readouterr().err):
+            assert time.monotonic() < deadline, "no line after the grace"
+            time.sleep(0.05)
+    assert "Traceback" not in err
 
 
 def test_the_dashboard_command_exits_130_on_ctrl_c(tmp_path: Path) -> None:

@@ -3,10 +3,11 @@
 :class:`Meter` is the one progress display of every command that can run for more than a
 few seconds (``agents``, ``review``, ``swarm``, ``code``, ``eval``, ``compare``, ``bench``,
 ``sim``). On a terminal it is a rich progress bar (what, done/total, elapsed, ETA); on
-anything else (a pipe, a log file, CI) it is one plain line at the start, then at most one
-every ``SMESH_PROGRESS_S`` seconds (default 10) while something moves, and the last state
-at the end, so a run writing its JSON report to stdout is never silent for half an hour
-and a log is not flooded. Nothing of it ever goes to stdout.
+anything else (a pipe, a log file, CI) it is one plain line once the command has run for
+a couple of seconds (a quick one says nothing), then at most one every
+``SMESH_PROGRESS_S`` seconds (default 10) while something moves, and the last state at the
+end, so a run writing its JSON report to stdout is never silent for half an hour and a log
+is not flooded. Nothing of it ever goes to stdout.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ def _every_s() -> float:
         return max(0.0, float(os.environ.get("SMESH_PROGRESS_S", "10")))
     except ValueError:
         return 10.0
+
+
+_GRACE_S = 2.0  # a command quicker than this prints no progress lines
 
 
 def clock_text(seconds: float) -> str:
@@ -78,6 +82,7 @@ class Meter:
         self.console = console
         self.started = time.monotonic()
         self._every = _every_s()
+        self._grace = min(_GRACE_S, self._every)
         self._last_line = -1.0
         self._last_text = ""
         self._lock = threading.Lock()
@@ -107,6 +112,10 @@ class Meter:
             self._task = self._bar.add_task(esc(self.what), total=self.total)
         else:
             self._line(force=True)
+            if not self._heartbeat and self._grace > 0:
+                # the first line once the grace is over, even if nothing moves by then (a
+                # first task that takes minutes must not leave the log silent meanwhile)
+                threading.Thread(target=self._first, name="smesh-progress", daemon=True).start()
         if self._heartbeat:
             threading.Thread(target=self._beat, name="smesh-progress", daemon=True).start()
         return self
@@ -118,6 +127,10 @@ class Meter:
             self._bar = None
         else:
             self._line(final=True)
+
+    def _first(self) -> None:
+        if not self._stop.wait(self._grace):
+            self._line()
 
     def _beat(self) -> None:
         while not self._stop.wait(1.0):
@@ -166,6 +179,8 @@ class Meter:
         with self._lock:
             text = self.text()
             if self._last_line < 0:
+                if now - self.started < self._grace:
+                    return  # quick so far: nothing to say yet
                 force = True  # the first line as soon as there is something to say
             moved = text != self._last_text or self._heartbeat  # a heartbeat says it lives
             due = now - self._last_line >= self._every and moved
