@@ -108,8 +108,9 @@ async def _team(field: MeshField, spec: dict[str, Any]) -> None:
             return f"{ctx.task.task_id} done by {_id}"
 
         agents.append(FunctionAgent(a["id"], perform=perform, skills={"work": a["affinity"]}))
+    idle = float(spec.get("idle", 40.0))
     settings = Settings(
-        lease_s=30.0, claim_settle_s=0.3, poll_s=0.5, idle_timeout_s=40.0, tick_s=0.1
+        lease_s=30.0, claim_settle_s=0.3, poll_s=0.5, idle_timeout_s=idle, tick_s=0.1
     )
     team = Team(agents, field=field, settings=settings, poster=spec.get("poster", "poster"))
     tasks = [TaskSpec(task_id=f"t{i}", skill="work") for i in range(int(spec.get("post", 0)))]
