@@ -213,8 +213,12 @@ async def _check_math(task: TaskSpec, output: Any) -> Judgement:
     return Judgement("approve", "three distinct primes above 10")
 
 
-def demo_agents(backend: Backend, count: int = 4) -> list[Agent]:
-    """``count`` LLM agents cycling through the four roles, plus the two tool verifiers."""
+def demo_agents(backend: Backend, count: int = 4, *, prefix: str = "") -> list[Agent]:
+    """``count`` LLM agents cycling through the four roles, plus the two tool verifiers.
+
+    ``prefix`` goes before every agent id: on a mesh, agents are named under the node that
+    hosts them (``<node id>/coder``); in one process, ids stay plain (``coder``).
+    """
     names = list(ROLES)
     agents: list[Agent] = []
     for i in range(count):
@@ -223,7 +227,7 @@ def demo_agents(backend: Backend, count: int = 4) -> list[Agent]:
         agent_id = role if count <= len(names) else f"{role}-{i // len(names) + 1}"
         agents.append(
             Agent(
-                agent_id,
+                prefix + agent_id,
                 backend=backend,
                 role=prompt,
                 skills=skills,
@@ -232,11 +236,13 @@ def demo_agents(backend: Backend, count: int = 4) -> list[Agent]:
             )
         )
     agents.append(
-        FunctionAgent("tester", judge=_test_code, verifies={"code": 1.0}, authoritative=True)
+        FunctionAgent(
+            prefix + "tester", judge=_test_code, verifies={"code": 1.0}, authoritative=True
+        )
     )
     agents.append(
         FunctionAgent(
-            "checker",
+            prefix + "checker",
             judge=_check_math,
             verifies={"math": 1.0, "analysis": 1.0},
             authoritative=True,

@@ -8,9 +8,12 @@ first of them, so that Ed25519 (tens of microseconds) stays off the path of each
 and one signature covers many. A node alone (no peer keys) signs each batch itself.
 
 Receiving, a batch is accepted on the strength of the MAC addressed to us, or of its
-signature (its own, or a note's) when it has no MAC for us; each ``(signer, epoch, seq)``
-only once. Replicas keep each batch with what signs it (:mod:`smesh.mesh.store`) and serve
-exactly that to late joiners, who verify every signature themselves.
+signature (its own, or a note's) when it has no MAC for us (it waits for it, bounded: see
+:mod:`smesh.mesh.pending`); then only from a signer the mesh admits (on a mesh with a CA, one
+whose certificate we hold: :mod:`smesh.mesh.members`), each ``(signer, epoch, seq)`` only
+once, and within the signer's quota (:mod:`smesh.mesh.quota`). Replicas keep each batch with
+what signs it (:mod:`smesh.mesh.store`) and serve exactly that to late joiners
+(:mod:`smesh.mesh.sync`), who verify every signature themselves.
 
 Runs on zenoh's threads (and the signer's); it keeps its own locks and never touches the
 replica, which :class:`smesh.mesh.field.MeshField` owns.
@@ -22,24 +25,26 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import msgspec
 
 from smesh.mesh.auth import Keyring
-from smesh.mesh.codec import Codec, DroppedMessage
+from smesh.mesh.codec import Codec, DroppedMessage, op_count
 from smesh.mesh.identity import Identity, node_id_of
+from smesh.mesh.members import Members
+from smesh.mesh.pending import PendingBatches
+from smesh.mesh.quota import Quotas
 from smesh.mesh.replica import Counters, ReplayGuard
 from smesh.mesh.transport import MeshConfig, Transport
 from smesh.mesh.wire import (
     MAX_NOTE_IDS,
+    MAX_OPS,
     VERSION,
     Hello,
     Op,
     Opened,
     Sealed,
     SigNote,
-    SyncReply,
     batch_id_of,
     encode,
     note_message,
@@ -48,10 +53,6 @@ from smesh.mesh.wire import (
 )
 
 __all__ = ["Cover", "LiveChannel"]
-
-_REPLY_CHUNK = 1 << 20  # bytes of batches per sync-reply message
-_PENDING_S = 5.0  # how long a batch with no MAC for us waits for its signature
-_PENDING_MAX = 4096
 
 
 class Cover(msgspec.Struct, frozen=True):
@@ -68,22 +69,38 @@ class LiveChannel:
         identity: this node's signing identity.
         config: the mesh config.
         counters: where to count what is dropped and why.
+        members: who may speak (default: a mesh without a CA, anyone).
+        cert: this node's certificate (DER) to show in its hello, on a mesh with a CA.
     """
 
-    def __init__(self, identity: Identity, config: MeshConfig, counters: Counters) -> None:
+    def __init__(
+        self,
+        identity: Identity,
+        config: MeshConfig,
+        counters: Counters,
+        *,
+        members: Members | None = None,
+        cert: bytes = b"",
+    ) -> None:
         self.identity = identity
         self.config = config
         self.counters = counters
+        self.members = members if members is not None else Members()
         self.codec = Codec(config.mesh, max_bytes=config.max_message_bytes)
         self.epoch = time.time_ns()
-        self.keyring = Keyring(identity, config.mesh, self.epoch)
+        limits = config.limits
+        self.keyring = Keyring(
+            identity, config.mesh, self.epoch, cert=cert, limits=limits, counters=counters
+        )
         self.transport: Transport | None = None
+        self.pending = PendingBatches(limits, counters)
+        self.quotas = Quotas(limits)
+        #: called with the node id of every peer whose hello was new (on a zenoh thread)
+        self.on_hello: Callable[[str], None] | None = None
         self._node_ids: dict[bytes, str] = {}
         self._seq = itertools.count()
         self._replay = ReplayGuard()
-        self._lock = threading.Lock()
-        self._pending: dict[str, tuple[Sealed, float]] = {}  # batch id -> (batch, since)
-        # the signer
+        # the signer (it also says hello again every hello_interval_s)
         self._cond = threading.Condition()
         self._unsigned: list[bytes] = []
         self._first_unsigned = 0.0
@@ -169,17 +186,29 @@ class LiveChannel:
 
     def _sign_loop(self) -> None:
         interval, delay = self.config.sign_interval_s, self.config.sign_delay_s
+        hello_every = self.config.limits.hello_interval_s
+        next_hello = time.monotonic() + hello_every  # the first hello goes out on announce
         while True:
+            hello = False
             with self._cond:
-                while not self._unsigned and not self._stopping:
-                    self._cond.wait()
-                if not self._unsigned:
-                    return  # stopping, nothing left
-                due = max(self._last_note + interval, self._first_unsigned + delay)
-                wait = due - time.monotonic()
-                if wait > 0 and not self._stopping:
-                    self._cond.wait(wait)
-                    continue
+                while True:
+                    now = time.monotonic()
+                    if now >= next_hello and not self._stopping:
+                        next_hello = now + hello_every
+                        hello = True
+                        break
+                    if self._unsigned:
+                        due = max(self._last_note + interval, self._first_unsigned + delay)
+                        if due <= now or self._stopping:
+                            break
+                        self._cond.wait(min(due, next_hello) - now)
+                    elif self._stopping:
+                        return  # stopping, nothing left
+                    else:
+                        self._cond.wait(next_hello - now)
+            if hello:  # peers keep our key only while we keep saying hello
+                self.say_hello()
+                continue
             note = self.sign_pending()
             if note is not None and self._on_note is not None:
                 try:
@@ -216,12 +245,16 @@ class LiveChannel:
 
     def _hello(self, hello: Hello) -> None:
         try:
-            fresh = self.keyring.learn(hello, self.codec.verifier)
+            fresh = self.keyring.learn(hello, self.codec.verifier, self.members)
         except ValueError:
             raise DroppedMessage("bad_hello", "hello with a bad signature or key") from None
+        except DroppedMessage as exc:  # its certificate does not admit it
+            raise DroppedMessage("hello_" + exc.reason, str(exc), node=exc.node) from None
         if fresh:
             self.counters.add("peer_keys")
             self.say_hello()  # so that the newcomer learns our key in turn
+            if self.on_hello is not None:
+                self.on_hello(self.node_id(hello.signer))
 
     def _batch(self, sealed: Sealed, *, signed: bool = False) -> Opened | None:
         signer = self.node_id(sealed.signer)
@@ -233,43 +266,34 @@ class LiveChannel:
             if verdict is False:
                 raise DroppedMessage("bad_mac", f"batch from {signer} with a bad MAC", node=signer)
             if verdict is None:  # no MAC for us (yet): wait for its signature note
-                self._park(batch_id, sealed)
+                self.pending.park(batch_id, sealed)
                 return None
             self.counters.add("mac_ok")
+        if not self.members.knows(signer):
+            raise DroppedMessage("uncertified", f"batch from uncertified {signer}", node=signer)
         if not self._replay.accept(signer, sealed.epoch, sealed.seq):
             raise DroppedMessage("replay", "replayed batch", node=signer)
-        return Opened(sealed, batch_id, signer, self.codec.ops(sealed, signer))
-
-    def _park(self, batch_id: str, sealed: Sealed) -> None:
-        now = time.monotonic()
-        stale = 0
-        with self._lock:
-            pending = self._pending
-            # oldest first (insertion order): drop what waited too long, or the oldest when full
-            while pending:
-                oldest = next(iter(pending))
-                if now - pending[oldest][1] <= _PENDING_S and len(pending) < _PENDING_MAX:
-                    break
-                del pending[oldest]
-                stale += 1
-            pending[batch_id] = (sealed, now)
-        if stale:
-            self.counters.add("dropped_unsigned", stale)
+        count = op_count(sealed.ops)  # charged before decoding: a drop costs next to nothing
+        if count > MAX_OPS:
+            raise DroppedMessage("oversize", f"batch of {count} operations", node=signer)
+        if not self.quotas.take(signer, count, len(sealed.ops)):
+            self.counters.add("dropped_quota_ops", count)
+            raise DroppedMessage("quota", f"{signer} is over its quota", node=signer)
+        ops = self.codec.ops(sealed, signer)
+        if len(ops) != count:
+            raise DroppedMessage("malformed", "operations of another count", node=signer)
+        return Opened(sealed, batch_id, signer, ops)
 
     def _note(self, note: SigNote) -> list[Opened | Cover]:
-        with self._lock:
-            parked = [self._pending.pop(raw.hex(), None) for raw in note.ids]
-        waiting = [entry[0] for entry in parked if entry is not None]
+        waiting = self.pending.take(note.ids)
         if not waiting:
             # it signs batches we already applied on their MACs: checked when first used
             return [Cover(note, verified=False)]
         try:
             self.codec.verify_note(note)  # it decides batches we hold back: check now
         except DroppedMessage:
-            now = time.monotonic()
-            with self._lock:  # a forged note must not cost the genuine one its batches
-                for sealed in waiting:
-                    self._pending[self.codec.message(sealed)[1]] = (sealed, now)
+            # a forged note must not cost the genuine one its batches
+            self.pending.put_back([(self.codec.message(b)[1], b) for b in waiting])
             raise
         out: list[Opened | Cover] = []
         for sealed in waiting:
@@ -285,70 +309,3 @@ class LiveChannel:
                 out.append(opened)
         self.counters.add("signed_by_note", len(out))
         return [*out, Cover(note, verified=True)]
-
-    # -- late joiners ----------------------------------------------------------------------
-
-    def answer(self, query: Any, batches: list[Sealed], notes: list[SigNote]) -> None:
-        """Reply to a sync query with ``batches`` and the ``notes`` that sign them."""
-        transport = self.transport
-        if transport is None:
-            return
-        chunk: list[Sealed] = []
-        size = number = 0
-        for sealed in batches:
-            chunk.append(sealed)
-            size += len(sealed.ops) + 160
-            if size >= _REPLY_CHUNK:
-                transport.reply(query, encode(SyncReply(VERSION, chunk)), number)
-                chunk, size, number = [], 0, number + 1
-        # the notes go last: a joiner checks every batch once it has all the replies
-        transport.reply(query, encode(SyncReply(VERSION, chunk, notes)), number)
-        self.counters.add("sync_answers")
-
-    def fetch(self, peer: str = "*") -> tuple[list[Opened], list[SigNote]]:
-        """Ask replicas for their batches; verify every signature (each one once).
-
-        Returns the verified batches, and the verified notes (to keep with them).
-        """
-        transport = self.transport
-        if transport is None:
-            return [], []
-        batches: dict[bytes, Sealed] = {}
-        notes: dict[bytes, SigNote] = {}
-        for data in transport.fetch(peer):
-            try:
-                reply = self.codec.reply(data)
-            except DroppedMessage as exc:
-                self.counters.add("dropped_" + exc.reason)
-                continue
-            for sealed in reply.batches:
-                batches.setdefault(sealed.ops + sealed.signer + sealed.sig, sealed)
-            for note in reply.notes:
-                notes.setdefault(note.sig, note)
-        covered: set[tuple[bytes, int, bytes]] = set()
-        good: list[SigNote] = []
-        for note in notes.values():
-            try:
-                self.codec.verify_note(note)
-            except DroppedMessage as exc:
-                self.counters.add("dropped_" + exc.reason)
-                continue
-            good.append(note)
-            covered.update((note.signer, note.epoch, raw) for raw in note.ids)
-        opened: dict[str, Opened] = {}
-        for sealed in batches.values():
-            try:
-                _, batch_id = self.codec.message(sealed)
-                if batch_id in opened:
-                    continue
-                if sealed.sig:
-                    batch_id, signer = self.codec.verify(sealed)
-                elif (sealed.signer, sealed.epoch, bytes.fromhex(batch_id)) in covered:
-                    signer = self.node_id(sealed.signer)
-                else:
-                    raise DroppedMessage("unsigned", "a synced batch that nothing signs")
-                opened[batch_id] = Opened(sealed, batch_id, signer, self.codec.ops(sealed, signer))
-            except DroppedMessage as exc:
-                self.counters.add("dropped_" + exc.reason)
-        self.counters.add("synced_batches", len(opened))
-        return list(opened.values()), good
