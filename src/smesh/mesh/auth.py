@@ -27,8 +27,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import x25519
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from smesh.mesh.codec import DroppedMessage
 from smesh.mesh.identity import Identity, Verifier, node_id_of
 from smesh.mesh.limits import Limits
+from smesh.mesh.quota import Bucket
 from smesh.mesh.replica import Counters
 from smesh.mesh.wire import Hello
 
@@ -67,10 +69,12 @@ class _PeerKey:
 class Keyring:
     """This node's key-agreement key and its pairwise MAC keys with verified peers.
 
-    Keys are bounded: one per peer node, at most ``limits.max_peers`` of them (the least
-    recently seen goes first), each expiring ``limits.peer_ttl_s`` after the peer's last
-    hello (peers say hello again every ``limits.hello_interval_s``). So hellos from keys
-    nobody runs cannot make every batch we send carry a MAC for each of them for long.
+    Keys are bounded: one per peer node, at most ``limits.max_peers`` of them, each
+    expiring ``limits.peer_ttl_s`` after the peer's last hello (peers say hello again every
+    ``limits.hello_interval_s``). When full, the least recently seen key of a node whose
+    liveliness token is not up goes first (see :meth:`present`). So hellos from keys
+    nobody runs can neither push out the keys of present peers nor make every batch we
+    send carry a MAC for each of them for long.
 
     Args:
         identity: this node's signing identity.
@@ -112,6 +116,9 @@ class Keyring:
         self._lock = threading.Lock()
         self._peers: dict[str, _PeerKey] = {}  # peer node id -> its key
         self._tags: list[tuple[bytes, bytes]] = []  # (mailbox, key) of every live peer
+        self._present: set[str] = set()  # nodes whose liveliness token is up
+        # new hellos cost two public-key operations each: a budget for them
+        self._new_hellos = Bucket(self._limits.hellos_per_s, self._limits.hellos_burst)
         self._next_sweep = 0.0
 
     def learn(self, hello: Hello, verifier: Verifier, members: Members | None = None) -> bool:
@@ -122,7 +129,8 @@ class Keyring:
 
         Raises:
             ValueError: a bad signature or key-agreement key.
-            DroppedMessage: its certificate does not admit it to the mesh.
+            DroppedMessage: its certificate does not admit it to the mesh, or new hellos
+                come faster than ``limits.hellos_per_s`` (it is heard at its next one).
         """
         if hello.signer == self._identity.public_key or len(hello.kx) != 32:
             return False
@@ -134,6 +142,8 @@ class Keyring:
                 if known.epoch == hello.epoch and known.sig == hello.sig:
                     known.seen = now  # the same signed hello again: nothing to check
                 return False
+        if not self._new_hellos.take():
+            raise DroppedMessage("rate", "too many new hellos at once", node=node)
         message = hello_message(self._mesh, hello.signer, hello.epoch, hello.kx)
         if not verifier.verify(hello.signer, hello.sig, message):
             raise ValueError("bad hello signature")
@@ -153,12 +163,18 @@ class Keyring:
         with self._lock:
             self._peers.pop(node, None)
             if len(self._peers) >= self._limits.max_peers:
-                stalest = min(self._peers, key=lambda n: self._peers[n].seen)
-                del self._peers[stalest]
+                present, peers = self._present, self._peers
+                absent = [n for n in peers if n not in present]
+                stalest = min(absent or peers, key=lambda n: peers[n].seen)
+                del peers[stalest]
                 self._counters.add("evicted_peer_keys")
             self._peers[node] = entry
             self._retag()
         return True
+
+    def __len__(self) -> int:
+        """How many peer keys are held (each adds a MAC to every batch we send)."""
+        return len(self._tags)
 
     def knows(self, node: str) -> bool:
         """Whether we hold a live key with ``node`` (it said hello within the TTL)."""
@@ -166,9 +182,19 @@ class Keyring:
             entry = self._peers.get(node)
         return entry is not None and time.monotonic() - entry.seen <= self._limits.peer_ttl_s
 
+    def present(self, node: str, here: bool) -> None:
+        """Record whether ``node``'s liveliness token is up (its key is kept first)."""
+        with self._lock:
+            if here:
+                if len(self._present) < 4 * self._limits.max_peers:
+                    self._present.add(node)
+            else:
+                self._present.discard(node)
+
     def forget(self, node: str) -> None:
         """Drop the key of a peer that left."""
         with self._lock:
+            self._present.discard(node)
             if self._peers.pop(node, None) is not None:
                 self._retag()
 
@@ -197,6 +223,11 @@ class Keyring:
             box + blake2b(digest, key=key, digest_size=MAC_BYTES).digest()
             for box, key in self._tags
         ]
+
+    def addressed(self, macs: list[bytes]) -> bool:
+        """Whether one of ``macs`` is addressed to us (before any hashing)."""
+        box = self.box
+        return any(m[:_TO_BYTES] == box for m in macs)
 
     def check(self, signer: str, epoch: int, digest: bytes, macs: list[bytes]) -> bool | None:
         """Whether the MAC addressed to us checks: None when there is none we can check

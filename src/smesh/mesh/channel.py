@@ -52,7 +52,9 @@ from smesh.mesh.wire import (
     signed_message,
 )
 
-__all__ = ["Cover", "LiveChannel"]
+__all__ = ["Accepted", "Cover", "LiveChannel"]
+
+_HELLO_GAP = 0.1  # at least this long between two hellos we say in reply to newcomers
 
 
 class Cover(msgspec.Struct, frozen=True):
@@ -60,6 +62,23 @@ class Cover(msgspec.Struct, frozen=True):
 
     note: SigNote
     verified: bool
+
+
+class Accepted(msgspec.Struct, frozen=True):
+    """A live batch that authenticated and fits its signer's quota; its operations are
+    decoded later, by :meth:`LiveChannel.open`.
+
+    Attributes:
+        sealed: the batch.
+        batch_id: its id.
+        signer: its signer's node id.
+        count: how many operations it holds.
+    """
+
+    sealed: Sealed
+    batch_id: str
+    signer: str
+    count: int
 
 
 class LiveChannel:
@@ -105,6 +124,8 @@ class LiveChannel:
         self._unsigned: list[bytes] = []
         self._first_unsigned = 0.0
         self._last_note = -1e9
+        self._last_hello = -1e9
+        self._next_hello = float("inf")
         self._stopping = False
         self._signer: threading.Thread | None = None
         self._on_note: Callable[[SigNote], None] | None = None
@@ -187,25 +208,26 @@ class LiveChannel:
     def _sign_loop(self) -> None:
         interval, delay = self.config.sign_interval_s, self.config.sign_delay_s
         hello_every = self.config.limits.hello_interval_s
-        next_hello = time.monotonic() + hello_every  # the first hello goes out on announce
+        with self._cond:  # the first hello goes out on announce (or as asked already)
+            self._next_hello = min(self._next_hello, time.monotonic() + hello_every)
         while True:
             hello = False
             with self._cond:
                 while True:
                     now = time.monotonic()
-                    if now >= next_hello and not self._stopping:
-                        next_hello = now + hello_every
+                    if now >= self._next_hello and not self._stopping:
+                        self._next_hello = now + hello_every
                         hello = True
                         break
                     if self._unsigned:
                         due = max(self._last_note + interval, self._first_unsigned + delay)
                         if due <= now or self._stopping:
                             break
-                        self._cond.wait(min(due, next_hello) - now)
+                        self._cond.wait(min(due, self._next_hello) - now)
                     elif self._stopping:
                         return  # stopping, nothing left
                     else:
-                        self._cond.wait(next_hello - now)
+                        self._cond.wait(self._next_hello - now)
             if hello:  # peers keep our key only while we keep saying hello
                 self.say_hello()
                 continue
@@ -220,13 +242,27 @@ class LiveChannel:
         """Publish this node's signed key-agreement key."""
         transport = self.transport
         if transport is not None:
+            self._last_hello = time.monotonic()
             transport.publish(encode(self.keyring.hello))
+
+    def hello_soon(self) -> None:
+        """Say hello again shortly: at once, unless we did less than ``_HELLO_GAP`` ago
+        (then at the end of that gap), so that a burst of newcomers, real or not, costs one
+        hello per gap rather than one each."""
+        with self._cond:
+            due = max(time.monotonic(), self._last_hello + _HELLO_GAP)
+            if due < self._next_hello:
+                self._next_hello = due
+                self._cond.notify()
+        if self._signer is None:  # no signer thread (not started): say it now
+            self.say_hello()
 
     # -- receiving -------------------------------------------------------------------------
 
-    def receive(self, data: bytes) -> list[Opened | Cover]:
-        """Authenticate one live-channel message: batches to apply now, and signature notes
-        to keep (nothing for a hello, a parked batch, or something dropped and counted)."""
+    def receive(self, data: bytes) -> list[Accepted | Cover]:
+        """Authenticate one live-channel message: batches to apply (:meth:`open` decodes
+        their operations), and signature notes to keep (nothing for a hello, a parked
+        batch, or something dropped and counted)."""
         self.counters.add("received")
         try:
             envelope = self.codec.envelope(data)
@@ -252,15 +288,29 @@ class LiveChannel:
             raise DroppedMessage("hello_" + exc.reason, str(exc), node=exc.node) from None
         if fresh:
             self.counters.add("peer_keys")
-            self.say_hello()  # so that the newcomer learns our key in turn
+            self.hello_soon()  # so that the newcomer learns our key in turn
             if self.on_hello is not None:
                 self.on_hello(self.node_id(hello.signer))
 
-    def _batch(self, sealed: Sealed, *, signed: bool = False) -> Opened | None:
+    def _batch(self, sealed: Sealed, *, signed: bool = False) -> Accepted | None:
         signer = self.node_id(sealed.signer)
+        count = op_count(sealed.ops)
+        if count > MAX_OPS:
+            raise DroppedMessage("oversize", f"batch of {count} operations", node=signer)
+        size = len(sealed.ops)
+        # a signer over its quota loses the batch before it costs a hash or a signature
+        # check (read-only: a batch forged in its name spends nothing of its quota)
+        if not self.quotas.affords(signer, count, size):
+            self.counters.add("dropped_quota_ops", count)
+            raise DroppedMessage("quota", f"{signer} is over its quota", node=signer)
+        # one that will wait for a signature pays, unauthenticated, a budget shared by all
+        # such batches, before it costs a hash
+        waits = not (sealed.sig or signed or self.keyring.addressed(sealed.macs))
+        if waits and not self.pending.admits(size):
+            raise DroppedMessage("pending_rate", "too many unsigned bytes", node=signer)
         message, batch_id = self.codec.message(sealed)
         if sealed.sig:
-            self.codec.verify(sealed)
+            self.codec.check(sealed, message, signer)
         elif not signed:
             verdict = self.keyring.check(signer, sealed.epoch, message, sealed.macs)
             if verdict is False:
@@ -273,18 +323,25 @@ class LiveChannel:
             raise DroppedMessage("uncertified", f"batch from uncertified {signer}", node=signer)
         if not self._replay.accept(signer, sealed.epoch, sealed.seq):
             raise DroppedMessage("replay", "replayed batch", node=signer)
-        count = op_count(sealed.ops)  # charged before decoding: a drop costs next to nothing
-        if count > MAX_OPS:
-            raise DroppedMessage("oversize", f"batch of {count} operations", node=signer)
-        if not self.quotas.take(signer, count, len(sealed.ops)):
+        if not self.quotas.take(signer, count, size):  # authenticated: now it pays
             self.counters.add("dropped_quota_ops", count)
             raise DroppedMessage("quota", f"{signer} is over its quota", node=signer)
-        ops = self.codec.ops(sealed, signer)
-        if len(ops) != count:
-            raise DroppedMessage("malformed", "operations of another count", node=signer)
-        return Opened(sealed, batch_id, signer, ops)
+        return Accepted(sealed, batch_id, signer, count)
 
-    def _note(self, note: SigNote) -> list[Opened | Cover]:
+    def open(self, accepted: Accepted) -> Opened:
+        """Decode an accepted batch's operations (on the thread that applies them, so that
+        a large batch holds up no other signer's on the zenoh thread).
+
+        Raises:
+            DroppedMessage: malformed operations, or not as many as its header said.
+        """
+        sealed, signer = accepted.sealed, accepted.signer
+        ops = self.codec.ops(sealed, signer)
+        if len(ops) != accepted.count:
+            raise DroppedMessage("malformed", "operations of another count", node=signer)
+        return Opened(sealed, accepted.batch_id, signer, ops)
+
+    def _note(self, note: SigNote) -> list[Accepted | Cover]:
         waiting = self.pending.take(note.ids)
         if not waiting:
             # it signs batches we already applied on their MACs: checked when first used
@@ -295,7 +352,7 @@ class LiveChannel:
             # a forged note must not cost the genuine one its batches
             self.pending.put_back([(self.codec.message(b)[1], b) for b in waiting])
             raise
-        out: list[Opened | Cover] = []
+        out: list[Accepted | Cover] = []
         for sealed in waiting:
             if sealed.signer != note.signer or sealed.epoch != note.epoch:
                 self.counters.add("dropped_bad_signature")

@@ -233,6 +233,21 @@ class Codec:
             raise DroppedMessage("malformed", "sync reply with a bad certificate or cursor")
         return reply
 
+    def check(self, sealed: Sealed, message: bytes, signer: str) -> None:
+        """Check a batch's own signature over ``message`` (from :meth:`message`).
+
+        Raises:
+            DroppedMessage: another version, a malformed signature, or a bad one.
+        """
+        if sealed.v != VERSION:
+            raise DroppedMessage("version", f"batch of version {sealed.v} dropped")
+        if len(sealed.sig) != SIGNATURE_BYTES:
+            raise DroppedMessage("malformed", "batch with a malformed signature")
+        if not self.verifier.verify(sealed.signer, sealed.sig, message):
+            raise DroppedMessage(
+                "bad_signature", f"batch from {signer} with a bad signature", node=signer
+            )
+
     def verify(self, sealed: Sealed) -> tuple[str, str]:
         """Check a batch's version and signature; return its id and its signer's node id.
 

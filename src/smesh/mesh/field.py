@@ -215,6 +215,7 @@ class MeshField(LocalReplica):
         too) to a synced field: ask it for its replica, it may hold what we missed."""
         if self._closed:
             return False
+        self.channel.keyring.present(node, True)
         with self._lock:
             confirmed = self._presence.token(node, self.clock.now())
         return self._synced and confirmed

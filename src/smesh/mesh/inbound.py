@@ -29,7 +29,7 @@ from typing import Any
 
 import msgspec
 
-from smesh.mesh.channel import LiveChannel
+from smesh.mesh.channel import Accepted, Cover, LiveChannel
 from smesh.mesh.codec import DroppedMessage
 from smesh.mesh.replica import Counters
 from smesh.mesh.store import Page
@@ -43,6 +43,20 @@ _log = logging.getLogger(__name__)
 _SLICE_OPS = 256  # operations of one signer merged per turn
 _TURN_S = 0.004  # the loop is given back after this much merging
 _SYNC_WORKERS = 4  # sync threads at once (with newly confirmed peers)
+
+
+class _Item:
+    """One piece of a signer's queued work: a batch (decoded at its first slice, then
+    merged a slice at a time) or a signature note."""
+
+    __slots__ = ("decoded", "done", "head", "opened", "size")
+
+    def __init__(self, head: Accepted | Cover) -> None:
+        self.head = head
+        self.size = head.count if isinstance(head, Accepted) else 0
+        self.done = 0
+        self.decoded = False
+        self.opened: Opened | None = None
 
 
 class ReplicaPort(msgspec.Struct, frozen=True, kw_only=True):
@@ -90,8 +104,8 @@ class Inbound:
         self.counters = counters
         self._max_ops = channel.config.limits.inbox_ops
         self._jobs: deque[Callable[[], None]] = deque()
-        # signer -> its verified batches ([batch, next op]) and notes, in arrival order
-        self._queues: dict[str, deque[list[Any]]] = {}
+        # signer -> its verified batches and notes, in arrival order
+        self._queues: dict[str, deque[_Item]] = {}
         self._queued_ops = 0
         self._inbox_lock = threading.Lock()
         self._drain_scheduled = False
@@ -114,14 +128,13 @@ class Inbound:
             with contextlib.suppress(RuntimeError):  # the loop is closing: drop late work
                 loop.call_soon_threadsafe(self._drain)
 
-    def _enqueue(self, signer: str, item: list[Any], ops: int) -> None:
+    def _enqueue(self, signer: str, head: Accepted | Cover, ops: int) -> None:
         loop = self.port.loop()
         if loop is None:  # at once, on this zenoh thread (the replica locks per slice)
-            head = item[0]
-            if isinstance(head, Opened):
-                self.port.apply([head])
-            else:
+            if isinstance(head, Cover):
                 self.cover(head.note, head.verified)
+            elif (opened := self._open(head)) is not None:
+                self.port.apply([opened])
             return
         with self._inbox_lock:
             if ops and self._queued_ops + ops > self._max_ops:
@@ -132,19 +145,30 @@ class Inbound:
             queue = self._queues.get(signer)
             if queue is None:
                 queue = self._queues[signer] = deque()
-            queue.append(item)
+            queue.append(_Item(head))
             schedule = not self._drain_scheduled
             self._drain_scheduled = True
         if schedule:
-            with contextlib.suppress(RuntimeError):
+            with contextlib.suppress(RuntimeError):  # the loop is closing: drop late work
                 loop.call_soon_threadsafe(self._drain)
 
-    def _run(self, item: list[Any], stop: int) -> None:
-        head = item[0]
-        if isinstance(head, Opened):
-            self.port.apply_part(head, item[1], stop)
-        else:
+    def _open(self, accepted: Accepted) -> Opened | None:
+        try:
+            return self.channel.open(accepted)
+        except DroppedMessage as exc:
+            self.counters.add("dropped_" + exc.reason)
+            return None
+
+    def _run(self, item: _Item, start: int, stop: int) -> None:
+        head = item.head
+        if isinstance(head, Cover):
             self.cover(head.note, head.verified)
+            return
+        if not item.decoded:  # decoded here, on the loop, at its first slice
+            item.decoded = True
+            item.opened = self._open(head)
+        if item.opened is not None:
+            self.port.apply_part(item.opened, start, stop)
 
     def _drain(self) -> None:
         deadline = time.perf_counter() + _TURN_S
@@ -152,17 +176,16 @@ class Inbound:
             with self._inbox_lock:
                 jobs = list(self._jobs)
                 self._jobs.clear()
-                turn: list[tuple[list[Any], int]] = []
+                turn: list[tuple[_Item, int, int]] = []
                 for signer in list(self._queues):  # one slice of each signer's work
                     queue = self._queues[signer]
                     item = queue[0]
-                    start, stop = item[1], item[1]
-                    if isinstance(item[0], Opened):
-                        stop = min(len(item[0].ops), start + _SLICE_OPS)
-                        self._queued_ops -= stop - start
-                    turn.append(([item[0], start], stop))
-                    item[1] = stop
-                    if not isinstance(item[0], Opened) or stop >= len(item[0].ops):
+                    start = item.done
+                    stop = min(item.size, start + _SLICE_OPS)
+                    self._queued_ops -= stop - start
+                    item.done = stop
+                    turn.append((item, start, stop))
+                    if stop >= item.size:
                         queue.popleft()
                         if not queue:
                             del self._queues[signer]
@@ -171,8 +194,8 @@ class Inbound:
                     return
             for job in jobs:
                 job()
-            for item, stop in turn:
-                self._run(item, stop)
+            for item, start, stop in turn:
+                self._run(item, start, stop)
             if time.perf_counter() >= deadline:
                 loop = self.port.loop()
                 if loop is not None:  # give the loop back; carry on at its next turn
@@ -185,10 +208,10 @@ class Inbound:
         """A live-channel message arrived (zenoh thread): authenticate it here, apply it on
         the loop (or at once, without one), in its signer's turn."""
         for result in self.channel.receive(data):
-            if isinstance(result, Opened):
-                self._enqueue(result.signer, [result, 0], len(result.ops))
+            if isinstance(result, Accepted):
+                self._enqueue(result.signer, result, result.count)
             else:  # behind the batches it signs
-                self._enqueue(self.channel.node_id(result.note.signer), [result, 0], 0)
+                self._enqueue(self.channel.node_id(result.note.signer), result, 0)
 
     def on_own_note(self, note: SigNote) -> None:
         """The signer thread signed our own batches: keep the note with them."""

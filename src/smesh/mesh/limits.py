@@ -24,10 +24,16 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
         pending_bytes: batches waiting for their signature (they came with no MAC for us),
             in total bytes; the oldest go first (``dropped_pending``).
         pending_count: the same, in batches.
+        pending_bytes_per_s: bytes of such batches taken per second, all senders
+            together (``dropped_pending_rate``): they authenticate only later.
         pending_s: how long such a batch may wait (``dropped_unsigned``).
         max_peers: pairwise keys (from hellos) and liveliness tokens kept, each; the
             least recently seen key and the oldest unconfirmed token go first.
         hello_interval_s: how often a node says hello again (it refreshes its key).
+        hellos_per_s: new hellos checked per second (each costs two public-key
+            operations; one already known costs none); over it, a hello is dropped
+            (``dropped_hello_rate``) and its node heard at its next one.
+        hellos_burst: the depth of that budget.
         peer_ttl_s: a key not refreshed by a hello for this long expires; a liveliness
             token whose node has not said hello within it is forgotten, never listed as a
             peer (``dropped_silent_peer``).
@@ -49,9 +55,12 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
 
     pending_bytes: int = 16 * 1024 * 1024
     pending_count: int = 4096
+    pending_bytes_per_s: float = 8 * 1024 * 1024
     pending_s: float = 5.0
     max_peers: int = 256
     hello_interval_s: float = 5.0
+    hellos_per_s: float = 50.0
+    hellos_burst: float = 64.0
     peer_ttl_s: float = 16.0
     signer_ops_per_s: float = 5000.0
     signer_ops_burst: float = 20000.0
@@ -67,9 +76,12 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
         numbers = [
             self.pending_bytes,
             self.pending_count,
+            self.pending_bytes_per_s,
             self.pending_s,
             self.max_peers,
             self.hello_interval_s,
+            self.hellos_per_s,
+            self.hellos_burst,
             self.peer_ttl_s,
             self.signer_ops_per_s,
             self.signer_ops_burst,

@@ -5,7 +5,9 @@ its sender expired) waits for the signature note that follows it within millisec
 waits is bounded three ways, the oldest dropped first: in total bytes (``pending_bytes``,
 ``dropped_pending``), in batches (``pending_count``, ``dropped_pending``) and in time
 (``pending_s``, ``dropped_unsigned``). A flood of unsigned batches, however large each one
-is, holds at most ``pending_bytes`` here.
+is, holds at most ``pending_bytes`` here; and since nothing authenticates them yet, they
+share a budget of ``pending_bytes_per_s`` (``dropped_pending_rate`` beyond), checked
+before they cost even a hash.
 
 Thread-safe: zenoh threads park and release batches concurrently.
 """
@@ -16,6 +18,7 @@ import threading
 import time
 
 from smesh.mesh.limits import Limits
+from smesh.mesh.quota import Bucket
 from smesh.mesh.replica import Counters
 from smesh.mesh.wire import Sealed
 
@@ -43,6 +46,11 @@ class PendingBatches:
         self._lock = threading.Lock()
         self._batches: dict[str, tuple[Sealed, float, int]] = {}  # id -> (batch, since, size)
         self._bytes = 0
+        self._budget = Bucket(limits.pending_bytes_per_s, limits.pending_bytes)
+
+    def admits(self, size: int) -> bool:
+        """Take ``size`` bytes from the budget of unauthenticated batches; False if spent."""
+        return self._budget.take(size)
 
     def __len__(self) -> int:
         return len(self._batches)

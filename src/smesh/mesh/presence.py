@@ -5,7 +5,9 @@ nothing. So a token makes a node a *peer* only once that node has also said a si
 (on a mesh with a CA: with a certificate that admits it) and while its key is live (see
 :class:`~smesh.mesh.auth.Keyring`). A token whose node never says hello is forgotten after
 ``peer_ttl_s`` (``dropped_silent_peer``) and never listed; at most ``max_peers`` tokens are
-followed at once (``dropped_peer_tokens`` beyond). A peer is asked for its replica when it
+followed at once: when full, a new token pushes out the oldest one whose node has not said
+hello (honest nodes say it at once), and is dropped only when every token is confirmed
+(``dropped_peer_tokens``). A peer is asked for its replica when it
 is confirmed, not when its token appears: a token alone costs no sync query.
 
 Not thread-safe: :class:`~smesh.mesh.field.MeshField` calls it under its lock.
@@ -48,8 +50,12 @@ class Presence:
             if len(self._tokens) >= self._limits.max_peers:
                 self.expire(now)
             if len(self._tokens) >= self._limits.max_peers:
+                silent = next((n for n in self._tokens if not self._knows(n)), None)
                 self._counters.add("dropped_peer_tokens")
-                return False
+                if silent is None:
+                    return False
+                del self._tokens[silent]  # the oldest that never said hello
+                self._confirmed.discard(silent)
             self._tokens[node] = now
         return self._confirm(node)
 

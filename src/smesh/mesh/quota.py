@@ -18,9 +18,53 @@ import time
 
 from smesh.mesh.limits import Limits
 
-__all__ = ["Quotas"]
+__all__ = ["Bucket", "Quotas"]
 
 _MAX_SIGNERS = 65536
+
+
+class Bucket:
+    """One token bucket: ``rate`` tokens a second, at most ``depth`` saved (thread-safe).
+
+    Args:
+        rate: tokens added per second.
+        depth: most tokens held (it starts full).
+    """
+
+    __slots__ = ("_depth", "_lock", "_rate", "_tokens", "_when")
+
+    def __init__(self, rate: float, depth: float) -> None:
+        self._rate = rate
+        self._depth = depth
+        self._tokens = depth
+        self._when = time.monotonic()
+        self._lock = threading.Lock()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self._tokens = min(self._depth, self._tokens + (now - self._when) * self._rate)
+        self._when = now
+
+    def take(self, n: float = 1.0) -> bool:
+        """Take ``n`` tokens; False (and none taken) if there are not that many."""
+        with self._lock:
+            self._refill()
+            if self._tokens < n:
+                return False
+            self._tokens -= n
+            return True
+
+    def positive(self) -> bool:
+        """Whether any token is left (a debt may be run up with :meth:`spend`)."""
+        with self._lock:
+            self._refill()
+            return self._tokens > 0
+
+    def spend(self, n: float) -> None:
+        """Take ``n`` tokens even if that leaves the bucket in debt."""
+        with self._lock:
+            self._refill()
+            self._tokens -= n
 
 
 class _Buckets:
@@ -64,6 +108,20 @@ class Quotas:
             buckets.when = now
         self._signers[signer] = buckets
         return buckets
+
+    def affords(self, signer: str, ops: int, size: int) -> bool:
+        """Whether ``signer`` has ``ops`` operations and ``size`` bytes left (charges
+        nothing: the batch has not authenticated yet)."""
+        limits = self._limits
+        with self._lock:
+            buckets = self._signers.get(signer)
+            if buckets is None:
+                return ops <= limits.signer_ops_burst and size <= limits.signer_bytes_burst
+            elapsed = time.monotonic() - buckets.when
+            return (
+                buckets.ops + elapsed * limits.signer_ops_per_s >= ops
+                and buckets.bytes + elapsed * limits.signer_bytes_per_s >= size
+            )
 
     def take(self, signer: str, ops: int, size: int) -> bool:
         """Charge a batch of ``ops`` operations and ``size`` bytes to ``signer``; False (and

@@ -19,12 +19,12 @@ certificate admits (on a mesh with a CA) is dropped (``dropped_uncertified``).
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 from smesh.mesh.codec import DroppedMessage
 from smesh.mesh.pending import batch_bytes
+from smesh.mesh.quota import Bucket
 from smesh.mesh.store import Page
 from smesh.mesh.wire import VERSION, Opened, Sealed, SigNote, SyncReply, encode
 
@@ -48,11 +48,8 @@ class Sync:
     def __init__(self, channel: LiveChannel) -> None:
         self.channel = channel
         limits = channel.config.limits
-        self._rate = limits.sync_bytes_per_s
-        self._depth = 2.0 * limits.sync_page_bytes
-        self._budget = self._depth
-        self._when = time.monotonic()
-        self._lock = threading.Lock()
+        # answers are paid after they are sent (a page's size is known then): a debt
+        self._budget = Bucket(limits.sync_bytes_per_s, 2.0 * limits.sync_page_bytes)
 
     @property
     def page_bytes(self) -> int:
@@ -63,15 +60,7 @@ class Sync:
 
     def admit(self) -> bool:
         """Whether the answer budget allows serving a page now."""
-        with self._lock:
-            now = time.monotonic()
-            self._budget = min(self._depth, self._budget + (now - self._when) * self._rate)
-            self._when = now
-            return self._budget > 0
-
-    def _spend(self, size: int) -> None:
-        with self._lock:
-            self._budget -= size
+        return self._budget.positive()
 
     def busy(self, query: Any) -> None:
         """Tell an asker to come back later."""
@@ -103,7 +92,7 @@ class Sync:
             certs = channel.members.certificates(signers)
         last = SyncReply(VERSION, chunk, page.notes, certs, page.next)
         transport.reply(query, encode(last), number)
-        self._spend(total)
+        self._budget.spend(total)
         channel.counters.add("sync_answers")
         channel.counters.add("sync_answered_bytes", total)
 
