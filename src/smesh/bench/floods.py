@@ -146,17 +146,19 @@ def run_flood(flood: str, *, scale: float = 1.0, settle_s: float = 0.5) -> Flood
         raise ValueError(f"unknown flood {flood!r} (known: {', '.join(FLOODS)})")
     port, name = _free_port(), f"flood{time.time_ns()}"
     victim_args = ["victim", "--name", name, "--listen", f"tcp/127.0.0.1:{port}"]
+    honest_args: list[str] = []
     if flood == "sync":
         victim_args += ["--preload-bytes", str(int(20_000_000 * scale))]
-    if flood == "tokens":  # a short TTL, so that the test sees the tokens forgotten
-        victim_args += ["--hello-interval", "1", "--peer-ttl", "3"]
+    if flood == "tokens":  # a short TTL (for both), so that the tokens are soon forgotten
+        honest_args = ["--hello-interval", "1", "--peer-ttl", "3"]
+        victim_args += honest_args
     procs: list[_Proc] = []
     try:
         victim = _Proc(*victim_args)
         procs.append(victim)
         node = victim.line(120).split()[1]
         connect = ["--name", name, "--connect", f"tcp/127.0.0.1:{port}", "--victim", node]
-        honest = _Proc("pinger", *connect)
+        honest = _Proc("pinger", *connect, *honest_args)
         attacker = _Proc("flood", *connect, "--kind", flood, "--scale", str(scale))
         procs += [honest, attacker]
         honest.line(60)

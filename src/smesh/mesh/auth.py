@@ -224,15 +224,18 @@ class Keyring:
             for box, key in self._tags
         ]
 
-    def addressed(self, macs: list[bytes]) -> bool:
-        """Whether one of ``macs`` is addressed to us (before any hashing)."""
+    def mine(self, macs: list[bytes]) -> bytes | None:
+        """The MAC among ``macs`` addressed to us, if any (found before any hashing)."""
         box = self.box
-        return any(m[:_TO_BYTES] == box for m in macs)
+        for mac in macs:
+            if mac[:_TO_BYTES] == box:
+                return mac
+        return None
 
-    def check(self, signer: str, epoch: int, digest: bytes, macs: list[bytes]) -> bool | None:
-        """Whether the MAC addressed to us checks: None when there is none we can check
-        (no MAC for this process start, or no key with that start of the signer yet)."""
-        mine = next((m for m in macs if m[:_TO_BYTES] == self.box), None)
+    def check(self, signer: str, epoch: int, digest: bytes, mine: bytes | None) -> bool | None:
+        """Whether ``mine``, the MAC addressed to us (see :meth:`mine`), checks: None when
+        there is none we can check (no MAC for this process start, or no key with that
+        start of the signer yet)."""
         if mine is None:
             return None
         with self._lock:

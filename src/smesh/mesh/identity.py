@@ -55,7 +55,11 @@ def agent_name(node_id: str, agent: str) -> str:
 
 def speaks_for(node_id: str, name: str) -> bool:
     """Whether ``name`` is one of ``node_id``'s agents (``<node id>/<something>``)."""
-    return len(name) > NODE_ID_CHARS + 1 and name[NODE_ID_CHARS] == "/" and name.startswith(node_id)
+    return (
+        name.startswith(node_id)
+        and name[NODE_ID_CHARS : NODE_ID_CHARS + 1] == "/"
+        and (len(name) > NODE_ID_CHARS + 1)
+    )
 
 
 def node_of(name: str) -> str | None:

@@ -69,6 +69,8 @@ class LocalReplica(ReplicaField):
         )
         self.channel = channel
         self.node_id: str = channel.identity.node_id
+        self._speaker = agent_name(self.node_id, "")  # "<node id>/": our agents' names
+        self._max_batch = max_batch
         self._depth = 0
         self._batching = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -110,7 +112,12 @@ class LocalReplica(ReplicaField):
         self._depth -= 1
         outer = self._depth == 0
         self._lock.release()
-        if outer:
+        # (inside batch(), only a full batch goes out: most emits there need nothing)
+        if (
+            outer
+            and (queued := len(self._outbox))
+            and (queued >= self._max_batch or not self._batching)
+        ):
             self._outbox.settle(
                 batching=self._batching > 0,
                 loop=self._loop,
@@ -148,7 +155,9 @@ class LocalReplica(ReplicaField):
             signal = self.new_signal(signal, payload, **options)
         elif payload is not None or options:
             raise InvalidSignal("emit(Signal) takes no payload or options")
-        self._speak_as(signal.origin)
+        origin, speaker = signal.origin, self._speaker
+        if not (origin.startswith(speaker) and len(origin) > len(speaker)):  # the hot path
+            self._speak_as(origin)
         self._enter()
         try:
             address = signal.address

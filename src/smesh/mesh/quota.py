@@ -8,7 +8,7 @@ its operations are even decoded (their count is read from the encoding's header)
 nodes stay far below the defaults (:class:`~smesh.mesh.limits.Limits`); a node that floods
 keeps its burst and its rate, and loses the rest.
 
-The table of signers is bounded (least recently charged forgotten first) and thread-safe.
+The table of signers is bounded (the longest followed forgotten first) and thread-safe.
 """
 
 from __future__ import annotations
@@ -92,11 +92,13 @@ class Quotas:
 
     def _refill(self, signer: str, now: float) -> _Buckets:
         limits = self._limits
-        buckets = self._signers.pop(signer, None)  # re-inserted last: least recent first
+        buckets = self._signers.get(signer)
         if buckets is None:
             if len(self._signers) >= self._capacity:
-                del self._signers[next(iter(self._signers))]
-            buckets = _Buckets(limits.signer_ops_burst, limits.signer_bytes_burst, now)
+                del self._signers[next(iter(self._signers))]  # the longest followed
+            buckets = self._signers[signer] = _Buckets(
+                limits.signer_ops_burst, limits.signer_bytes_burst, now
+            )
         else:
             elapsed = now - buckets.when
             buckets.ops = min(
@@ -106,22 +108,22 @@ class Quotas:
                 limits.signer_bytes_burst, buckets.bytes + elapsed * limits.signer_bytes_per_s
             )
             buckets.when = now
-        self._signers[signer] = buckets
         return buckets
 
     def affords(self, signer: str, ops: int, size: int) -> bool:
         """Whether ``signer`` has ``ops`` operations and ``size`` bytes left (charges
         nothing: the batch has not authenticated yet)."""
+        # no lock: a stale read only makes a pre-check (the charge itself is locked) a
+        # moment early or late
         limits = self._limits
-        with self._lock:
-            buckets = self._signers.get(signer)
-            if buckets is None:
-                return ops <= limits.signer_ops_burst and size <= limits.signer_bytes_burst
-            elapsed = time.monotonic() - buckets.when
-            return (
-                buckets.ops + elapsed * limits.signer_ops_per_s >= ops
-                and buckets.bytes + elapsed * limits.signer_bytes_per_s >= size
-            )
+        buckets = self._signers.get(signer)
+        if buckets is None:
+            return ops <= limits.signer_ops_burst and size <= limits.signer_bytes_burst
+        elapsed = time.monotonic() - buckets.when
+        return (
+            buckets.ops + elapsed * limits.signer_ops_per_s >= ops
+            and buckets.bytes + elapsed * limits.signer_bytes_per_s >= size
+        )
 
     def take(self, signer: str, ops: int, size: int) -> bool:
         """Charge a batch of ``ops`` operations and ``size`` bytes to ``signer``; False (and

@@ -30,7 +30,6 @@ from smesh.errors import InvalidSignal
 from smesh.events import EventType
 from smesh.field import Field, FieldEvent, FieldStats, Sensed, Subscription
 from smesh.mesh.codec import check_mark, signal_of
-from smesh.mesh.identity import speaks_for
 from smesh.mesh.merge import EmitRecord, Entry, Resolved, materialize, merge_op, resolve, tombstone
 from smesh.mesh.replica import Counters
 from smesh.mesh.store import BatchStore, Page
@@ -228,74 +227,85 @@ class ReplicaField(Field):
             return
         self._enter()
         try:
+            signer = opened.signer
+            ops = opened.ops if start == 0 and stop >= len(opened.ops) else opened.ops[start:stop]
+            held = self._held_by.get(signer, 0)
+            if held >= self._held_ops:  # checked per slice: it may go over by one slice
+                self.counters.add("dropped_held_quota", len(ops))
+                return
             now = self.clock.now()
             horizon = now + self._max_skew_s
-            applied = 0
-            for op in opened.ops[start:stop]:
+            speaker = signer + "/"  # names it may speak for: "<its node id>/..."
+            applied = fresh = 0
+            for op in ops:
                 try:
-                    merged = self._merge_remote(op, opened, now, horizon)
+                    merged = self._merge_remote(op, opened, now, horizon, speaker)
                 except Exception:  # whatever a signer sent, the replica stays up
                     self.counters.add("dropped_error")
                     _log.exception("unexpected error merging an operation")
                     continue
-                applied += merged
+                if merged:
+                    applied += 1
+                    fresh += merged - 1
+            if fresh:
+                self._held_by[signer] = held + fresh
             if applied:
                 self._store.add(opened.batch_id, opened.sealed)
                 self.counters.add("applied_ops", applied)
         finally:
             self._exit()
 
-    def _merge_remote(self, op: Op, opened: Opened, now: float, horizon: float) -> bool:
+    def _merge_remote(
+        self, op: Op, opened: Opened, now: float, horizon: float, speaker: str
+    ) -> int:
+        """Merge one remote operation: 0 if it changed nothing (or was dropped), 1 if it
+        merged into a record kept already, 2 if it added a record."""
         signal: Signal | None = None
-        signer = opened.signer
-        if self._held_by.get(signer, 0) >= self._held_ops:
-            self.counters.add("dropped_held_quota")
-            return False
         try:
             if isinstance(op, EmitOp):
-                if not speaks_for(signer, op.origin):  # only for its own agents
+                origin = op.origin
+                # only for its own agents (see smesh.mesh.identity.speaks_for)
+                if not (origin.startswith(speaker) and len(origin) > len(speaker)):
                     self.counters.add("dropped_foreign_origin")
-                    return False
+                    return 0
                 signal = signal_of(op)
                 if signal.created_at > horizon:
                     self.counters.add("dropped_skew")
-                    return False
+                    return 0
                 expires = self._expires_at(signal)
                 if expires <= now:
                     self.counters.add("stale_ops")  # expired in flight: nothing to do
-                    return False
+                    return 0
                 address = signal.address
                 if address not in self._entries:  # the common case: a new signal
                     # (no entry means nothing held: every held signal has its entry)
-                    record = EmitRecord(signal, signer, opened.batch_id)
-                    self._entries[address] = Entry(record)
-                    self._held_by[signer] = self._held_by.get(signer, 0) + 1
+                    self._entries[address] = Entry(
+                        EmitRecord(signal, opened.signer, opened.batch_id)
+                    )
                     self._admit(signal, local=False, expires_at=expires)
-                    return True
+                    return 2
             else:
                 check_mark(op)
-                if not speaks_for(signer, op.by):
+                by = op.by
+                if not (by.startswith(speaker) and len(by) > len(speaker)):
                     reinforce = isinstance(op, ReinforceOp)
                     self.counters.add(
                         "dropped_foreign_reinforcer" if reinforce else "dropped_foreign_name"
                     )
-                    return False
+                    return 0
                 if op.at > horizon:
                     self.counters.add("dropped_skew")
-                    return False
+                    return 0
                 address = op.address
         except (InvalidSignal, RecursionError):
             self.counters.add("dropped_invalid_op")
-            return False
+            return 0
         entry = self._entry(address)
         size = len(entry)
-        if merge_op(entry, op, signer, opened.batch_id, signal) is None:
-            return False
-        if len(entry) > size:
-            self._held_by[signer] = self._held_by.get(signer, 0) + 1
-        by = op.origin if isinstance(op, EmitOp) else op.by
-        self._settle(address, entry, by, local=False)
-        return True
+        if merge_op(entry, op, opened.signer, opened.batch_id, signal) is None:
+            return 0
+        self._settle(address, entry, op.origin if isinstance(op, EmitOp) else op.by, local=False)
+        return 2 if len(entry) > size else 1
 
     def _lapse(self, node: str, kinds: Iterable[str]) -> int:
         """Lapse the leases (signals of ``kinds``) that ``node`` emitted: it left the mesh.
