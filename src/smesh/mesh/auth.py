@@ -205,7 +205,7 @@ class Keyring:
     def _sweep(self, now: float) -> None:
         horizon = now - self._limits.peer_ttl_s
         with self._lock:
-            self._next_sweep = now + 1.0
+            self._next_sweep = now + min(1.0, self._limits.peer_ttl_s / 4)
             stale = [node for node, entry in self._peers.items() if entry.seen < horizon]
             for node in stale:
                 del self._peers[node]
