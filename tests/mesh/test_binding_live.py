@@ -59,7 +59,7 @@ def test_signed_decisions_from_a_fresh_key_decide_nothing(spawn: Spawn, mesh_nam
     tasks = observer.call("dump")["signals"]
     origin = tasks[0]["origin"]  # the poster's name, as every replica sees it
     forger = Identity.generate()
-    session = zenoh.open(
+    session: Any = zenoh.open(
         zenoh_config(MeshConfig(mesh=mesh_name, connect=(f"tcp/127.0.0.1:{port}",)))
     )
     try:

@@ -13,7 +13,7 @@ from smesh.mesh.presence import Presence
 from smesh.mesh.quota import Quotas
 from smesh.mesh.replica import Counters
 from smesh.mesh.store import BatchStore
-from smesh.mesh.wire import VERSION, Sealed, emit_op, encode, pack, seal
+from smesh.mesh.wire import VERSION, Op, Sealed, emit_op, encode, pack, seal
 from smesh.signal import Signal
 
 MESH = "bounds"
@@ -106,7 +106,7 @@ def test_a_signer_over_its_quota_loses_whole_batches_counted() -> None:
     origin = f"{flooder.node_id}/spam"
     now = time.time()
     for seq in range(5):
-        ops = [
+        ops: list[Op] = [
             emit_op(Signal.create("spam", i, origin=origin, created_at=now, ttl=60.0))
             for i in range(seq * 1000, seq * 1000 + 1000)
         ]
@@ -121,7 +121,7 @@ def test_a_signer_holds_at_most_its_share_of_the_replica() -> None:
     other = Identity.generate()
     origin = f"{other.node_id}/a"
     now = time.time()
-    ops = [
+    ops: list[Op] = [
         emit_op(Signal.create("k", i, origin=origin, created_at=now, ttl=60.0)) for i in range(1000)
     ]
     field.inbound.on_batch(encode(seal(other, MESH, 1, 0, ops)))
