@@ -4,6 +4,7 @@ test_floods.py): what waits, what is kept, what is listed, what is served."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from smesh.mesh import Identity, Limits, MeshConfig, MeshField
 from smesh.mesh.auth import Keyring
@@ -144,3 +145,39 @@ def test_sync_answers_come_in_pages_capped_in_bytes() -> None:
         seen += [b.seq for b in page.batches]
         cursor = page.next
     assert seen == list(range(10))  # every batch once, in the order kept
+
+
+def test_a_late_joiner_pages_through_a_replica_and_admits_signers_by_their_certificates(
+    tmp_path: Path,
+) -> None:
+    """On a mesh with a CA: alpha emits and leaves, beta keeps the batches, gamma joins from
+    beta in pages of ~2 KB and admits alpha's batches on the certificate beta passes on."""
+    from _meshkit import eventually, free_port
+
+    from smesh.mesh.pki import init_ca, issue
+
+    init_ca(tmp_path)
+    creds = {name: issue(name, ca=tmp_path) for name in ("alpha", "beta", "gamma")}
+    port, mesh = free_port(), f"pages{free_port()}"
+    limits = Limits(sync_page_bytes=2000)
+
+    def node(name: str, **where: tuple[str, ...]) -> MeshField:
+        config = MeshConfig(mesh=mesh, tls=creds[name], limits=limits, sync_timeout_s=1.0, **where)
+        return MeshField(config, identity=Identity.load(creds[name].key))
+
+    beta = node("beta", listen=(f"tls/127.0.0.1:{port}",)).start()
+    try:
+        alpha = node("alpha", connect=(f"tls/127.0.0.1:{port}",)).start()
+        with alpha:
+            assert eventually(lambda: beta.peers() == [alpha.node_id])
+            origin = alpha.agent_name("poster")
+            for i in range(40):
+                alpha.emit("task", {"i": i, "pad": "x" * 200}, origin=origin, ttl=600.0)
+            assert eventually(lambda: len(beta) == 40 and beta.mesh_stats().unsigned == 0)
+        with node("gamma", connect=(f"tls/127.0.0.1:{port}",)) as gamma:
+            assert len(gamma) == 40  # all of it, from beta alone, page by page
+            assert {s.origin for s in gamma.signals()} == {origin}
+            assert gamma.members.knows(alpha.node_id)  # on the certificate beta passed on
+            assert beta.counters.get("sync_answers") >= 5
+    finally:
+        beta.close()
