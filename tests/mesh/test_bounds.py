@@ -161,20 +161,27 @@ def test_a_late_joiner_pages_through_a_replica_and_admits_signers_by_their_certi
     port, mesh = free_port(), f"pages{free_port()}"
     limits = Limits(sync_page_bytes=2000)
 
-    def node(name: str, **where: tuple[str, ...]) -> MeshField:
-        config = MeshConfig(mesh=mesh, tls=creds[name], limits=limits, sync_timeout_s=1.0, **where)
+    def node(name: str, *, listen: str = "", connect: str = "") -> MeshField:
+        config = MeshConfig(
+            mesh=mesh,
+            listen=(listen,) if listen else (),
+            connect=(connect,) if connect else (),
+            tls=creds[name],
+            limits=limits,
+            sync_timeout_s=1.0,
+        )
         return MeshField(config, identity=Identity.load(creds[name].key))
 
-    beta = node("beta", listen=(f"tls/127.0.0.1:{port}",)).start()
+    beta = node("beta", listen=f"tls/127.0.0.1:{port}").start()
     try:
-        alpha = node("alpha", connect=(f"tls/127.0.0.1:{port}",)).start()
+        alpha = node("alpha", connect=f"tls/127.0.0.1:{port}").start()
         with alpha:
             assert eventually(lambda: beta.peers() == [alpha.node_id])
             origin = alpha.agent_name("poster")
             for i in range(40):
                 alpha.emit("task", {"i": i, "pad": "x" * 200}, origin=origin, ttl=600.0)
             assert eventually(lambda: len(beta) == 40 and beta.mesh_stats().unsigned == 0)
-        with node("gamma", connect=(f"tls/127.0.0.1:{port}",)) as gamma:
+        with node("gamma", connect=f"tls/127.0.0.1:{port}") as gamma:
             assert len(gamma) == 40  # all of it, from beta alone, page by page
             assert {s.origin for s in gamma.signals()} == {origin}
             assert gamma.members.knows(alpha.node_id)  # on the certificate beta passed on
