@@ -223,11 +223,15 @@ async def _check_numbers(task: TaskSpec, output: Any) -> Judgement:
     return Judgement("approve", "three distinct primes above 10")
 
 
-def demo_agents(backend: Backend, count: int = 4, *, data_dir: Path | None = None) -> list[Agent]:
+def demo_agents(
+    backend: Backend, count: int = 4, *, data_dir: Path | None = None, prefix: str = ""
+) -> list[Agent]:
     """``count`` LLM agents cycling through the four roles, plus the two tool verifiers.
 
     Analysts get the read-only SQL tool over the shop database, written to ``data_dir``
-    (default: a temporary directory removed at exit).
+    (default: a temporary directory removed at exit). ``prefix`` goes before every agent
+    id: on a mesh, agents are named under the node that hosts them (``<node id>/coder``);
+    in one process, ids stay plain (``coder``).
     """
     database = shop_database(data_dir)
     role_tools = {"analyst": [f"sqlite:{database}"]}
@@ -245,7 +249,7 @@ def demo_agents(backend: Backend, count: int = 4, *, data_dir: Path | None = Non
         agent_id = role if count <= len(names) else f"{role}-{i // len(names) + 1}"
         agents.append(
             Agent(
-                agent_id,
+                prefix + agent_id,
                 backend=backend,
                 role=prompt,
                 skills=skills,
@@ -255,11 +259,13 @@ def demo_agents(backend: Backend, count: int = 4, *, data_dir: Path | None = Non
             )
         )
     agents.append(
-        FunctionAgent("tester", judge=_test_code, verifies={"code": 1.0}, authoritative=True)
+        FunctionAgent(
+            prefix + "tester", judge=_test_code, verifies={"code": 1.0}, authoritative=True
+        )
     )
     agents.append(
         FunctionAgent(
-            "checker",
+            prefix + "checker",
             judge=check,
             verifies={"math": 1.0, "analysis": 1.0},
             authoritative=True,

@@ -302,7 +302,7 @@ def _print(report: PeerReport) -> None:
             table.add_column(col)
         for t in run.tasks:
             status = "[green]accepted[/green]" if t.status == "accepted" else "[red]failed[/red]"
-            table.add_row(plain(t.id), status, plain(t.claimed_by or "-"), str(t.attempts))
+            table.add_row(plain(t.id), status, plain(_short(t.claimed_by)), str(t.attempts))
         console.print(table)
     counters = report.mesh.counters
     dropped = sum(v for k, v in counters.items() if k.startswith("dropped_"))
@@ -326,7 +326,17 @@ def _print_split(reports: list[dict[str, Any]]) -> None:
         )
         for task in run["tasks"]:
             ok = ok and task["status"] == "accepted"
-            console.print(plain(f"    {task['id']}: {task['status']} by {task['claimed_by']}"))
+            console.print(
+                plain(f"    {task['id']}: {task['status']} by {_short(task['claimed_by'])}")
+            )
     console.print(
         "every task accepted on every node" if ok else "[red]some task was not accepted[/red]"
     )
+
+
+def _short(name: str | None) -> str:
+    """An agent's mesh name with its node id cut to 8 digits, for people to read."""
+    if name is None:
+        return "-"
+    node, sep, agent = name.partition("/")
+    return f"{node[:8]}/{agent}" if sep and len(node) == 32 else name
