@@ -39,6 +39,10 @@ _RECENT_PRESSURE = 100
 _SAMPLE_BUDGET = 0.005  # share of a core the sampling may use
 _SAMPLE_SIGNALS = 500  # a larger field is sampled by stride (sums scaled, counts exact)
 _MODEL_ACTIONS = frozenset({"trust", "llm", "frame"})
+# cost tables go to the page at most once a second: with an llm record per call they
+# change on almost every batch, and ranking 10,000 agents ten times a second was the
+# feed's largest cost
+_COST_EVERY_S = 1.0
 
 
 class RunModel:
@@ -73,6 +77,11 @@ class RunModel:
         self.verdicts: dict[str, dict[str, list[int]]] = {}  # voter -> worker -> [ok, no]
         self.usage: dict[tuple[str, str], dict[str, float]] = {}  # (agent, backend) -> usage
         self.by_task: dict[str, dict[str, float]] = {}
+        self.by_agent: dict[str, dict[str, float]] = {}
+        self.by_backend: dict[str, dict[str, float]] = {}
+        # every llm call's usage summed, and the calls of tasks (the tables' "(others)")
+        self.usage_total = _usage()
+        self._task_total = _usage()
         self.pressure: deque[dict[str, Any]] = deque(maxlen=_RECENT_PRESSURE)
         self.holds: dict[str, int] = {}
         self.hold_s: dict[str, float] = {}
@@ -90,6 +99,7 @@ class RunModel:
         self._edges_new: dict[tuple[str, str], float] = {}
         self._verdicts_new: dict[tuple[str, str], list[int]] = {}
         self._cost_changed = False
+        self._cost_sent = -_COST_EVERY_S
         self.actions_total = 0
         self.events_total = 0
         self._fresh: deque[tuple[Any, ...]] = deque(maxlen=max_events)
@@ -114,16 +124,18 @@ class RunModel:
             counts = self.counts[kind] = dict.fromkeys(_OPS, 0)
         counts[op] = counts.get(op, 0) + 1
         address = signal.address
-        if op in ("expire", "withdraw"):
-            if self.live.pop(address, None) is not None:
+        live = self.live
+        if op in {"withdraw", "expire"}:
+            if live.pop(address, None) is not None:
                 self.live_by_kind[kind] -= 1
         else:
-            if address not in self.live:
+            if address not in live:
                 self.live_by_kind[kind] = self.live_by_kind.get(kind, 0) + 1
-            self.live[address] = signal
+            live[address] = signal
         self._fresh.append(("s", seq, t, op, by, signal))
         self._fresh_count += 1
-        if self._next_sample is None or t >= self._next_sample:
+        next_sample = self._next_sample
+        if next_sample is None or t >= next_sample:
             self.sample(t)
         payload = signal.payload
         if not isinstance(payload, dict) or "task_id" not in payload:
@@ -223,16 +235,24 @@ class RunModel:
 
     def _on_llm(self, agent: str, task_id: str | None, detail: dict[str, Any]) -> None:
         backend = str(detail.get("backend", "backend"))
-        rows = [self.usage.setdefault((agent, backend), _usage())]
+        rows = [
+            self.usage.setdefault((agent, backend), _usage()),
+            self.by_agent.setdefault(agent, _usage()),
+            self.by_backend.setdefault(backend, _usage()),
+            self.usage_total,
+        ]
         if task_id is not None:
-            rows.append(self.by_task.setdefault(task_id, _usage()))
-        error = bool(detail.get("error"))
+            rows += (self.by_task.setdefault(task_id, _usage()), self._task_total)
+        error = int(bool(detail.get("error")))
+        input_tokens = int(detail.get("input_tokens") or 0)
+        output_tokens = int(detail.get("output_tokens") or 0)
+        cost = float(detail.get("cost_usd") or 0.0)
         for row in rows:
             row["calls"] += 1
-            row["errors"] += int(error)
-            row["input_tokens"] += int(detail.get("input_tokens") or 0)
-            row["output_tokens"] += int(detail.get("output_tokens") or 0)
-            row["cost_usd"] += float(detail.get("cost_usd") or 0.0)
+            row["errors"] += error
+            row["input_tokens"] += input_tokens
+            row["output_tokens"] += output_tokens
+            row["cost_usd"] += cost
         if detail.get("status") in ("rate_limited", 429):
             self.rate_limited[backend] = self.rate_limited.get(backend, 0) + 1
         self._cost_changed = True
@@ -375,9 +395,13 @@ class RunModel:
             }
             out.append(FeedEvent(type="trust", kind="update", t=self.now, payload=payload))
             self._trust_new, self._edges_new, self._verdicts_new = {}, {}, {}
-        if self._cost_changed:
+        wall = time.monotonic()
+        if self._cost_changed and (
+            wall - self._cost_sent >= _COST_EVERY_S or self.finished is not None
+        ):
             out.append(FeedEvent(type="cost", kind="update", t=self.now, payload=self.cost()))
             self._cost_changed = False
+            self._cost_sent = wall
         return out
 
     def take_tasks(self, limit: int) -> list[FeedEvent]:
@@ -472,17 +496,11 @@ class RunModel:
         """LLM usage per agent, backend and task, and pressure (from ``llm`` actions and
         pressure signals; the run report's accounting once the run has finished)."""
         accounting = self.report.get("accounting") if isinstance(self.report, dict) else None
-        by_agent: dict[str, dict[str, float]] = {}
-        by_backend: dict[str, dict[str, float]] = {}
-        for (agent, backend), row in self.usage.items():
-            for key, table in ((agent, by_agent), (backend, by_backend)):
-                total = table.setdefault(key, _usage())
-                for name, value in row.items():
-                    total[name] += value
+        total = self.usage_total
         return {
-            "by_agent": _top(by_agent),
-            "by_backend": _top(by_backend),
-            "by_task": _top(self.by_task),
+            "by_agent": _top(self.by_agent, total),
+            "by_backend": _top(self.by_backend, total),
+            "by_task": _top(self.by_task, self._task_total),
             "accounting": accounting,
             "holds": self.holds,
             "hold_s": self.hold_s,

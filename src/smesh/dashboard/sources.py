@@ -15,9 +15,9 @@ new to a :class:`~smesh.dashboard.model.RunModel` and says whether more is waiti
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import json
+import operator
 import sqlite3
 from collections import deque
 from pathlib import Path
@@ -33,6 +33,7 @@ __all__ = ["DashboardFeed", "JournalSource", "JournalTail", "Source"]
 
 #: rows read per table and poll; a replay of a long run is applied in chunks of this size
 CHUNK = 4000
+_TIME = operator.itemgetter(1)
 
 
 class Source(Protocol):
@@ -188,17 +189,21 @@ class JournalSource:
             cutoff = events[-1][1]
         if len(actions) == limit:
             cutoff = min(cutoff, actions[-1][1])
-        tagged = heapq.merge(
-            ((r[1], 0, r) for r in events), ((r[1], 1, r) for r in actions), key=lambda x: x[:2]
+        # both lists are in time order: a stable sort of the two runs merges them in C
+        # (events first on ties, as they come first), cheaper than heapq.merge per row
+        rows = (
+            events + actions if not actions or not events else sorted(events + actions, key=_TIME)
         )
-        for t, table, row in tagged:
+        apply_event, apply_action = self._apply_event, model.apply_action
+        for row in rows:
+            t = row[1]
             if t > cutoff:
                 break
-            if table == 0:
-                self._apply_event(model, row)
+            if len(row) == 8:  # an event row (action rows have 6 columns)
+                apply_event(model, row)
                 self._event_seq = row[0]
             else:
-                model.apply_action(row[0], t, row[2], row[3], row[4], row[5])  # JSON text
+                apply_action(row[0], t, row[2], row[3], row[4], row[5])  # JSON text
                 self._action_seq = row[0]
         self._more = len(events) == limit or len(actions) == limit
         if not self._more and model.finished is None and self.tail.finished(self.run_id):
