@@ -13,6 +13,7 @@ signals. Sampling adapts to its own cost so that a large field costs at most ~2 
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import heapq
 import time
@@ -119,10 +120,11 @@ class RunModel:
         self.last_seq = max(self.last_seq, seq)
         self.now = max(self.now, t)
         kind = signal.kind
-        counts = self.counts.get(kind)
-        if counts is None:
-            counts = self.counts[kind] = dict.fromkeys(_OPS, 0)
-        counts[op] = counts.get(op, 0) + 1
+        try:
+            self.counts[kind][op] += 1
+        except KeyError:  # a new kind (or an op the journal's version added)
+            counts = self.counts.setdefault(kind, dict.fromkeys(_OPS, 0))
+            counts[op] = counts.get(op, 0) + 1
         address = signal.address
         live = self.live
         if op in {"withdraw", "expire"}:
@@ -142,7 +144,9 @@ class RunModel:
             if kind == "pressure" and op in ("emit", "reinforce") and isinstance(payload, dict):
                 self._on_pressure(t, op, signal, payload)
             return
-        task_id = str(payload["task_id"])
+        task_id = payload["task_id"]
+        if type(task_id) is not str:
+            task_id = str(task_id)
         if kind in self.task_kinds or (kind not in PROTOCOL_KINDS and "skill" in payload):
             self.task_kinds.add(kind)
             task = self.tasks.get(task_id)
@@ -273,11 +277,7 @@ class RunModel:
 
     def _observe_latency(self, seconds: float) -> None:
         self.latency_sum += seconds
-        for i, bound in enumerate(LATENCY_BUCKETS):
-            if seconds <= bound:
-                self.latency_buckets[i] += 1
-                return
-        self.latency_buckets[-1] += 1
+        self.latency_buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1  # le bounds
 
     def _recount(self, task: TaskView) -> None:
         """Mark ``task`` changed and keep the counts by status current (O(1))."""

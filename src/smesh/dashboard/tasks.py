@@ -25,8 +25,11 @@ _DEPENDENCY_KEYS = ("depends_on", "dependencies", "after", "deps")
 
 
 def _attempt(payload: dict[str, Any]) -> int:
+    attempt = payload.get("attempt", 1)
+    if type(attempt) is int:  # the usual case, without a conversion
+        return attempt
     try:
-        return int(payload.get("attempt", 1))
+        return int(attempt)
     except (TypeError, ValueError):
         return 1
 
