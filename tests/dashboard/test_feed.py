@@ -339,3 +339,43 @@ def test_following_a_run_reads_actions_by_index_not_by_sorting_the_run(tmp_path:
         ).fetchall()
     details = " ".join(str(row[-1]) for row in plan)
     assert "actions_seq" in details and "TEMP B-TREE" not in details
+
+
+def test_a_huge_run_report_reaches_the_page_bounded() -> None:
+    """A 10,000-task run's report is megabytes; the page gets its totals, the first task
+    rows, and the accounting's 50 costliest agents plus '(others)' (summing to the total),
+    in the snapshot and in the batch that ends the run."""
+    row = {"calls": 2, "errors": 0, "input_tokens": 5, "output_tokens": 1, "latency_s": 0.1}
+    by_agent = {f"a{i}": {**row, "cost_usd": i / 1e4} for i in range(10_000)}
+    total = {**row, "calls": 20_000, "input_tokens": 50_000, "output_tokens": 10_000,
+             "cost_usd": sum(r["cost_usd"] for r in by_agent.values())}  # fmt: skip
+    report = {
+        "run_id": "r", "llm_calls": 20_000, "tokens": 60_000, "cost": total["cost_usd"],
+        "tasks": [{"task_id": f"t{i}", "status": "accepted"} for i in range(10_000)],
+        "accounting": {"total": total, "by_agent": by_agent, "by_backend": {"b": {**total}}},
+    }  # fmt: skip
+    assert len(json.dumps(report)) > 1_000_000
+    feed = DashboardFeed()
+    field = Field(VirtualClock())
+    feed.attach(field, "r")
+    hub = Hub("r", feed)
+    client = hub.connect()
+    client.queue.get_nowait()
+    field.emit("task", {"task_id": "t1", "skill": "s"}, origin="team")
+    feed.finish("r", report, 5.0)
+    feed.poll(hub.model)
+    frame = hub.flush()
+    assert frame is not None and len(frame) < 100_000
+    snapshot = hub.snapshot_frame()
+    assert len(snapshot) < 100_000
+    for data in (frame, snapshot):
+        message = json.loads(data.split(b"data: ", 1)[1])
+        page = message["report"]
+        assert page["llm_calls"] == 20_000 and page["tokens"] == 60_000
+        assert len(page["tasks"]) == 25 and page["tasks"][-1] == "… 9976 more"
+    accounting = hub.model.cost()["accounting"]
+    agents = accounting["by_agent"]
+    assert len(agents) == 51 and "a9999" in agents and "a0" not in agents
+    assert sum(r["calls"] for r in agents.values()) == 20_000
+    assert sum(r["cost_usd"] for r in agents.values()) == pytest.approx(total["cost_usd"])
+    assert len(hub.model.report["tasks"]) == 10_000  # the whole report stays in the model

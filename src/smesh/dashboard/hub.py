@@ -184,8 +184,8 @@ class Hub:
             "stats": model.stats(),
             "events": events + tasks,
         }
-        if model.finished is not None and model.report is not None:
-            message["report"] = model.report
+        if model.finished is not None and model.page_report is not None:
+            message["report"] = model.page_report
         frame = sse_frame("batch", encode_json(message))
         self.batches += 1
         for client in list(self.clients):

@@ -62,6 +62,8 @@ class RunModel:
         self.run_id = run_id
         self.meta: dict[str, Any] = {}
         self.report: Any = None
+        #: the report as pages get it: bounded (a 10,000-task run's report is megabytes)
+        self.page_report: Any = None
         self.finished: float | None = None
         self.now = 0.0
         self.last_seq = 0
@@ -202,6 +204,7 @@ class RunModel:
     def finish(self, report: Any, when: float) -> None:
         """The run ended with ``report``."""
         self.report = report
+        self.page_report = _page_report(report)
         self.finished = when
         self._cost_changed = True
         self.sample(self.now, force=True)  # the field as the run left it
@@ -476,7 +479,7 @@ class RunModel:
             "run_id": self.run_id,
             "meta": preview(self.meta, 1),
             "finished": self.finished,
-            "report": self.report,
+            "report": self.page_report,
             "now": self.now,
             "stats": self.stats(),
             "tasks": [t.to_json(self.trust_of) for t in recent_tasks[:task_limit]],
@@ -495,7 +498,7 @@ class RunModel:
     def cost(self) -> dict[str, Any]:
         """LLM usage per agent, backend and task, and pressure (from ``llm`` actions and
         pressure signals; the run report's accounting once the run has finished)."""
-        accounting = self.report.get("accounting") if isinstance(self.report, dict) else None
+        accounting = _accounting(self.report)
         total = self.usage_total
         return {
             "by_agent": _top(self.by_agent, total),
@@ -507,3 +510,29 @@ class RunModel:
             "rate_limited": self.rate_limited,
             "pressure": list(self.pressure),
         }
+
+
+def _page_report(report: Any) -> Any:
+    """A run report bounded for the page: every field previewed (the per-task list cut to
+    its first rows) and the accounting left to :meth:`RunModel.cost`."""
+    if not isinstance(report, dict):
+        return preview(report, 1)
+    return {k: preview(v, 1) for k, v in report.items() if k != "accounting"}
+
+
+def _accounting(report: Any) -> Any:
+    """The report's LLM accounting with its per-agent and per-backend tables bounded."""
+    accounting = report.get("accounting") if isinstance(report, dict) else None
+    if not isinstance(accounting, dict):
+        return accounting
+    out = dict(accounting)
+    total = accounting.get("total")
+    for name in ("by_agent", "by_backend"):
+        table = accounting.get(name)
+        if isinstance(table, dict) and all(
+            isinstance(row, dict) and all(k in row for k in ("cost_usd", "calls"))
+            for row in table.values()
+        ):
+            keys_total = isinstance(total, dict) and all(k in total for k in _usage())
+            out[name] = _top(table, total if keys_total else None)
+    return out
