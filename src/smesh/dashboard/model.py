@@ -8,7 +8,7 @@ It is the one place where the feed's meaning lives; the page only draws.
 Intensity over time is sampled, not streamed: every ``sample_s`` of run time the model
 computes each live signal's effective intensity (lazy decay, as the field does) and emits a
 ``sample`` event with the sum, the maximum and the count per kind plus the strongest
-signals. Sampling adapts to its own cost so that a large field costs at most ~2 % of a core.
+signals. Sampling adapts to its own cost so that a large field costs at most 0.5 % of a core.
 """
 
 from __future__ import annotations
