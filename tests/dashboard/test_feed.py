@@ -319,7 +319,9 @@ def test_a_hub_with_no_page_open_builds_no_batches() -> None:
     assert hub.flush() is None and hub.batches == 0
     assert not hub.model.dirty  # nothing piles up for a page that may never come
     client = hub.connect()  # a page that comes later gets it all in its snapshot
-    snapshot = json.loads(client.queue.get_nowait().split(b"data: ", 1)[1])
+    frame = client.queue.get_nowait()
+    assert frame is not None
+    snapshot = json.loads(frame.split(b"data: ", 1)[1])
     assert [task["id"] for task in snapshot["tasks"]] == ["t1"]
     assert snapshot["events"][0]["kind"] == "task"
 

@@ -17,7 +17,7 @@ from _meshkit import free_port
 
 from smesh.mesh import Identity
 from smesh.mesh.transport import MeshConfig, zenoh_config
-from smesh.mesh.wire import emit_op, encode, seal
+from smesh.mesh.wire import Op, emit_op, encode, seal
 from smesh.signal import Signal
 
 pytest.importorskip("prometheus_client")
@@ -62,7 +62,7 @@ def test_forged_ops_show_as_rejected_by_reason(mesh_name: str) -> None:
         )
         publisher = session.declare_publisher(f"smesh/{mesh_name}/ops/{forger.node_id}")
         time.sleep(0.5)  # let the node's subscription reach the forger's session
-        forged = [
+        forged: list[Op] = [
             emit_op(
                 Signal.create(
                     "decision",
