@@ -243,13 +243,13 @@ class RunModel:
     def _on_llm(self, agent: str, task_id: str | None, detail: dict[str, Any]) -> None:
         backend = str(detail.get("backend", "backend"))
         rows = [
-            self.usage.setdefault((agent, backend), _usage()),
-            self.by_agent.setdefault(agent, _usage()),
-            self.by_backend.setdefault(backend, _usage()),
+            _row(self.usage, (agent, backend)),
+            _row(self.by_agent, agent),
+            _row(self.by_backend, backend),
             self.usage_total,
         ]
         if task_id is not None:
-            rows += (self.by_task.setdefault(task_id, _usage()), self._task_total)
+            rows += (_row(self.by_task, task_id), self._task_total)
         error = int(bool(detail.get("error")))
         input_tokens = int(detail.get("input_tokens") or 0)
         output_tokens = int(detail.get("output_tokens") or 0)
@@ -510,6 +510,15 @@ class RunModel:
             "rate_limited": self.rate_limited,
             "pressure": list(self.pressure),
         }
+
+
+def _row(table: dict[Any, dict[str, float]], key: Any) -> dict[str, float]:
+    """``table[key]``, a new usage row if there is none (setdefault would build one on
+    every call: this runs for every LLM call of the run)."""
+    row = table.get(key)
+    if row is None:
+        row = table[key] = _usage()
+    return row
 
 
 def _page_report(report: Any) -> Any:

@@ -150,6 +150,19 @@ class JournalTail:
         self._db.close()
 
 
+_GONE = frozenset({"withdraw", "expire"})
+
+
+def _signal_of(row: tuple[Any, ...]) -> Signal:
+    """The signal of an event row: decoded, or (not serializable: a custom decay) what
+    the row itself says."""
+    _, t, _, kind, address, origin, _, blob = row
+    signal = decode_signal(blob) if blob is not None else None
+    if signal is None:
+        signal = Signal(kind=kind, payload=None, origin=origin, address=address, created_at=t)
+    return signal
+
+
 class JournalSource:
     """Follows one run of a journal, in order, from its first row.
 
@@ -195,14 +208,19 @@ class JournalSource:
         rows = (
             events + actions if not actions or not events else sorted(events + actions, key=_TIME)
         )
-        apply_event, apply_action = self._apply_event, model.apply_action
+        apply_signal, apply_action, live = model.apply_signal, model.apply_action, model.live
         for row in rows:
             t = row[1]
             if t > cutoff:
                 break
             if len(row) == 8:  # an event row (action rows have 6 columns)
-                apply_event(model, row)
-                self._event_seq = row[0]
+                seq, _, op, _, address, _, by, _ = row
+                # a withdrawn or expired signal is the one the model holds: not decoded
+                signal = live.get(address) if op in _GONE else None
+                if signal is None:
+                    signal = _signal_of(row)
+                apply_signal(seq, t, op, by, signal)
+                self._event_seq = seq
             else:
                 apply_action(row[0], t, row[2], row[3], row[4], row[5])  # JSON text
                 self._action_seq = row[0]
@@ -213,17 +231,6 @@ class JournalSource:
                 self._info = info
                 model.finish(info["report"], info["finished"])
         return self._more
-
-    @staticmethod
-    def _apply_event(model: RunModel, row: tuple[Any, ...]) -> None:
-        seq, t, op, kind, address, origin, by, blob = row
-        # a withdrawn or expired signal is the one the model holds: no need to decode it
-        signal = model.live.get(address) if op in ("withdraw", "expire") else None
-        if signal is None and blob is not None:
-            signal = decode_signal(blob)
-        if signal is None:  # not serializable (a custom decay): what the row itself says
-            signal = Signal(kind=kind, payload=None, origin=origin, address=address, created_at=t)
-        model.apply_signal(seq, t, op, by, signal)
 
     def close(self) -> None:
         self.tail.close()
