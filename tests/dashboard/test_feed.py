@@ -292,14 +292,14 @@ def test_cost_tables_of_many_agents_are_ranked_and_summed_exactly() -> None:
         assert len(rows) == 51 and "(others)" in rows
         kept = [r for k, r in rows.items() if k != "(others)"]
         assert min(r["cost_usd"] for r in kept) >= max(
-            r["cost_usd"] for k, r in getattr(model, table).items() if k not in rows
+            r["cost_usd"] for k, r in getattr(model.costs, table).items() if k not in rows
         )
         for name in ("calls", "input_tokens", "output_tokens"):
-            assert sum(r[name] for r in rows.values()) == model.usage_total[name]
+            assert sum(r[name] for r in rows.values()) == model.costs.total[name]
         assert sum(r["cost_usd"] for r in rows.values()) == pytest.approx(
-            model.usage_total["cost_usd"]
+            model.costs.total["cost_usd"]
         )
-    assert model.usage_total["calls"] == calls
+    assert model.costs.total["calls"] == calls
     assert sum(r["calls"] for r in cost["by_backend"].values()) == calls
     # the page gets the tables once now, then not again within the second
     assert [e.type for e in model.take_state()] == ["cost"]

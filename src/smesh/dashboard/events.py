@@ -26,7 +26,6 @@ them as text only.
 
 from __future__ import annotations
 
-import heapq
 from typing import Any
 
 import msgspec
@@ -40,8 +39,6 @@ __all__ = [
     "encode_json",
     "parse_detail",
     "preview",
-    "top_rows",
-    "usage_row",
 ]
 
 #: longest string kept in a preview, in characters
@@ -152,39 +149,3 @@ def parse_detail(detail: Any) -> Any:
         except msgspec.DecodeError:
             return detail
     return detail
-
-
-def top_rows(
-    table: dict[str, dict[str, float]], total: dict[str, float] | None = None, n: int = 50
-) -> dict[str, dict[str, float]]:
-    """The ``n`` costliest rows (then most called); the rest summed under ``(others)``.
-
-    ``total`` (the sum of every row, if the caller keeps it) makes ``(others)`` the total
-    less the rows kept, so a table of 10,000 agents costs one pass of ``heapq.nlargest``
-    (O(n log 50)), not a sort and a sum.
-    """
-    if len(table) <= n:
-        return table
-    ranked = heapq.nlargest(n, table.items(), key=_rank)
-    out = dict(ranked)
-    others = usage_row()
-    if total is not None:
-        for name in others:
-            kept = sum(row[name] for _, row in ranked)
-            others[name] = max(0.0, round(total[name] - kept, 9))
-    else:
-        for key, row in table.items():
-            if key not in out:
-                for name, value in row.items():
-                    others[name] += value
-    out["(others)"] = others
-    return out
-
-
-def _rank(item: tuple[str, dict[str, float]]) -> tuple[float, float]:
-    return item[1]["cost_usd"], item[1]["calls"]
-
-
-def usage_row() -> dict[str, float]:
-    """An empty row of LLM usage."""
-    return {"calls": 0, "errors": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}

@@ -22,9 +22,8 @@ from typing import Any
 
 from smesh.dashboard.events import FeedEvent, preview
 from smesh.dashboard.events import parse_detail as _parse
-from smesh.dashboard.events import top_rows as _top
-from smesh.dashboard.events import usage_row as _usage
 from smesh.dashboard.tasks import PROTOCOL_KINDS, TaskView
+from smesh.dashboard.usage import UsageTables, bounded_accounting, page_report
 from smesh.signal import Signal
 
 __all__ = ["LATENCY_BUCKETS", "RunModel"]
@@ -78,13 +77,8 @@ class RunModel:
         self.trust_series: dict[str, list[tuple[float, float]]] = {}
         self.trust_edges: dict[str, dict[str, float]] = {}
         self.verdicts: dict[str, dict[str, list[int]]] = {}  # voter -> worker -> [ok, no]
-        self.usage: dict[tuple[str, str], dict[str, float]] = {}  # (agent, backend) -> usage
-        self.by_task: dict[str, dict[str, float]] = {}
-        self.by_agent: dict[str, dict[str, float]] = {}
-        self.by_backend: dict[str, dict[str, float]] = {}
-        # every llm call's usage summed, and the calls of tasks (the tables' "(others)")
-        self.usage_total = _usage()
-        self._task_total = _usage()
+        self.costs = UsageTables()
+        self.usage = self.costs.pairs  # (agent, backend) -> usage (read by the metrics)
         self.pressure: deque[dict[str, Any]] = deque(maxlen=_RECENT_PRESSURE)
         self.holds: dict[str, int] = {}
         self.hold_s: dict[str, float] = {}
@@ -204,7 +198,7 @@ class RunModel:
     def finish(self, report: Any, when: float) -> None:
         """The run ended with ``report``."""
         self.report = report
-        self.page_report = _page_report(report)
+        self.page_report = page_report(report)
         self.finished = when
         self._cost_changed = True
         self.sample(self.now, force=True)  # the field as the run left it
@@ -241,25 +235,7 @@ class RunModel:
         self._edges_new[(truster, peer)] = value
 
     def _on_llm(self, agent: str, task_id: str | None, detail: dict[str, Any]) -> None:
-        backend = str(detail.get("backend", "backend"))
-        rows = [
-            _row(self.usage, (agent, backend)),
-            _row(self.by_agent, agent),
-            _row(self.by_backend, backend),
-            self.usage_total,
-        ]
-        if task_id is not None:
-            rows += (_row(self.by_task, task_id), self._task_total)
-        error = int(bool(detail.get("error")))
-        input_tokens = int(detail.get("input_tokens") or 0)
-        output_tokens = int(detail.get("output_tokens") or 0)
-        cost = float(detail.get("cost_usd") or 0.0)
-        for row in rows:
-            row["calls"] += 1
-            row["errors"] += error
-            row["input_tokens"] += input_tokens
-            row["output_tokens"] += output_tokens
-            row["cost_usd"] += cost
+        backend = self.costs.add(agent, task_id, detail)
         if detail.get("status") in ("rate_limited", 429):
             self.rate_limited[backend] = self.rate_limited.get(backend, 0) + 1
         self._cost_changed = True
@@ -498,50 +474,11 @@ class RunModel:
     def cost(self) -> dict[str, Any]:
         """LLM usage per agent, backend and task, and pressure (from ``llm`` actions and
         pressure signals; the run report's accounting once the run has finished)."""
-        accounting = _accounting(self.report)
-        total = self.usage_total
         return {
-            "by_agent": _top(self.by_agent, total),
-            "by_backend": _top(self.by_backend, total),
-            "by_task": _top(self.by_task, self._task_total),
-            "accounting": accounting,
+            **self.costs.tables(),
+            "accounting": bounded_accounting(self.report),
             "holds": self.holds,
             "hold_s": self.hold_s,
             "rate_limited": self.rate_limited,
             "pressure": list(self.pressure),
         }
-
-
-def _row(table: dict[Any, dict[str, float]], key: Any) -> dict[str, float]:
-    """``table[key]``, a new usage row if there is none (setdefault would build one on
-    every call: this runs for every LLM call of the run)."""
-    row = table.get(key)
-    if row is None:
-        row = table[key] = _usage()
-    return row
-
-
-def _page_report(report: Any) -> Any:
-    """A run report bounded for the page: every field previewed (the per-task list cut to
-    its first rows) and the accounting left to :meth:`RunModel.cost`."""
-    if not isinstance(report, dict):
-        return preview(report, 1)
-    return {k: preview(v, 1) for k, v in report.items() if k != "accounting"}
-
-
-def _accounting(report: Any) -> Any:
-    """The report's LLM accounting with its per-agent and per-backend tables bounded."""
-    accounting = report.get("accounting") if isinstance(report, dict) else None
-    if not isinstance(accounting, dict):
-        return accounting
-    out = dict(accounting)
-    total = accounting.get("total")
-    for name in ("by_agent", "by_backend"):
-        table = accounting.get(name)
-        if isinstance(table, dict) and all(
-            isinstance(row, dict) and all(k in row for k in ("cost_usd", "calls"))
-            for row in table.values()
-        ):
-            keys_total = isinstance(total, dict) and all(k in total for k in _usage())
-            out[name] = _top(table, total if keys_total else None)
-    return out
