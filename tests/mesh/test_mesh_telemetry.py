@@ -87,10 +87,12 @@ def test_a_tasks_trace_is_one_tree_across_two_processes() -> None:
     a, b = _spans(err_a), _spans(err_b)
     assert a and b
     # the coder worked in the worker process; its attempt's parent is the task's root span
+    # (on a mesh an agent's name is scoped under its node: "<node id>/coder")
     (attempt,) = [
         s
         for s in b
-        if s["name"] == "invoke_agent coder"
+        if s["name"].startswith("invoke_agent ")
+        and s["name"].endswith("/coder")
         and s["attributes"]["smesh.task.id"] == "code-palindrome"
     ]
     trace = attempt["context"]["trace_id"]
