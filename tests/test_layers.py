@@ -51,6 +51,7 @@ LAYERS: dict[str, str] = {
     "smesh.mesh": "mesh",
     "smesh.apps": "apps",
     "smesh.dashboard": "apps",
+    "smesh.telemetry": "apps",
     "smesh.eval": "apps",
     "smesh.cli": "top",
     "smesh.bench": "top",

@@ -13,11 +13,14 @@ An agent given ``tools`` performs with them: :mod:`smesh.agents.acting` runs the
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import random
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import msgspec
+from msgspec import UNSET
 
 from smesh.agents.prompts import (
     JUDGEMENT_SCHEMA,
@@ -36,12 +39,28 @@ from smesh.node import Node
 from smesh.tools.toolset import ToolGrant
 from smesh.trust import TrustTable
 
-__all__ = ["AgentBase", "Judgement", "WorkContext"]
+__all__ = ["AgentBase", "Judgement", "WorkContext", "current_work"]
 
 # shared placeholders, replaced on first write (see AgentBase.__init__)
 _EMPTY: Any = frozenset()
 _UNATTACHED = TrustTable()
 _NO_TOOLS = AgentTools(())
+_PREVIEW = 300  # characters of a failed call's error kept in its record
+
+# The (task, attempt, purpose) that the current asyncio task works on. Set by the protocol
+# bookkeeping just before the agent's loop starts an attempt's or a verification's task
+# (agents/agent.py: _note_bid, then create_task; _verifying_started, then create_task),
+# so each such task inherits its own value and every LLM call made inside it, however deep
+# in a subclass's perform or judge, is recorded against its task.
+_WORK: contextvars.ContextVar[tuple[str, int, str] | None] = contextvars.ContextVar(
+    "smesh_work", default=None
+)
+
+
+def current_work() -> tuple[str, int, str] | None:
+    """``(task_id, attempt, purpose)`` of the attempt (``work``) or the verification
+    (``judge``) the calling asyncio task belongs to, None outside of one."""
+    return _WORK.get()
 
 
 class Judgement(msgspec.Struct, frozen=True):
@@ -170,7 +189,9 @@ class AgentBase:
     # -- bookkeeping of the protocol layers (sets are created on first use) ------------------
 
     def _verifying_started(self, key: tuple[str, int]) -> None:
-        """Note that this agent judges the result of ``key`` = (task, attempt)."""
+        """Note that this agent judges the result of ``key`` = (task, attempt) (the
+        verification's task, created next, inherits it: see :func:`current_work`)."""
+        _WORK.set((key[0], key[1], "judge"))
         self._verifying += 1
         if self._in_flight is _EMPTY:
             self._in_flight = set()
@@ -186,7 +207,9 @@ class AgentBase:
         self.wake()
 
     def _note_bid(self, key: tuple[str, int, int]) -> None:
-        """Note a bid on ``key`` = (task, attempt, offer): one bid per offer."""
+        """Note a bid on ``key`` = (task, attempt, offer): one bid per offer (the attempt's
+        task, created next, inherits it: see :func:`current_work`)."""
+        _WORK.set((key[0], key[1], "work"))
         if self._conceded is _EMPTY:
             self._conceded = set()
         self._conceded.add(key)
@@ -283,27 +306,66 @@ class AgentBase:
         if self.backend is None:
             raise UsageError(f"agent {self.id} has no backend to ask", node=self.id)
         last: BackendError | None = None
+        recording = self.runtime.recording
         for _ in range(self.call_retries + 1):
             await self._respect_pressure()
             rt = self.runtime
             rt.budget.check()
             # count the call before awaiting it, so concurrent callers cannot overshoot
             rt.budget.charge(calls=1)
+            started = time.perf_counter() if recording else 0.0
             try:
                 response = await self.backend.complete(request)
-            except RateLimited as exc:
-                rt.budget.record(agent=self.id, backend=self._backend_name(), response=None)
-                self._signal_pressure(exc.retry_after, "rate limited")
-                last = exc
-                continue
             except BackendError as exc:
                 rt.budget.record(agent=self.id, backend=self._backend_name(), response=None)
+                limited = isinstance(exc, RateLimited)
+                if isinstance(exc, RateLimited):
+                    self._signal_pressure(exc.retry_after, "rate limited")
+                if recording:
+                    self._record_call(started, None, 0.0, exc, limited)
                 last = exc
                 continue
-            rt.budget.record(agent=self.id, backend=self._backend_name(), response=response)
+            usage = rt.budget.record(agent=self.id, backend=self._backend_name(), response=response)
+            if recording:
+                self._record_call(started, response, usage.cost_usd, None, False)
             return response
         assert last is not None
         raise last
+
+    def _record_call(
+        self,
+        started: float,
+        response: Response | None,
+        cost: float,
+        error: BackendError | None,
+        limited: bool,
+    ) -> None:
+        """Record one LLM call (an ``llm`` action) against the work it was made for."""
+        latency_ms = (time.perf_counter() - started) * 1e3
+        work = _WORK.get()
+        task_id, attempt, purpose = work if work is not None else (None, UNSET, UNSET)
+        if response is not None:
+            detail = Detail(
+                attempt=attempt,
+                purpose=purpose,
+                backend=self._backend_name(),
+                model=response.model,
+                input_tokens=response.input_tokens,
+                output_tokens=response.output_tokens,
+                cost_usd=round(cost, 9),
+                latency_ms=round(response.latency_s * 1e3 or latency_ms, 3),
+                status="ok",
+            )
+        else:
+            detail = Detail(
+                attempt=attempt,
+                purpose=purpose,
+                backend=self._backend_name(),
+                latency_ms=round(latency_ms, 3),
+                status="rate_limited" if limited else "error",
+                error=f"{type(error).__name__}: {error}"[:_PREVIEW],
+            )
+        self.runtime.record(self.id, "llm", task_id, detail)
 
     def _backend_name(self) -> str:
         return getattr(self.backend, "name", "backend")

@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS actions (
 );
 CREATE INDEX IF NOT EXISTS events_run ON events (run_id, seq);
 CREATE INDEX IF NOT EXISTS actions_run ON actions (run_id, task_id, seq);
+CREATE INDEX IF NOT EXISTS actions_seq ON actions (run_id, seq);
 """
 _REPLAYED_KINDS = frozenset({"task", "result", "vote", "check", "feedback", "decision"})
 

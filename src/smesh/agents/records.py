@@ -23,6 +23,10 @@ action                    detail
 ``tool``                  attempt, step, call_id, tool, args, ok, status, output (a
                           preview of the result) or error, duration_ms, effect_id,
                           replayed, triggers (the task and the lease)
+``llm``                   attempt, purpose (``work`` or ``judge``), backend, model,
+                          input_tokens, output_tokens, cost_usd, latency_ms, status
+                          (``ok``, ``error``, ``rate_limited``), error; one per call
+                          (each retry too), task_id the task worked on or judged
 ========================  =============================================================
 """
 
@@ -55,6 +59,7 @@ Action = Literal[
     "concede",
     "decide",
     "give-up",
+    "llm",
     "lost-lease",
     "no-consensus",
     "pressure",
@@ -115,6 +120,12 @@ class Detail(msgspec.Struct, frozen=True, kw_only=True):
     duration_ms: float | UnsetType = UNSET
     effect_id: str | UnsetType | None = UNSET
     replayed: bool | UnsetType = UNSET
+    purpose: str | UnsetType = UNSET
+    model: str | UnsetType = UNSET
+    input_tokens: int | UnsetType = UNSET
+    output_tokens: int | UnsetType = UNSET
+    cost_usd: float | UnsetType = UNSET
+    latency_ms: float | UnsetType = UNSET
     extra: dict[str, float] | UnsetType = UNSET
 
     def to_dict(self) -> dict[str, Any]:

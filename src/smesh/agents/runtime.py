@@ -15,6 +15,7 @@ import msgspec
 from smesh.agents.board import TaskBoard
 from smesh.agents.protocol import Payload, encode
 from smesh.agents.records import Action, Detail
+from smesh.agents.sinks import RecordSink, open_sinks
 from smesh.backends.accounting import Budget
 from smesh.decay import Step
 from smesh.errors import InvalidValue
@@ -96,6 +97,8 @@ class Runtime:
         self.journal = journal
         self.seed = seed
         self.stopping = False
+        #: where records go besides the journal (see :mod:`smesh.agents.sinks`)
+        self.sinks: list[RecordSink] = open_sinks(self)
 
     def now(self) -> float:
         """The field's clock."""
@@ -112,8 +115,9 @@ class Runtime:
 
     @property
     def recording(self) -> bool:
-        """Whether actions are journaled: skip building a record's detail when not."""
-        return self.journal is not None
+        """Whether actions are recorded (a journal or a sink): skip building a record's
+        detail when not."""
+        return self.journal is not None or bool(self.sinks)
 
     def record(
         self,
@@ -124,7 +128,8 @@ class Runtime:
         *,
         when: float | None = None,
     ) -> None:
-        """Journal an action (no-op without a journal): the one place records are built.
+        """Record an action in the journal and every sink (no-op without either): the one
+        place records are built.
 
         Args:
             agent: who acted.
@@ -133,9 +138,14 @@ class Runtime:
             detail: the action's typed detail.
             when: the time of the action (default: now).
         """
-        if self.journal is not None:
-            now = self.now() if when is None else when
-            self.journal.action(now, agent, action, task_id, detail.to_dict())
+        journal, sinks = self.journal, self.sinks
+        if journal is None and not sinks:
+            return
+        now = self.now() if when is None else when
+        if journal is not None:
+            journal.action(now, agent, action, task_id, detail.to_dict())
+        for sink in sinks:
+            sink.record(now, agent, action, task_id, detail)
 
     def stop(self) -> None:
         """Ask every agent to stop."""

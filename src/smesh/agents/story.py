@@ -62,6 +62,15 @@ def describe(action: str, detail: dict[str, Any]) -> str:
             f"step {d.get('step')}: called {d.get('tool')}({shown:.80}) → {how} in "
             f"{d.get('duration_ms')} ms{again}: {what!s:.80}"
         )
+    if action == "llm":
+        what = "judging" if d.get("purpose") == "judge" else "work"
+        if d.get("status") != "ok":
+            return f"LLM call to {d.get('backend')} for {what} failed: {d.get('error')!s:.80}"
+        return (
+            f"LLM call to {d.get('backend')} ({d.get('model')}) for {what}: "
+            f"{d.get('input_tokens')} → {d.get('output_tokens')} tokens, "
+            f"${d.get('cost_usd', 0.0):.6f}, {d.get('latency_ms')} ms"
+        )
     if action == "trust":
         return f"trust → {d.get('value')} ({d.get('cause')})"
     return ", ".join(f"{k}={v}" for k, v in d.items())

@@ -232,10 +232,12 @@ class Budget:
         self.tokens += tokens
         self.cost += cost
 
-    def record(self, *, agent: str, backend: str, response: Response | None) -> None:
-        """Account a finished call (None if it failed): ledger, tokens and cost."""
+    def record(self, *, agent: str, backend: str, response: Response | None) -> Usage:
+        """Account a finished call (None if it failed): ledger, tokens and cost; returns the
+        call's own usage (its cost, priced by the ledger's table)."""
         usage = self.ledger.record(agent=agent, backend=backend, response=response)
         self.charge(calls=0, tokens=usage.total_tokens, cost=usage.cost_usd)
+        return usage
 
     def usage(self) -> dict[str, Any]:
         """What has been used so far."""

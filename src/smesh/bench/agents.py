@@ -205,6 +205,51 @@ async def w4_consensus(decisions: int) -> list[float]:
 _IMPORT = "import time; t = time.perf_counter(); import smesh; print(time.perf_counter() - t)"
 
 
+def otel_overhead_us(n: int, pairs: int) -> tuple[float, float] | None:
+    """CPU µs per task that OpenTelemetry tracing adds to W3 (``n`` agents through ``n``
+    tasks): runs without and with an SDK provider (batch processor, an exporter that drops
+    what it gets, so the spans are built, ended and queued but nothing leaves the
+    process) alternate ``pairs`` times; returns the median difference per task and the
+    median untraced CPU per task. None without the ``otel`` extra."""
+    try:
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import (
+            BatchSpanProcessor,
+            SpanExporter,
+            SpanExportResult,
+        )
+    except ImportError:
+        return None
+    from smesh import telemetry
+
+    class _Drop(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    def cpu(traced: bool) -> float:
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(_Drop()))
+        stop = telemetry.configure(provider) if traced else None
+        gc.collect()
+        start = time.process_time()  # all threads: the batch processor's export thread too
+        try:
+            asyncio.run(w3_tasks(n))
+            provider.force_flush()
+        finally:
+            if stop is not None:
+                stop()
+            provider.shutdown()
+        return time.process_time() - start
+
+    plain: list[float] = []
+    extra: list[float] = []
+    for _ in range(pairs):
+        untraced, traced = cpu(False), cpu(True)
+        plain.append(untraced / n * 1e6)
+        extra.append((traced - untraced) / n * 1e6)
+    return statistics.median(extra), statistics.median(plain)
+
+
 def import_time(repeats: int) -> float:
     """Median seconds of ``import smesh`` in a fresh interpreter."""
     samples = []
@@ -306,6 +351,17 @@ def run(*, quick: bool = False, progress: Progress = None) -> list[BenchResult]:
         0.3,
         "5 concurrent verifiers (4 approve, 1 reject), per decision",
     )
+    say("otel")
+    otel = otel_overhead_us(1_000 if quick else 2_000, 2 if quick else 3)
+    if otel is not None:
+        add(
+            "otel_overhead_per_task_us",
+            otel[0],
+            "µs",
+            None,
+            f"CPU OpenTelemetry adds per W3 task (spans built and batched, none sent; "
+            f"untraced: {otel[1]:.0f} µs/task)",
+        )
     say("import")
     add("import_s", import_time(3 if quick else 7), "s", 0.2, "python -c 'import smesh'")
     return results

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,6 +27,8 @@ from smesh.cli._common import (
     live_view,
     plain,
 )
+from smesh.cli._observe import ObserveFlags, observe_options, observing
+from smesh.cli._progress import Meter, clock_text
 from smesh.cli._session import open_backend, resume_notes, session
 from smesh.cli._stop import RunWatch, run_async
 
@@ -45,6 +48,7 @@ class RunFlags:
             ``--max-seconds``), ``--seed`` and the run to continue (``--resume``).
         threads: ``--threads`` of the embedded model (None: the default).
         slots: ``--slots`` of the embedded model (None: the default).
+        observe: ``--dashboard``, ``--metrics-port`` and ``--otel``.
     """
 
     backend: str
@@ -52,6 +56,7 @@ class RunFlags:
     options: RunOptions
     threads: int | None = None
     slots: int | None = None
+    observe: ObserveFlags = dataclasses.field(default_factory=ObserveFlags)
 
     @property
     def resume_id(self) -> str | None:
@@ -70,6 +75,7 @@ class RunFlags:
         resume_id: str | None,
         threads: int | None = None,
         slots: int | None = None,
+        observe: ObserveFlags | None = None,
     ) -> RunFlags:
         """The value of the parsed command-line flags."""
         options = RunOptions(
@@ -79,7 +85,12 @@ class RunFlags:
             resume=resume_id is not None,
         )
         return cls(
-            backend=backend, journal=journal_path, options=options, threads=threads, slots=slots
+            backend=backend,
+            journal=journal_path,
+            options=options,
+            threads=threads,
+            slots=slots,
+            observe=observe or ObserveFlags(),
         )
 
 
@@ -119,8 +130,8 @@ _RUN_FLAGS = (
 
 def run_options(func: Callable[..., T]) -> Callable[..., T]:
     """Add the run flags of every app command (backend, threads, slots, budgets, seed,
-    journal, resume); the command receives them as one ``run`` argument, a
-    :class:`RunFlags`."""
+    journal, resume, and the observers: dashboard, metrics port, OpenTelemetry); the
+    command receives them as one ``run`` argument, a :class:`RunFlags`."""
 
     @functools.wraps(func)
     def command(
@@ -133,6 +144,7 @@ def run_options(func: Callable[..., T]) -> Callable[..., T]:
         seed: int,
         journal_path: Path,
         resume_id: str | None,
+        observe: ObserveFlags,
         **kwargs: Any,
     ) -> T:
         run = RunFlags.parse(
@@ -144,30 +156,33 @@ def run_options(func: Callable[..., T]) -> Callable[..., T]:
             resume_id=resume_id,
             threads=threads,
             slots=slots,
+            observe=observe,
         )
         return func(*args, run=run, **kwargs)
 
-    decorated: Callable[..., T] = embedded_options(command)
+    decorated: Callable[..., T] = observe_options(embedded_options(command))
     for option in reversed(_RUN_FLAGS):
         decorated = option(decorated)
     return decorated
 
 
 class ProgressView:
-    """A live table of the board's tasks by kind and state, on stderr."""
+    """The board's tasks on stderr while a run runs: a live table by kind and state with
+    done/total and an ETA under it, or, when stdout carries the report (``--json``), a
+    progress :class:`~smesh.cli._progress.Meter` (a bar on a terminal, a line now and then
+    elsewhere)."""
 
     def __init__(self, title: str, extra: Callable[[], str] | None = None) -> None:
         self.title = title
         self.extra = extra
         self.board: TaskBoard | None = None
         self._live: Live | None = None
+        self._meter: Meter | None = None
+        self._started = time.monotonic()
 
-    def _render(self) -> Table:
-        table = Table(title=self.title, title_justify="left")
-        for col in ("work", "open", "working", "verifying", "done", "failed"):
-            table.add_column(col, justify="right" if col != "work" else "left")
+    def _counts(self) -> dict[str, list[int]]:
         rows: dict[str, list[int]] = {}
-        for task in self.board.tasks.values() if self.board is not None else ():
+        for task in list(self.board.tasks.values()) if self.board is not None else ():
             kind = task.spec.skill.split(":", 1)[0]
             row = rows.setdefault(kind, [0, 0, 0, 0, 0])
             if task.outcome == "accepted":
@@ -180,26 +195,57 @@ class ProgressView:
                 row[1] += 1
             else:
                 row[0] += 1
+        return rows
+
+    def _progress(self, rows: dict[str, list[int]]) -> tuple[int, int, str]:
+        """(done, total, "done/total · elapsed · ETA")."""
+        done = sum(r[3] + r[4] for r in rows.values())
+        total = sum(sum(r) for r in rows.values())
+        elapsed = time.monotonic() - self._started
+        text = f"{done}/{total} tasks done · {clock_text(elapsed)}"
+        if 0 < done < total:
+            text += f" · ETA {clock_text(elapsed / done * (total - done))}"
+        return done, total, text
+
+    def _render(self) -> Table:
+        table = Table(title=self.title, title_justify="left")
+        for col in ("work", "open", "working", "verifying", "done", "failed"):
+            table.add_column(col, justify="right" if col != "work" else "left")
+        rows = self._counts()
         for kind, row in rows.items():
             table.add_row(plain(kind), *map(str, row))
+        caption = self._progress(rows)[2]
         if self.extra is not None:
-            table.caption = self.extra()
+            caption = f"{caption} · {self.extra()}"
+        table.caption = caption
         return table
 
     def on_start(self, board: TaskBoard) -> None:
         """Follow ``board`` (called when the app's team is ready)."""
         self.board = board
+        self._started = time.monotonic()
+        self.on_change(None, "start")
 
-    def on_change(self, task: TaskState, what: str) -> None:
+    def on_change(self, task: TaskState | None, what: str) -> None:
         """Board callback: refresh the view."""
         if self._live is not None:
             self._live.update(self._render())
+        elif self._meter is not None:
+            done, total, _ = self._progress(self._counts())
+            self._meter.update(done, total=total)
 
     @contextlib.contextmanager
-    def shown(self, enabled: bool) -> Iterator[None]:
-        """Show the view while the block runs (nothing when not ``enabled``)."""
-        if not enabled:
-            yield
+    def shown(self, quiet: bool = False) -> Iterator[None]:
+        """Show the view while the block runs: the table, or with ``quiet`` (stdout is the
+        report) the progress meter."""
+        if quiet:
+            with Meter(self.title, unit="tasks") as meter:
+                self._meter = meter
+                try:
+                    yield
+                finally:
+                    self.on_change(None, "end")
+                    self._meter = None
             return
         with live_view(self._render()) as live:
             self._live = live
@@ -254,7 +300,7 @@ def run_app(
             bound = run.options.replace(
                 journal=journal, run_id=run_id, on_change=view.on_change, on_start=started
             )
-            with view.shown(not quiet):
+            with observing(run.observe, journal=run.journal, run_id=run_id), view.shown(quiet):
                 return await body(backend, bound)
 
     result = run_async(go(), describe=watch.interrupted)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,8 @@ from smesh.cli._common import (
     plain,
     print_json,
 )
+from smesh.cli._observe import ObserveFlags, observe_options, observing
+from smesh.cli._progress import Meter
 from smesh.cli._session import exit_code, finish_line, open_backend, resume_notes, session
 from smesh.cli._stop import RunWatch, run_async
 
@@ -197,6 +200,7 @@ def _contract(report: RunReport, per_task: Counter[str]) -> dict[str, Any]:
     help="Continue a stopped, interrupted or crashed run without redoing accepted work "
     "(same --agents and --backend; `smesh runs` lists runs).",
 )
+@observe_options
 @click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON.")
 def command(
     demo: bool,
@@ -209,6 +213,7 @@ def command(
     max_seconds: float,
     journal_path: Path,
     resume_id: str | None,
+    observe: ObserveFlags,
     as_json: bool,
 ) -> int:
     """Run a team of agents that coordinate through the signal field alone.
@@ -253,6 +258,7 @@ def command(
                 budget=budget,
                 journal_type=_ToolWatch,
             ) as (journal, run_id),
+            _observed(observe, journal_path, run_id),
         ):
             clock = SystemClock()
             team = Team(
@@ -266,8 +272,15 @@ def command(
                 resume=resume_id is not None,
             )
             watch.on_start(team.board)
-            if as_json:
-                return await team.run(demo_tasks())
+            if as_json:  # the report goes to stdout: progress on stderr
+                with Meter("agents", unit="tasks") as meter:
+                    board = team.board
+
+                    def tick(task: TaskState, what: str) -> None:
+                        done = sum(t.outcome is not None for t in board.tasks.values())
+                        meter.update(done, total=len(board.tasks))
+
+                    return await team.run(demo_tasks(), on_change=tick)
             assert isinstance(journal, _ToolWatch)
             calls = journal.calls
             with live_view(_view(team.board, clock.now(), calls)) as live:
@@ -296,6 +309,12 @@ def command(
     if line is not None:
         click.echo(line, err=True)
     return exit_code(watch)
+
+
+@contextlib.asynccontextmanager
+async def _observed(observe: ObserveFlags, journal: Path, run_id: str) -> AsyncIterator[None]:
+    with observing(observe, journal=journal, run_id=run_id):
+        yield
 
 
 def _no_backend() -> Backend:

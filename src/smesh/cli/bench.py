@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import click
-from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
 from smesh.bench import SUITES, BenchResult, run_suite
-from smesh.cli._common import console, err_console, print_json
+from smesh.cli._common import console, print_json
+from smesh.cli._progress import Meter
 
 
 def _fmt(value: float | None) -> str:
@@ -56,18 +56,12 @@ def command(quick: bool, suites: tuple[str, ...], as_json: bool) -> None:
     Ratios are ours over theirs (below 1 means faster). Figures depend on the machine.
     """
     results: dict[str, list[BenchResult]] = {}
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        console=err_console,
-        transient=True,
-        disable=as_json,
-    ) as progress:
-        task = progress.add_task("starting", total=None)
+    # progress on stderr, --json or not: the suites take minutes
+    with Meter("bench", heartbeat=True) as meter:
         for suite in suites or ("core",):
 
             def report(name: str, suite: str = suite) -> None:
-                progress.update(task, description=f"{suite}: {name}")
+                meter.advance(note=f"{suite}: {name}")
 
             results[suite] = list(run_suite(suite, quick=quick, progress=report))
     if as_json:

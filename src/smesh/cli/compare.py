@@ -8,7 +8,6 @@ from collections.abc import Callable, Sequence
 
 import click
 import msgspec
-from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -18,12 +17,11 @@ from smesh.cli._common import (
     backend_options,
     console,
     embedded_options,
-    err_console,
-    esc,
     exit_code_help,
     plain,
     print_json,
 )
+from smesh.cli._progress import Meter
 from smesh.cli._stop import run_async
 from smesh.errors import (
     AuthenticationFailed,
@@ -273,24 +271,27 @@ def command(
         if prompts
         else dict(DEFAULT_PROMPTS)
     )
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        console=err_console,
-        transient=True,
-        disable=as_json,
-    ) as bar:
-        task = bar.add_task("looking for backends", total=None)
+    # progress on stderr, --json or not: a model may take minutes to answer
+    with Meter("compare", unit="backends", heartbeat=True) as meter:
+        meter.update(note="looking for backends")
         specs = specs or default_backends()
+        meter.update(total=len(specs), note="")
+        started = [0]
+
+        def running(spec: str) -> None:
+            meter.update(started[0], note=f"running {spec}")  # the ones before it are done
+            started[0] += 1
+
         results = run_compare(
             specs,
             chosen,
             max_tokens=max_tokens,
             timeout=timeout,
-            progress=lambda spec: bar.update(task, description=f"running {esc(spec)}"),
+            progress=running,
             threads=threads,
             slots=slots,
         )
+        meter.update(len(specs), note="")
     if as_json:
         print_json({"results": [r.to_json() for r in results]})
     else:

@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import importlib.util
-import socket
 from pathlib import Path
 
 import click
 
 from smesh.agents.journal import DEFAULT_JOURNAL
+from smesh.cli._common import EXIT_OK, exit_code_help
+from smesh.cli._observe import check_port
 
 _UI_MODULES = ("starlette", "uvicorn", "prometheus_client")
 
 
-def _check_port(host: str, port: int) -> None:
-    """Fail with one line before serving, not with uvicorn's log, if we cannot bind."""
-    if port == 0:
-        return
-    try:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((host, port))
-    except OSError as exc:
-        raise click.UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-
-
-@click.command("dashboard")
+@click.command("dashboard", epilog=exit_code_help)
 @click.option(
     "--journal",
     "journal_path",
@@ -45,7 +33,7 @@ def _check_port(host: str, port: int) -> None:
     "--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port."
 )
 @click.option("--run", "run_id", help="Run to open first (default: the newest).")
-def command(journal_path: Path, host: str, port: int, run_id: str | None) -> None:
+def command(journal_path: Path, host: str, port: int, run_id: str | None) -> int:
     """Serve a live web view of the runs in a journal.
 
     Follows a running run as it writes its journal (updates reach the page within a
@@ -64,7 +52,8 @@ def command(journal_path: Path, host: str, port: int, run_id: str | None) -> Non
     from smesh.dashboard.app import Dashboard
     from smesh.dashboard.server import serve
 
-    _check_port(host, port)
+    check_port(host, port)
     dashboard = Dashboard(journal=journal_path, run=run_id)
     click.echo(f"smesh dashboard on http://{host}:{port}/ (Ctrl-C to stop)", err=True)
     serve(dashboard, host, port)
+    return EXIT_OK

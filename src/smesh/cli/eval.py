@@ -2,29 +2,37 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import importlib.util
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.markup import escape
 from rich.table import Table
 
-from smesh.cli._common import console, err_console, print_json
+from smesh.cli._common import EXIT_OK, console, err_console, esc, exit_code_help, print_json
+from smesh.cli._progress import Meter
+from smesh.cli._stop import run_async
 from smesh.eval import DEFAULT_N, SUITES, EvalResult
 
 _RATE_SUITES = ("code", "reason")
+_UNITS = {"code": "items", "reason": "items", "scale": "runs"}
+
+Progress = Callable[[str, int, int], None]
 
 
-def _progress(quiet: bool) -> Any:
-    if quiet:
-        return None
+@contextlib.contextmanager
+def _progress(suite: str) -> Iterator[Progress]:
+    """A progress meter on stderr (whatever --json says: stdout is the document) and the
+    ``progress(name, done, total)`` hook the suites that have one call; the others show
+    that they run and for how long."""
+    with Meter(f"eval {suite}", unit=_UNITS.get(suite, ""), heartbeat=True) as meter:
 
-    def show(name: str, done: int, total: int) -> None:
-        err_console.print(f"[dim]{escape(name)}: {done}/{total}[/dim]")
+        def show(name: str, done: int, total: int) -> None:
+            meter.update(done, total=total, note=name)
 
-    return show
+        yield show
 
 
 async def _with_backend(spec: str, threads: int | None, body: Any, quiet: bool) -> EvalResult:
@@ -41,7 +49,7 @@ async def _with_backend(spec: str, threads: int | None, body: Any, quiet: bool) 
         start = getattr(backend, "start", None)
         if start is not None:
             if not quiet:
-                err_console.print(f"[dim]backend {escape(backend.name)}: loading…[/dim]")
+                err_console.print(f"[dim]backend {esc(backend.name)}: loading…[/dim]")
             await start()
         result: EvalResult = await body(backend)
         return result
@@ -63,7 +71,36 @@ def run_suite(
     mesh: bool = False,
 ) -> EvalResult:
     """Run one suite (the command's engine, also handy from Python)."""
-    progress = _progress(False)  # progress goes to stderr, so --json stays clean
+    with _progress(suite) as progress:
+        return _run_suite(
+            suite,
+            backend=backend,
+            n=n,
+            seed=seed,
+            budget=budget,
+            conditions=conditions,
+            concurrency=concurrency,
+            threads=threads,
+            quiet=quiet,
+            mesh=mesh,
+            progress=progress,
+        )
+
+
+def _run_suite(
+    suite: str,
+    *,
+    backend: str,
+    n: int,
+    seed: int,
+    budget: int | None,
+    conditions: tuple[str, ...] | None,
+    concurrency: int,
+    threads: int | None,
+    quiet: bool,
+    mesh: bool,
+    progress: Progress,
+) -> EvalResult:
     if suite == "fanout":
         from smesh.eval.fanout import run_fanout
 
@@ -104,14 +141,14 @@ def run_suite(
                 progress=progress,
             )
 
-    return asyncio.run(_with_backend(backend, threads, body, quiet))
+    return run_async(_with_backend(backend, threads, body, quiet))
 
 
 def _table(result: EvalResult) -> Table:
     rate = result.suite in _RATE_SUITES
     units = {"fanout": "makespan s", "faults": "completion", "scale": "CPU µs/task"}
     table = Table(
-        title=f"smesh eval {result.suite} · {escape(result.backend)} · n={result.n} · "
+        title=f"smesh eval {result.suite} · {esc(result.backend)} · n={result.n} · "
         f"seed {result.seed}",
         title_justify="left",
     )
@@ -128,7 +165,7 @@ def _table(result: EvalResult) -> Table:
             if rate or result.suite == "faults"
             else f"{c.ci_low:,.2f} – {c.ci_high:,.2f}"
         )
-        row = [escape(c.name), shown, ci]
+        row = [esc(c.name), shown, ci]
         if rate:
             row.append(f"{c.tokens_per_item:,.0f}")
         row.append(f"{c.seconds_per_item:.3g}")
@@ -170,7 +207,7 @@ def _notes(result: EvalResult) -> list[str]:
     ]
 
 
-@click.command("eval")
+@click.command("eval", epilog=exit_code_help)
 @click.argument("suite", type=click.Choice(SUITES))
 @click.option(
     "--backend",
@@ -238,7 +275,7 @@ def command(
     mesh: bool | None,
     as_json: bool,
     plot_dir: Path | None,
-) -> None:
+) -> int:
     """Measure whether coordination through the field beats a single agent, best-of-N and
     central dispatch, at equal token budgets.
 
@@ -274,10 +311,11 @@ def command(
         from smesh.eval.plot import plot_result
 
         written = plot_result(result, plot_dir)
-        err_console.print(f"plot: {escape(str(written))}")
+        err_console.print(f"plot: {esc(str(written))}")
     if as_json:
         print_json(result)
-        return
+        return EXIT_OK
     console.print(_table(result))
     for line in _notes(result):
-        console.print(escape(line))
+        console.print(esc(line))
+    return EXIT_OK

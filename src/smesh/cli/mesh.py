@@ -24,6 +24,7 @@ from smesh.cli._common import (
     plain,
     print_json,
 )
+from smesh.cli._observe import ObserveFlags, observe_options, observing
 from smesh.cli._stop import run_async
 
 if TYPE_CHECKING:
@@ -168,6 +169,7 @@ def peers(connect: str, mesh_name: str, timeout: float, as_json: bool) -> None:
     help="Run the whole agents demo over this many local node processes and report.",
 )
 @embedded_options
+@observe_options
 @click.option("--json", "as_json", is_flag=True, help="Print the node's report as JSON.")
 def node_command(
     listen: tuple[str, ...],
@@ -187,6 +189,7 @@ def node_command(
     split: int | None,
     threads: int | None,
     slots: int | None,
+    observe: ObserveFlags,
     as_json: bool,
 ) -> int:
     """Run a mesh peer: a full replica of the field, hosting some of the demo's agents.
@@ -202,6 +205,13 @@ def node_command(
     for variable, value in backend_options(backend, threads, slots).items():
         os.environ[f"SMESH_{variable.upper()}"] = str(value)
     if split is not None:
+        if observe.dashboard or observe.metrics_port is not None:
+            raise click.UsageError(
+                "--dashboard and --metrics-port watch one node: give them to `smesh node` "
+                "without --split"
+            )
+        if observe.otel:
+            os.environ["SMESH_OTEL"] = "1"  # every node of the split traces its part
         _note_scripted(backend)
         reports = run_async(run_split(split, backend=backend, timeout_s=max_seconds + 60))
         if as_json:
@@ -242,7 +252,8 @@ def node_command(
                 f"(caught up in {field.late_join_ms or 0:.1f} ms)[/dim]"
             )
 
-    report = run_async(run_peer(options, on_ready=ready))
+    with observing(observe, run_id="node"):
+        report = run_async(run_peer(options, on_ready=ready))
     if as_json:
         print_json(_summary(report))
     else:

@@ -15,7 +15,8 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from smesh.cli._common import console, plain, print_json
+from smesh.cli._common import console, err_console, plain, print_json
+from smesh.cli._progress import Meter
 from smesh.errors import InvalidValue
 from smesh.sim import SimConfig, SimResult, SimTick, run_simulation
 from smesh.topology import TOPOLOGIES
@@ -214,8 +215,13 @@ def command(
         from smesh.dashboard.simrec import SimRecorder
 
         recorder = SimRecorder(record_path, config)
-    if as_json:
-        result = run_simulation(config, *_recording(recorder, None))
+    if as_json:  # the document goes to stdout: progress on stderr
+        with Meter("sim", total=ticks, unit="ticks") as meter:
+
+            def count(step: SimTick) -> None:
+                meter.update(step.tick)
+
+            result = run_simulation(config, *_recording(recorder, count))
         payload = {
             k: getattr(result, k)
             for k in (
@@ -242,13 +248,13 @@ def command(
         return
 
     progress = Progress(
-        TextColumn("[bold]tick"), BarColumn(), MofNCompleteColumn(), console=console
+        TextColumn("[bold]tick"), BarColumn(), MofNCompleteColumn(), console=err_console
     )
     task = progress.add_task("sim", total=ticks)
     totals = {"reinforcements": 0, "expired": 0, "relays": 0}
     with Live(
         Group(progress, _stats_table(None, totals)),
-        console=console,
+        console=err_console,
         transient=False,
         refresh_per_second=12,
     ) as live:

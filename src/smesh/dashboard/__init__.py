@@ -8,6 +8,7 @@ uvicorn, prometheus-client, the optional extra ``smesh[ui]``) is imported only b
 
 * :mod:`~smesh.dashboard.events` — the one feed format (:class:`FeedEvent`);
 * :mod:`~smesh.dashboard.model`, :mod:`~smesh.dashboard.tasks` — a run's state from the feed;
+* :mod:`~smesh.dashboard.usage` — LLM usage per agent, backend and task (the Cost view);
 * :mod:`~smesh.dashboard.sources` — the journal tail and the in-process
   :class:`DashboardFeed`;
 * :mod:`~smesh.dashboard.hub` — batching, throttling and fan-out to pages;

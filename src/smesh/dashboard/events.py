@@ -39,8 +39,6 @@ __all__ = [
     "encode_json",
     "parse_detail",
     "preview",
-    "top_rows",
-    "usage_row",
 ]
 
 #: longest string kept in a preview, in characters
@@ -81,19 +79,28 @@ def preview(value: Any, depth: int = 0) -> Any:
     The page never needs a whole LLM output to draw a signal; the trace endpoint serves a
     task's details in full.
     """
-    if isinstance(value, str):
+    # exact type checks first: this runs on every field of every event a batch sends
+    kind = type(value)
+    if kind is str:
         return value if len(value) <= PREVIEW_CHARS else value[:PREVIEW_CHARS] + "…"
-    if value is None or isinstance(value, bool | int | float):
+    if value is None or kind in _SCALARS:
+        return value
+    if isinstance(value, str):  # a str subclass (an enum member) is kept as it is
+        return value if len(value) <= PREVIEW_CHARS else value[:PREVIEW_CHARS] + "…"
+    if isinstance(value, bool | int | float):
         return value
     if depth >= _PREVIEW_DEPTH:
         return "…"
     if isinstance(value, dict):
+        deeper = depth + 1
+        if len(value) <= PREVIEW_ITEMS:
+            return {str(k): preview(v, deeper) for k, v in value.items()}
         out = {}
         for i, (k, v) in enumerate(value.items()):
             if i >= PREVIEW_ITEMS:
                 out["…"] = f"{len(value) - PREVIEW_ITEMS} more"
                 break
-            out[str(k)] = preview(v, depth + 1)
+            out[str(k)] = preview(v, deeper)
         return out
     if isinstance(value, list | tuple):
         items = [preview(v, depth + 1) for v in value[:PREVIEW_ITEMS]]
@@ -103,10 +110,16 @@ def preview(value: Any, depth: int = 0) -> Any:
     return preview(str(value), depth)
 
 
+_SCALARS = frozenset({bool, int, float})
+
+
 # The journal stores signals as msgpack of the Signal struct. ``Signal.decay`` is typed as
 # the ``Decay`` base, which msgspec decodes only as the base's own tag, so stored signals
 # are decoded as a subclass whose decay is the union of the serializable decays: a Signal
-# in one step, with no copy (the feed decodes every journaled event).
+# in one step, with no copy (the feed decodes every journaled event). They are not tracked
+# by the garbage collector (gc=False: a signal holds no reference back to itself), since a
+# model of a large run holds tens of thousands and the collector's passes over them were
+# a third of the feed's CPU.
 _DECAYS = Exponential | Linear | Sigmoid | Step
 _Stored: Any = msgspec.defstruct(
     "StoredSignal",
@@ -114,6 +127,7 @@ _Stored: Any = msgspec.defstruct(
     bases=(Signal,),
     kw_only=True,
     frozen=True,
+    gc=False,
 )
 _decode_stored = msgspec.msgpack.Decoder(_Stored).decode
 
@@ -135,22 +149,3 @@ def parse_detail(detail: Any) -> Any:
         except msgspec.DecodeError:
             return detail
     return detail
-
-
-def top_rows(table: dict[str, dict[str, float]], n: int = 50) -> dict[str, dict[str, float]]:
-    """The ``n`` costliest rows (then most called); the rest summed under ``(others)``."""
-    if len(table) <= n:
-        return table
-    ranked = sorted(table.items(), key=lambda kv: (-kv[1]["cost_usd"], -kv[1]["calls"], kv[0]))
-    out = dict(ranked[:n])
-    others = usage_row()
-    for _, row in ranked[n:]:
-        for name, value in row.items():
-            others[name] += value
-    out["(others)"] = others
-    return out
-
-
-def usage_row() -> dict[str, float]:
-    """An empty row of LLM usage."""
-    return {"calls": 0, "errors": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}

@@ -167,9 +167,12 @@ class Hub:
         model = self.model
         if model.finished is None and self.clients:
             model.sample(self.run_now())
-        events, dropped = model.take_events()
+        events, dropped = model.take_events()  # (kept for a new page's snapshot)
+        if not self.clients:
+            model.discard_output()  # a new page's snapshot holds all of it
+            return None
         tasks = model.take_state() + model.take_tasks(self.max_tasks)
-        if not self.clients or (not events and not tasks):
+        if not events and not tasks:
             return None  # taken anyway: the model never holds more than one window
         if dropped:
             self.dropped += dropped
@@ -181,8 +184,8 @@ class Hub:
             "stats": model.stats(),
             "events": events + tasks,
         }
-        if model.finished is not None and model.report is not None:
-            message["report"] = model.report
+        if model.finished is not None and model.page_report is not None:
+            message["report"] = model.page_report
         frame = sse_frame("batch", encode_json(message))
         self.batches += 1
         for client in list(self.clients):

@@ -8,11 +8,12 @@ It is the one place where the feed's meaning lives; the page only draws.
 Intensity over time is sampled, not streamed: every ``sample_s`` of run time the model
 computes each live signal's effective intensity (lazy decay, as the field does) and emits a
 ``sample`` event with the sum, the maximum and the count per kind plus the strongest
-signals. Sampling adapts to its own cost so that a large field costs at most ~2 % of a core.
+signals. Sampling adapts to its own cost so that a large field costs at most 0.5 % of a core.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import heapq
 import time
@@ -21,9 +22,8 @@ from typing import Any
 
 from smesh.dashboard.events import FeedEvent, preview
 from smesh.dashboard.events import parse_detail as _parse
-from smesh.dashboard.events import top_rows as _top
-from smesh.dashboard.events import usage_row as _usage
 from smesh.dashboard.tasks import PROTOCOL_KINDS, TaskView
+from smesh.dashboard.usage import UsageTables, bounded_accounting, page_report
 from smesh.signal import Signal
 
 __all__ = ["LATENCY_BUCKETS", "RunModel"]
@@ -39,6 +39,10 @@ _RECENT_PRESSURE = 100
 _SAMPLE_BUDGET = 0.005  # share of a core the sampling may use
 _SAMPLE_SIGNALS = 500  # a larger field is sampled by stride (sums scaled, counts exact)
 _MODEL_ACTIONS = frozenset({"trust", "llm", "frame"})
+# cost tables go to the page at most once a second: with an llm record per call they
+# change on almost every batch, and ranking 10,000 agents ten times a second was the
+# feed's largest cost
+_COST_EVERY_S = 1.0
 
 
 class RunModel:
@@ -57,6 +61,8 @@ class RunModel:
         self.run_id = run_id
         self.meta: dict[str, Any] = {}
         self.report: Any = None
+        #: the report as pages get it: bounded (a 10,000-task run's report is megabytes)
+        self.page_report: Any = None
         self.finished: float | None = None
         self.now = 0.0
         self.last_seq = 0
@@ -71,8 +77,8 @@ class RunModel:
         self.trust_series: dict[str, list[tuple[float, float]]] = {}
         self.trust_edges: dict[str, dict[str, float]] = {}
         self.verdicts: dict[str, dict[str, list[int]]] = {}  # voter -> worker -> [ok, no]
-        self.usage: dict[tuple[str, str], dict[str, float]] = {}  # (agent, backend) -> usage
-        self.by_task: dict[str, dict[str, float]] = {}
+        self.costs = UsageTables()
+        self.usage = self.costs.pairs  # (agent, backend) -> usage (read by the metrics)
         self.pressure: deque[dict[str, Any]] = deque(maxlen=_RECENT_PRESSURE)
         self.holds: dict[str, int] = {}
         self.hold_s: dict[str, float] = {}
@@ -90,6 +96,7 @@ class RunModel:
         self._edges_new: dict[tuple[str, str], float] = {}
         self._verdicts_new: dict[tuple[str, str], list[int]] = {}
         self._cost_changed = False
+        self._cost_sent = -_COST_EVERY_S
         self.actions_total = 0
         self.events_total = 0
         self._fresh: deque[tuple[Any, ...]] = deque(maxlen=max_events)
@@ -109,28 +116,33 @@ class RunModel:
         self.last_seq = max(self.last_seq, seq)
         self.now = max(self.now, t)
         kind = signal.kind
-        counts = self.counts.get(kind)
-        if counts is None:
-            counts = self.counts[kind] = dict.fromkeys(_OPS, 0)
-        counts[op] = counts.get(op, 0) + 1
+        try:
+            self.counts[kind][op] += 1
+        except KeyError:  # a new kind (or an op the journal's version added)
+            counts = self.counts.setdefault(kind, dict.fromkeys(_OPS, 0))
+            counts[op] = counts.get(op, 0) + 1
         address = signal.address
-        if op in ("expire", "withdraw"):
-            if self.live.pop(address, None) is not None:
+        live = self.live
+        if op in {"withdraw", "expire"}:
+            if live.pop(address, None) is not None:
                 self.live_by_kind[kind] -= 1
         else:
-            if address not in self.live:
+            if address not in live:
                 self.live_by_kind[kind] = self.live_by_kind.get(kind, 0) + 1
-            self.live[address] = signal
+            live[address] = signal
         self._fresh.append(("s", seq, t, op, by, signal))
         self._fresh_count += 1
-        if self._next_sample is None or t >= self._next_sample:
+        next_sample = self._next_sample
+        if next_sample is None or t >= next_sample:
             self.sample(t)
         payload = signal.payload
         if not isinstance(payload, dict) or "task_id" not in payload:
             if kind == "pressure" and op in ("emit", "reinforce") and isinstance(payload, dict):
                 self._on_pressure(t, op, signal, payload)
             return
-        task_id = str(payload["task_id"])
+        task_id = payload["task_id"]
+        if type(task_id) is not str:
+            task_id = str(task_id)
         if kind in self.task_kinds or (kind not in PROTOCOL_KINDS and "skill" in payload):
             self.task_kinds.add(kind)
             task = self.tasks.get(task_id)
@@ -186,6 +198,7 @@ class RunModel:
     def finish(self, report: Any, when: float) -> None:
         """The run ended with ``report``."""
         self.report = report
+        self.page_report = page_report(report)
         self.finished = when
         self._cost_changed = True
         self.sample(self.now, force=True)  # the field as the run left it
@@ -222,18 +235,8 @@ class RunModel:
         self._edges_new[(truster, peer)] = value
 
     def _on_llm(self, agent: str, task_id: str | None, detail: dict[str, Any]) -> None:
-        backend = str(detail.get("backend", "backend"))
-        rows = [self.usage.setdefault((agent, backend), _usage())]
-        if task_id is not None:
-            rows.append(self.by_task.setdefault(task_id, _usage()))
-        error = bool(detail.get("error"))
-        for row in rows:
-            row["calls"] += 1
-            row["errors"] += int(error)
-            row["input_tokens"] += int(detail.get("input_tokens") or 0)
-            row["output_tokens"] += int(detail.get("output_tokens") or 0)
-            row["cost_usd"] += float(detail.get("cost_usd") or 0.0)
-        if detail.get("status") == 429:
+        backend = self.costs.add(agent, task_id, detail)
+        if detail.get("status") in ("rate_limited", 429):
             self.rate_limited[backend] = self.rate_limited.get(backend, 0) + 1
         self._cost_changed = True
 
@@ -253,11 +256,7 @@ class RunModel:
 
     def _observe_latency(self, seconds: float) -> None:
         self.latency_sum += seconds
-        for i, bound in enumerate(LATENCY_BUCKETS):
-            if seconds <= bound:
-                self.latency_buckets[i] += 1
-                return
-        self.latency_buckets[-1] += 1
+        self.latency_buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1  # le bounds
 
     def _recount(self, task: TaskView) -> None:
         """Mark ``task`` changed and keep the counts by status current (O(1))."""
@@ -353,6 +352,16 @@ class RunModel:
             )
         return out + samples, dropped
 
+    def discard_output(self) -> None:
+        """Forget what would go to a page (raw events, samples, changed tasks, trust and
+        cost updates): for a model that only answers metrics."""
+        self._fresh.clear()
+        self._fresh_count = 0
+        self._samples_out = []
+        self.dirty = {}
+        self._trust_new, self._edges_new, self._verdicts_new = {}, {}, {}
+        self._cost_changed = False
+
     def take_state(self) -> list[FeedEvent]:
         """``trust`` and ``cost`` updates for what changed since the last call: the new trust
         points, trust edges and verdict cells, and the cost tables (bounded)."""
@@ -365,9 +374,13 @@ class RunModel:
             }
             out.append(FeedEvent(type="trust", kind="update", t=self.now, payload=payload))
             self._trust_new, self._edges_new, self._verdicts_new = {}, {}, {}
-        if self._cost_changed:
+        wall = time.monotonic()
+        if self._cost_changed and (
+            wall - self._cost_sent >= _COST_EVERY_S or self.finished is not None
+        ):
             out.append(FeedEvent(type="cost", kind="update", t=self.now, payload=self.cost()))
             self._cost_changed = False
+            self._cost_sent = wall
         return out
 
     def take_tasks(self, limit: int) -> list[FeedEvent]:
@@ -442,7 +455,7 @@ class RunModel:
             "run_id": self.run_id,
             "meta": preview(self.meta, 1),
             "finished": self.finished,
-            "report": self.report,
+            "report": self.page_report,
             "now": self.now,
             "stats": self.stats(),
             "tasks": [t.to_json(self.trust_of) for t in recent_tasks[:task_limit]],
@@ -461,19 +474,9 @@ class RunModel:
     def cost(self) -> dict[str, Any]:
         """LLM usage per agent, backend and task, and pressure (from ``llm`` actions and
         pressure signals; the run report's accounting once the run has finished)."""
-        accounting = self.report.get("accounting") if isinstance(self.report, dict) else None
-        by_agent: dict[str, dict[str, float]] = {}
-        by_backend: dict[str, dict[str, float]] = {}
-        for (agent, backend), row in self.usage.items():
-            for key, table in ((agent, by_agent), (backend, by_backend)):
-                total = table.setdefault(key, _usage())
-                for name, value in row.items():
-                    total[name] += value
         return {
-            "by_agent": _top(by_agent),
-            "by_backend": _top(by_backend),
-            "by_task": _top(self.by_task),
-            "accounting": accounting,
+            **self.costs.tables(),
+            "accounting": bounded_accounting(self.report),
             "holds": self.holds,
             "hold_s": self.hold_s,
             "rate_limited": self.rate_limited,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import threading
 import time
 from types import FrameType
@@ -23,6 +24,7 @@ from smesh.errors import SmeshError
 __all__ = ["DashboardServer", "serve"]
 
 _GRACE_S = 1  # open streams get this long at shutdown before they are cut
+_GC_YOUNG = 50_000  # allocations between young collections in the dashboard's own process
 
 
 def _config(dashboard: Dashboard, host: str, port: int) -> uvicorn.Config:
@@ -57,7 +59,16 @@ class _Server(uvicorn.Server):
 
 
 def serve(dashboard: Dashboard, host: str = "127.0.0.1", port: int = 8765) -> None:
-    """Serve in the foreground until interrupted (Ctrl-C)."""
+    """Serve in the foreground until interrupted (Ctrl-C).
+
+    The process is the dashboard's alone, so it tunes the garbage collector for a read
+    model that grows by a few objects per journal row: what the imports left is frozen
+    (never scanned again) and young collections run every 50,000 allocations rather than
+    700 (with the defaults the collector took about a third of the feed's CPU on a
+    10,000-agent run; see benchmarks/RESULTS.md).
+    """
+    gc.freeze()
+    gc.set_threshold(_GC_YOUNG, *gc.get_threshold()[1:])
     server = _Server(_config(dashboard, host, port), dashboard)
     server.run()
     if not server.started:

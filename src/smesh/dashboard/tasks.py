@@ -25,8 +25,11 @@ _DEPENDENCY_KEYS = ("depends_on", "dependencies", "after", "deps")
 
 
 def _attempt(payload: dict[str, Any]) -> int:
+    attempt = payload.get("attempt", 1)
+    if type(attempt) is int:  # the usual case, without a conversion
+        return attempt
     try:
-        return int(payload.get("attempt", 1))
+        return int(attempt)
     except (TypeError, ValueError):
         return 1
 
@@ -45,6 +48,7 @@ class TaskView:
         "decisions",
         "extra",
         "feedback",
+        "holder",
         "kind",
         "lapses",
         "offers",
@@ -69,6 +73,9 @@ class TaskView:
         self.counted: str | None = None  # the status the model last counted it under
         self.decided_at: float | None = None
         self.claims: dict[str, dict[str, Any]] = {}
+        #: the agent holding the lease on the current attempt, if any (kept as claims
+        #: change: the status of every task is read on every signal about it)
+        self.holder: str | None = None
         self.results: dict[int, dict[str, Any]] = {}
         self.votes: dict[int, dict[str, list[str]]] = {}
         self.checks: dict[int, dict[str, str]] = {}
@@ -79,13 +86,8 @@ class TaskView:
 
     # -- state -----------------------------------------------------------------------------
 
-    @property
-    def holder(self) -> str | None:
-        """The agent holding the lease on the current attempt, if any."""
-        for agent, claim in self.claims.items():
-            if claim.get("state") == "held":
-                return agent
-        return None
+    def _find_holder(self) -> None:
+        self.holder = next((a for a, c in self.claims.items() if c.get("state") == "held"), None)
 
     @property
     def status(self) -> str:
@@ -159,13 +161,18 @@ class TaskView:
         agent = claim.origin
         payload: dict[str, Any] = claim.payload
         if op in ("emit", "renew", "reinforce"):
+            state = payload.get("state")
             self.claims[agent] = {
                 "bid": payload.get("bid"),
-                "state": payload.get("state"),
+                "state": state,
                 "expires_at": claim.expires_at(),
             }
+            if state == "held" or agent == self.holder:
+                self._find_holder()  # (a bid, most claims, cannot change the holder)
             return None
         held = self.claims.pop(agent, None)
+        if agent == self.holder:
+            self._find_holder()
         if held is not None and held.get("state") == "held" and attempt not in self.results:
             self.offers += 1  # the holder is gone without a result: offered again
             if op == "expire":
@@ -192,6 +199,7 @@ class TaskView:
         elif attempt == self.attempt:
             self.attempt = attempt + 1
             self.claims.clear()
+            self.holder = None
             self.offers += 1
             return "reoffer"
         return None
