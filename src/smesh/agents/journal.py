@@ -47,7 +47,21 @@ CREATE TABLE IF NOT EXISTS actions (
 CREATE INDEX IF NOT EXISTS events_run ON events (run_id, seq);
 CREATE INDEX IF NOT EXISTS actions_run ON actions (run_id, task_id, seq);
 """
-_REPLAYED_KINDS = frozenset({"task", "result", "vote", "check", "feedback", "decision"})
+# Signals posted to a run from outside it (``smesh approve`` in another terminal): the run
+# reads its inbox every ``Settings.inbox_poll_s`` and emits what is new into its field.
+_INBOX_SCHEMA = """
+CREATE TABLE IF NOT EXISTS inbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, time REAL, kind TEXT,
+    origin TEXT, signal BLOB
+);
+CREATE INDEX IF NOT EXISTS inbox_run ON inbox (run_id, seq);
+"""
+_REPLAYED_KINDS = frozenset(
+    {"task", "result", "vote", "check", "feedback", "decision"}
+    # the workflow kinds are durable too: a resumed run keeps its cancellations, pending
+    # approvals and their answers, handoffs and restarts
+    | {"cancel", "approval-request", "approval", "handoff", "reopen"}
+)
 
 _encode = msgspec.msgpack.Encoder().encode
 
@@ -112,6 +126,7 @@ class Journal:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path)
             self._db.executescript(_SCHEMA)
+            self._db.executescript(_INBOX_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise UsageError(f"cannot open journal {str(self.path)!r}: {exc}") from None
         self._events: list[tuple[Any, ...]] = []
@@ -267,6 +282,47 @@ class Journal:
                     continue
                 live[address] = signal
         return list(live.values())
+
+    def signals(self, run_id: str, kinds: tuple[str, ...]) -> list[Signal]:
+        """Every signal of ``kinds`` the run emitted, in order (expired ones included)."""
+        self.flush()
+        marks = ", ".join("?" for _ in kinds)
+        out = []
+        for (blob,) in self._db.execute(
+            f"SELECT signal FROM events WHERE run_id = ? AND type = 'emit' AND kind IN ({marks})"
+            " AND signal IS NOT NULL ORDER BY seq",
+            (run_id, *kinds),
+        ):
+            try:
+                out.append(_decode_signal(blob))
+            except msgspec.DecodeError as exc:
+                raise SmeshError(f"journal {self.path} is corrupt: {exc}") from None
+        return out
+
+    # -- the inbox: signals for a run from outside it ------------------------------------
+
+    def post(self, run_id: str, signal: Signal) -> int:
+        """Leave ``signal`` in the run's inbox (committed at once); returns its number."""
+        with self._db:
+            cursor = self._db.execute(
+                "INSERT INTO inbox (run_id, time, kind, origin, signal) VALUES (?, ?, ?, ?, ?)",
+                (run_id, time.time(), signal.kind, signal.origin, _encode(signal)),
+            )
+        return int(cursor.lastrowid or 0)
+
+    def inbox(self, run_id: str, after: int = 0) -> list[tuple[int, Signal]]:
+        """The run's inbox after number ``after``: (number, signal) in order."""
+        rows = self._db.execute(
+            "SELECT seq, signal FROM inbox WHERE run_id = ? AND seq > ? ORDER BY seq",
+            (run_id, after),
+        ).fetchall()
+        out = []
+        for seq, blob in rows:
+            try:
+                out.append((int(seq), _decode_signal(blob)))
+            except msgspec.DecodeError:
+                continue  # a malformed row (another program's) is nobody's signal
+        return out
 
     def replay(self, run_id: str, field: Field) -> int:
         """Put the run's durable live signals back into ``field``; return how many."""
