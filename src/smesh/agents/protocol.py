@@ -51,10 +51,10 @@ Workflow kinds (SPEC §2.7), all durable:
     ``{task_id, attempt, verdict, reason, by, result}``: a human's answer to one request. It
     decides the attempt (a rejection's reason is the next attempt's feedback).
 ``handoff`` (origin scope): :class:`Handoff`
-    ``{task_id, attempt, to, skill, context, note}``: the holder hands its task to a named
+    ``{task_id, attempt, seq, to, skill, context, note}``: the holder hands its task to a named
     agent or another skill, with the context so far.
 ``reopen`` (origin scope): :class:`Reopen`
-    ``{task_id, reason, context}``: new information; the task runs again with its previous
+    ``{task_id, reason, context, by, at}``: new information; the task runs again with its previous
     answer, within its restart limit and cooldown.
 """
 
@@ -335,6 +335,7 @@ class Handoff(Payload, frozen=True):
     Attributes:
         task_id: the task.
         attempt: the attempt handed on (it continues with the receiver).
+        seq: which handoff of the task this is (1, 2, ...): each is a signal of its own.
         to: the agent that must take it (None: anyone with the skill).
         skill: the skill it needs from now on (None: unchanged).
         context: what the receiver continues from (JSON).
@@ -344,6 +345,7 @@ class Handoff(Payload, frozen=True):
     KIND: ClassVar[str] = KIND_HANDOFF
     task_id: str
     attempt: int
+    seq: int = 1
     to: str | None = None
     skill: str | None = None
     context: Any = None
@@ -358,6 +360,7 @@ class Reopen(Payload, frozen=True):
         reason: what changed (it reaches the worker as feedback).
         context: the new information (JSON).
         by: who posted it.
+        at: when (so that the same news posted twice is two signals).
     """
 
     KIND: ClassVar[str] = KIND_REOPEN
@@ -365,6 +368,7 @@ class Reopen(Payload, frozen=True):
     reason: str = ""
     context: Any = None
     by: str = ""
+    at: float = 0.0
 
 
 class VerifySpec(msgspec.Struct, frozen=True, kw_only=True):

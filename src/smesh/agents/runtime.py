@@ -239,7 +239,7 @@ class Runtime:
 
     def reopen(self, task_id: str, *, reason: str, context: Any = None, by: str) -> Signal:
         """Emit a durable ``reopen``: run ``task_id`` again with new context."""
-        reopen = Reopen(task_id, reason, context, by)
+        reopen = Reopen(task_id, reason, context, by, self.now())
         return self.emit(reopen, origin=by, scope="origin", ttl=self.settings.decision_ttl_s)
 
     # -- task budgets ----------------------------------------------------------------------

@@ -257,6 +257,8 @@ def failure_reason(task: TaskState) -> str:
     last = max(task.decisions) if task.decisions else None
     if last is None:
         return "failed"
+    if task.decisions[last].payload.get("basis") == "give-up":
+        return "unfinished when the run stopped"
     result = task.result(last)
     if result is not None and result.error:
         return result.error

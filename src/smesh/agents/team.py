@@ -150,6 +150,7 @@ class Team:
         self._runner: asyncio.Task[None] | None = None
         self._stopper: asyncio.Task[RunReport] | None = None
         self._reported: set[str] = set()  # reported by an earlier run of this team
+        self._aborting = False
         self.board.on_change(self._note_change)
         self.runtime.on_stop(self._on_stop)
         self.runtime.on_quiet(self._changed.set)
@@ -308,14 +309,22 @@ class Team:
         if self._runner is None:
             raise UsageError("the team was never started")
         self.runtime.stop(reason)
+        self._begin_stop()  # (it may have been aborted before: a report all the same)
         assert self._stopper is not None
         return await asyncio.shield(self._stopper)
 
     def _on_stop(self, reason: str) -> None:
         self._changed.set()
+        if not self._aborting:
+            self._begin_stop()
+
+    def _begin_stop(self) -> None:
         if self._runner is not None and self._stopper is None:
             loop = asyncio.get_running_loop()
             self._stopper = loop.create_task(self._stop_sequence(), name="team-stop")
+            # its outcome goes to whoever awaits stop(); nobody may (a budget stop of a
+            # team nobody stops): that is not an unretrieved error
+            self._stopper.add_done_callback(_retrieved)
 
     async def _stop_sequence(self) -> RunReport:
         runner = self._runner
@@ -348,12 +357,32 @@ class Team:
             self.board.on_change(on_change)
         try:
             await self.start()
-            self.submit_all(tasks)
-            reason = await self._until_done()
+            try:
+                self.submit_all(tasks)
+                reason = await self._until_done()
+            except BaseException:
+                # cancelled (a crash, Ctrl-C) or refused tasks: the agents go down with
+                # the caller, as if the process died; no report, nothing given up
+                await self._abort()
+                raise
             return await self.stop(reason)
         finally:
             if on_change is not None:
                 self.board.off_change(on_change)
+
+    async def _abort(self) -> None:
+        runner = self._runner
+        self._aborting = True
+        try:
+            self.runtime.stop("aborted")
+        finally:
+            self._aborting = False
+        if runner is None or runner.done():
+            return
+        for helper in self._helpers:
+            helper.cancel()
+        runner.cancel()
+        await asyncio.wait({runner}, timeout=self.settings.stop_timeout_s)
 
     async def _until_done(self) -> str:
         settings = self.settings
@@ -435,6 +464,11 @@ class Team:
         if self.journal is not None:
             self.journal.finish(self.run_id, report)
         return report
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _loop_time() -> float:

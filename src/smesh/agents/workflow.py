@@ -344,12 +344,14 @@ class WorkflowRules:
         handoff, task = self._task_of(signal.payload, Handoff)
         if task is None or task.final or handoff.attempt != task.attempt:
             return
+        if handoff.seq <= task.handoffs:
+            return  # an old handoff (replayed, or late over a mesh)
         holder = task.holder
         if holder is not None and holder != signal.origin:
             return  # only the holder may hand its task on
         self._unlist(task)  # its skill may change
         task.handoff = signal
-        task.handoffs += 1
+        task.handoffs = handoff.seq
         task.fallback = False
         task.deadline = None
         if handoff.to is not None:

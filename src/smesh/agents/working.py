@@ -194,7 +194,13 @@ class Working(Verifying):
         if task.handoffs >= rt.settings.max_handoffs:
             return f"handed on {task.handoffs} times already (max_handoffs)"
         handoff = Handoff(
-            task.spec.task_id, attempt, request.to, request.skill, request.context, request.note
+            task.spec.task_id,
+            attempt,
+            task.handoffs + 1,
+            request.to,
+            request.skill,
+            request.context,
+            request.note,
         )
         try:
             rt.emit(handoff, origin=self.id, scope="origin", ttl=rt.settings.decision_ttl_s)

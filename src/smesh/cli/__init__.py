@@ -45,6 +45,9 @@ def _register() -> None:
     from smesh.cli import eval as eval_cmd
 
     cli.add_command(eval_cmd.command)
+    from smesh.cli import approve
+
+    cli.add_command(approve.command)
 
 
 def _error(message: str, code: int) -> int:

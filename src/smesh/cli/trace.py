@@ -8,7 +8,7 @@ import click
 from rich.table import Table
 
 from smesh.agents.journal import DEFAULT_JOURNAL, Journal, JournalAction
-from smesh.agents.story import describe
+from smesh.agents.story import describe, workflow_summary
 from smesh.cli._common import console, print_json
 
 
@@ -46,7 +46,9 @@ def command(run_id: str | None, task_id: str | None, journal_path: Path, as_json
     if task_id is not None and not actions:
         raise click.UsageError(f"run {run_id} has no actions for task {task_id!r}")
     if as_json:
-        print_json({"run_id": run_id, "events": events, "actions": actions})
+        print_json(
+            {"run_id": run_id, "events": events, "actions": actions, **workflow_summary(actions)}
+        )
         return
     by_task: dict[str, list[JournalAction]] = {}
     for a in actions:
