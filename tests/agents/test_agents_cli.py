@@ -12,8 +12,11 @@ from typing import Any
 
 import pytest
 
-DEMO_TASKS = {"code-palindrome", "explain-bst", "math-2plus2", "code-fizzbuzz", "analysis-primes"}
-TASK_KEYS = {"id", "skill", "status", "claimed_by", "attempts"}
+DEMO_TASKS = {
+    "code-palindrome", "explain-bst", "math-2plus2", "code-fizzbuzz", "explain-palindrome",
+    "analysis-primes",
+}  # fmt: skip
+TASK_KEYS = {"id", "skill", "status", "claimed_by", "attempts", "depends_on", "parent"}
 DEMO = ("agents", "--demo", "--backend", "scripted", "--json")
 
 
@@ -60,8 +63,12 @@ def test_demo_json_is_the_stable_contract(demo_run: tuple[Path, dict[str, Any]])
         assert task["status"] in {"accepted", "failed"}
         assert task["attempts"] >= 1
     # the scripted model answers correctly: everything is accepted, by a worker of the skill
-    assert [t["status"] for t in data["tasks"]] == ["accepted"] * 5
+    assert [t["status"] for t in data["tasks"]] == ["accepted"] * 6
     assert {t["claimed_by"] for t in data["tasks"]} <= {"coder", "reviewer", "analyst", "writer"}
+    # one task waits for another's accepted output
+    deps = {t["id"]: t["depends_on"] for t in data["tasks"] if t["depends_on"]}
+    assert deps == {"explain-palindrome": ["code-palindrome"]}
+    assert {t["parent"] for t in data["tasks"]} == {None}
     assert (cwd / "tmp" / "j.db").exists()
 
 
@@ -140,7 +147,7 @@ def test_demo_resumes_a_run_that_ran_out_of_budget(tmp_path: Path) -> None:
     assert second.returncode == 0, second.stderr
     resumed = json.loads(second.stdout)
     assert resumed["run_id"] == stopped["run_id"]
-    assert [t["status"] for t in resumed["tasks"]] == ["accepted"] * 5
+    assert [t["status"] for t in resumed["tasks"]] == ["accepted"] * 6
     before = {t["id"]: t for t in stopped["tasks"]}
     for task in resumed["tasks"]:
         if before[task["id"]]["status"] == "accepted":  # not redone: same worker, same attempt

@@ -132,7 +132,7 @@ class QueueChannel(HumanChannel):
 
     def answer(self, prompt_id: str, answer: HumanAnswer | str) -> None:
         """Answer the question ``prompt_id`` (text for a work question)."""
-        entry = self._waiting.get(prompt_id)
+        entry = self._waiting.pop(prompt_id, None)  # answered: no longer pending
         if entry is None:
             raise UsageError(f"no question {prompt_id!r} is waiting for an answer")
         if isinstance(answer, str):

@@ -1,10 +1,12 @@
-"""The agents demo: a mixed team works through five tasks of different skills.
+"""The agents demo: a mixed team works through six tasks of different skills.
 
 LLM agents (coder, reviewer, analyst, writer) do and judge the work; two tool agents supply
 ground truth: a tester runs submitted code against unit checks in a subprocess, and a checker
 validates math answers. Their verdicts are authoritative checks; tasks without a tool check
-(the explanation) are decided by the trust-weighted votes of the LLM reviewers, whose trust
-moves with how often they agree with verified outcomes.
+(the explanations) are decided by the trust-weighted votes of the LLM reviewers, whose trust
+moves with how often they agree with verified outcomes. One task depends on another: the
+writer explains the palindrome function once (and only once) the tests accepted it, and sees
+the accepted code as its input.
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ _CODE_CHECKS = {
 
 
 def demo_tasks() -> list[TaskSpec]:
-    """The original demo's three tasks (a function, an explanation, 2+2) plus two more."""
+    """The original demo's three tasks (a function, an explanation, 2+2), two more, and one
+    that depends on the function."""
     reviewed = VerifySpec(quorum=0.9, margin=0.3, timeout_s=45.0)
     return [
         TaskSpec(
@@ -119,6 +122,18 @@ def demo_tasks() -> list[TaskSpec]:
             ),
             verify=reviewed,
             max_attempts=3,
+        ),
+        TaskSpec(
+            task_id="explain-palindrome",
+            skill="writing",
+            priority=0.5,
+            description=(
+                "In one or two sentences, explain how the is_palindrome function in the "
+                "result below works."
+            ),
+            depends_on=("code-palindrome",),
+            verify=reviewed,
+            max_attempts=2,
         ),
         TaskSpec(
             task_id="analysis-primes",

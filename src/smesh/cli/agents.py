@@ -26,6 +26,10 @@ def _status(task: TaskState) -> str:
         return "[green]accepted[/green]"
     if task.outcome == "failed":
         return "[red]failed[/red]"
+    if task.outcome == "cancelled":
+        return "[red]cancelled[/red]"
+    if task.waiting:
+        return "[dim]waiting for inputs[/dim]"
     if task.attempt in task.results:
         return "[yellow]verifying[/yellow]"
     holder = task.holder
@@ -170,6 +174,8 @@ def command(
                         "status": t.status,
                         "claimed_by": t.claimed_by,
                         "attempts": t.attempts,
+                        "depends_on": t.depends_on,
+                        "parent": t.parent,
                     }
                     for t in report.tasks
                 ],
