@@ -29,7 +29,7 @@ from smesh.agents.records import Detail, Trigger
 from smesh.agents.runtime import Runtime
 from smesh.agents.tasks import TaskState
 from smesh.agents.working import Working
-from smesh.errors import BudgetExceeded
+from smesh.errors import BudgetExceeded, SignalNotFound
 from smesh.signal import Signal
 
 __all__ = ["Agent", "Judgement", "Ruling", "WorkContext"]
@@ -85,12 +85,16 @@ class Agent(Working):
                         children = set()
                     children.add(child)
                     child.add_done_callback(done)
-                self._waiter = loop.create_future()
+                self._waiter = waiter = loop.create_future()
                 if self._busy < self.slots and self._working_skills:
                     rt.board.idle(self, self._working_skills)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(rt.settings.poll_s):
-                        await self._waiter
+                # a bounded sleep: woken by the board, or by this timer (the poll). A plain
+                # timer, cheaper than a timeout scope on the loop's hottest await.
+                timer = loop.call_later(rt.settings.poll_s, _poll, waiter)
+                try:
+                    await waiter
+                finally:
+                    timer.cancel()
                 self._waiter = None
         finally:
             pending = list(children)
@@ -114,7 +118,7 @@ class Agent(Working):
                 judged, attempt = found
                 self._verifying_started((judged.spec.task_id, attempt))
                 started.append(loop.create_task(self._verify(judged, attempt)))
-        while self._busy < self.slots and not rt.budget.exceeded:
+        while self._busy < self.slots and not rt.run_budget.exceeded:
             task = self._pick_task()
             if task is None:
                 break
@@ -170,9 +174,10 @@ class Agent(Working):
             task = board.tasks[task_id]
             if (task_id, task.attempt, task.offer) in self._conceded or not task.is_open:
                 continue
-            to = task.addressee(now)
-            if to is not None and to != self.id:
-                continue  # addressed to another agent
+            if task.spec.to is not None or task.handoff is not None:
+                to = task.addressee(now)
+                if to is not None and to != self.id:
+                    continue  # addressed to another agent
             score = self.score(task, now)
             if score < self.node.sense_threshold:
                 continue
@@ -212,10 +217,12 @@ class Agent(Working):
             # let every rival woken by the same change bid before anyone resolves
             await asyncio.sleep(settings.claim_settle_s)
             mine = ClaimView(self.id, bid, False)
-            to = task.addressee(rt.now())
+            to = None
+            if spec.to is not None or task.handoff is not None:
+                to = task.addressee(rt.now())
             if (
                 task.attempt != attempt
-                or task.final
+                or task.outcome is not None
                 or task.waiting  # an input runs again: the task went back to sleep
                 or (to is not None and to != self.id)
                 or concedes(mine, task.claim_views())
@@ -224,13 +231,13 @@ class Agent(Working):
                     detail = Detail(attempt=attempt, bid=bid, rivals=task.claim_views())
                     rt.record(self.id, "concede", spec.task_id, detail)
                 return
-            if field.get(claim.address) is not None:
+            with contextlib.suppress(SignalNotFound):  # (a bid may lapse on a slow loop)
                 field.withdraw(claim.address, by=self.id)
             lease = Claim(spec.task_id, attempt, bid, "held")
             held = rt.emit(lease, origin=self.id, scope="origin", ttl=settings.lease_s).address
             if rt.recording:
                 self._record_claim(task, attempt, bid, now)
-            guard = self._guard(task, attempt)
+            guard = self._guard(task, attempt, rt)
             await self._work(task, attempt, held, guard)
         except BudgetExceeded as exc:
             # the run's timer stops the run (at once, or once the calls it allowed are done)
@@ -259,3 +266,8 @@ class Agent(Working):
         score = round(self.score(task, now), 6)
         detail = Detail(attempt=attempt, bid=bid, score=score, triggers=[trigger])
         rt.record(self.id, "claim", task.spec.task_id, detail)
+
+
+def _poll(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

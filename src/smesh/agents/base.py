@@ -102,7 +102,9 @@ class WorkContext(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def notes(self) -> list[str]:
         """How the work reached this agent, in words (a handoff, a restart): for prompts."""
-        out = []
+        out: list[str] = []
+        if self.handoff is None and self.restart is None:
+            return out
         if self.handoff is not None:
             line = f"{self.handoff.by} handed this task to you"
             line += f": {self.handoff.note}" if self.handoff.note else "."

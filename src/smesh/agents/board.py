@@ -89,9 +89,12 @@ class TaskBoard(WorkflowRules):
         self.tasks: dict[str, TaskState] = {}
         self._unfinished = 0
         self._open: dict[str, OpenSet] = {}
-        self._unclaimed: dict[str, OpenSet] = {}  # open, no bid yet, anyone may claim
         self._awaiting: dict[str, dict[str, None]] = {}  # skill -> tasks awaiting a verdict
-        self._pool = WakePool(wake_fanout, lambda skill: len(self._unclaimed.get(skill, ())))
+        self._pool = WakePool(wake_fanout, self._unclaimed)
+        self._tried = self._pool.tried
+        #: ``idle(agent, skills)``: the agent falls asleep with a free slot; it may be woken
+        #: for a task of ``skills`` (the wake pool's own method: it is on every sleep)
+        self.idle = self._pool.idle
         self._verifiers: dict[str, list[Listener]] = {}
         self._by_id: dict[str, Listener] = {}
         self._all: list[Listener] = []
@@ -140,10 +143,6 @@ class TaskBoard(WorkflowRules):
             self._verifiers.setdefault(skill, []).append(agent)
         if approves:
             self._approvers.append(agent)
-
-    def idle(self, agent: Listener, skills: Any) -> None:
-        """``agent`` falls asleep with a free slot: it may be woken for a task of ``skills``."""
-        self._pool.idle(agent, skills)
 
     def on_change(self, callback: Callable[[TaskState, str], None]) -> None:
         """Call ``callback(task, what)`` after every change to a task (for views, journals)."""
@@ -247,13 +246,18 @@ class TaskBoard(WorkflowRules):
                 return  # a malformed task is nobody's work
             task = self.tasks[task_id] = TaskState(spec, signal)
             self._unfinished += 1
-            early = self._early.pop(task_id, None)
-            if early:
-                task.watchers.extend(early)
-            self._link(task)
+            if self._early:
+                early = self._early.pop(task_id, None)
+                if early:
+                    task.watchers.extend(early)
+            spec = task.spec
+            linked = spec.depends_on or spec.parent is not None or spec.to is not None
+            if linked or self._orphans:
+                self._link(task)
             self._refresh(task)
             self._changed(task, "task")
-            self._settle_birth(task)  # born cancelled or blocked (a parent, a failed input)
+            if linked or self._early_cancel or self._run_cancel is not None:
+                self._settle_birth(task)  # born cancelled or blocked (a parent, an input)
         elif task is not None and event.type in ("expire", "withdraw") and not task.final:
             # the task faded away or was withdrawn by its poster before it was done
             cause = "the task signal expired or was withdrawn"
@@ -266,15 +270,17 @@ class TaskBoard(WorkflowRules):
         return item, (None if item is None else self.tasks.get(item.task_id))
 
     def _claim_event(self, event: FieldEvent) -> None:
-        claim, task = self._task_of(event.signal.payload, Claim)
+        claim = decode(Claim, event.signal.payload)
+        task = None if claim is None else self.tasks.get(claim.task_id)
         if task is not None:
-            self._on_claim(task, claim, event)
+            self._on_claim(task, claim, event)  # type: ignore[arg-type]
 
     def _result_event(self, event: FieldEvent) -> None:
         if event.type == "emit":
-            result, task = self._task_of(event.signal.payload, Result)
+            result = decode(Result, event.signal.payload)
+            task = None if result is None else self.tasks.get(result.task_id)
             if task is not None:
-                self._on_result(task, result.attempt, event.signal)
+                self._on_result(task, result.attempt, event.signal)  # type: ignore[union-attr]
 
     def _vote_event(self, event: FieldEvent) -> None:
         if event.type in ("emit", "reinforce"):
@@ -299,9 +305,10 @@ class TaskBoard(WorkflowRules):
 
     def _decision_event(self, event: FieldEvent) -> None:
         if event.type == "emit":
-            decision, task = self._task_of(event.signal.payload, Decision)
+            decision = decode(Decision, event.signal.payload)
+            task = None if decision is None else self.tasks.get(decision.task_id)
             if task is not None:
-                self._on_decision(task, decision, event.signal)
+                self._on_decision(task, decision, event.signal)  # type: ignore[arg-type]
 
     def _on_result(self, task: TaskState, attempt: int, signal: Signal) -> None:
         task.results.setdefault(attempt, signal)
@@ -317,11 +324,12 @@ class TaskBoard(WorkflowRules):
         signal = event.signal
         agent = signal.origin
         if event.type in ("emit", "renew", "reinforce"):
-            to = task.addressee(signal.created_at)
-            if to is not None and agent != to:
-                return  # only the addressee may claim an addressed task
-            if event.type == "emit":
-                self._pool.bid(task.skill)
+            if task.spec.to is not None or task.handoff is not None:
+                to = task.addressee(signal.created_at)
+                if to is not None and agent != to:
+                    return  # only the addressee may claim an addressed task
+            if event.type == "emit" and self._tried:
+                self._tried.pop(task.skill, None)  # progress: the wake pool may look again
             task.claims[agent] = signal
             task.leases[agent] = ClaimView(agent, claim.bid, claim.state == "held")
         elif task.claims.get(agent) is not None and task.claims[agent].address == signal.address:
@@ -369,24 +377,32 @@ class TaskBoard(WorkflowRules):
         task.outcome = outcome
         task.cause = cause
         self._unfinished -= 1
-        self._pending_approval.pop(task.spec.task_id, None)
+        if self._pending_approval:
+            self._pending_approval.pop(task.spec.task_id, None)
         self._refresh(task)
         self._changed(task, what)
         if signal is not None:
             self._resolve_watchers(task, signal)
-        for future in self._finals.pop(task.spec.task_id, ()):
-            if not future.done():
-                future.set_result(task)
-        self._after_final(task, self.field.clock.now() if signal is None else signal.created_at)
+        if self._finals:
+            for future in self._finals.pop(task.spec.task_id, ()):
+                if not future.done():
+                    future.set_result(task)
+        if self._dependents:
+            when = self.field.clock.now() if signal is None else signal.created_at
+            self._after_final(task, when)
 
     def _resolve_watchers(self, task: TaskState, signal: Signal) -> None:
-        watchers, task.watchers = task.watchers, []
-        for future in watchers:
-            if not future.done():
-                future.set_result(signal)
-        self._resolve_settled(task)
+        if task.watchers:
+            watchers, task.watchers = task.watchers, []
+            for future in watchers:
+                if not future.done():
+                    future.set_result(signal)
+        if self._settled:
+            self._resolve_settled(task)
 
     def _resolve_settled(self, task: TaskState) -> None:
+        if not self._settled:
+            return
         for future in self._settled.pop(task.spec.task_id, ()):
             if not future.done():
                 future.set_result(None)
@@ -416,44 +432,54 @@ class TaskBoard(WorkflowRules):
                 callback(when, peer, task_id, f"attempt {attempt}: {cause}", value)
 
     def _refresh(self, task: TaskState) -> None:
-        skill = task.skill
-        task_id = task.spec.task_id
         if task.is_open:
-            open_set = self._open.get(skill)
-            if open_set is None:
-                open_set = self._open[skill] = OpenSet()
-            unclaimed = self._unclaimed.get(skill)
-            if unclaimed is None:
-                unclaimed = self._unclaimed[skill] = OpenSet()
-            to = task.addressee(self.field.clock.now())
-            if task.claims or to is not None:
-                unclaimed.discard(task_id)
-            else:
-                unclaimed.add(task_id)
-            if task_id not in open_set:
-                open_set.add(task_id)
+            if not task.listed:
+                task.listed = True
+                skill = task.skill
+                open_set = self._open.get(skill)
+                if open_set is None:
+                    open_set = self._open[skill] = OpenSet()
+                open_set.add(task.spec.task_id)
+                to = None
+                if task.spec.to is not None or task.handoff is not None:
+                    to = task.addressee(self.field.clock.now())
                 if to is None:
                     self._pool.wake(skill)
                 elif to in self._by_id:
                     self._by_id[to].wake()
-        else:
-            self._open.get(skill, _NONE).discard(task_id)
-            self._unclaimed.get(skill, _NONE).discard(task_id)
-        waiting = self._awaiting.setdefault(task.spec.skill, {})
-        if (
-            task.outcome is None
-            and task.attempt in task.results
-            and task.attempt not in task.decisions
-            and not task.awaiting_approval
-        ):
-            waiting[task_id] = None
-        else:
-            waiting.pop(task_id, None)
+        elif task.listed:
+            self._unlist(task)
+        task_id = task.spec.task_id
+        if task.outcome is None and task.attempt in task.results:
+            waiting = self._awaiting.get(task.spec.skill)
+            if waiting is None:
+                waiting = self._awaiting[task.spec.skill] = {}
+            parked = task.requests is not None and task.attempt in task.requests
+            if task.attempt not in task.decisions and not parked:
+                waiting[task_id] = None
+            else:
+                waiting.pop(task_id, None)
+        elif task.spec.skill in self._awaiting:
+            self._awaiting[task.spec.skill].pop(task_id, None)
 
     def _unlist(self, task: TaskState) -> None:
         """Take ``task`` out of the open index of its current skill (before it changes)."""
+        task.listed = False
         self._open.get(task.skill, _NONE).discard(task.spec.task_id)
-        self._unclaimed.get(task.skill, _NONE).discard(task.spec.task_id)
+
+    def _unclaimed(self, skill: str, enough: int) -> int:
+        """How many open tasks of ``skill`` nobody bid on yet and anyone may claim (counted
+        up to ``enough``): the wake pool's look-again, so rare enough to scan."""
+        found = 0
+        tasks = self.tasks
+        now = self.field.clock.now()
+        for task_id in self._open.get(skill, _NONE).view():
+            task = tasks[task_id]
+            if not task.claims and task.addressee(now) is None:
+                found += 1
+                if found >= enough:
+                    break
+        return found
 
     def _changed(self, task: TaskState, what: str) -> None:
         for callback in self._on_change:

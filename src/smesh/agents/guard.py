@@ -14,26 +14,45 @@ import asyncio
 
 from smesh.agents.base import AgentBase
 from smesh.agents.records import Detail
+from smesh.agents.runtime import Runtime
 from smesh.agents.scope import WorkScope
-from smesh.agents.tasks import CancelHook, TaskState
+from smesh.agents.tasks import TaskState
 
 __all__ = ["Guard", "Stoppable"]
 
 
-class Guard:
-    """Stops one piece of work (an attempt, a verification) when its task is cancelled.
+class Guard(WorkScope):
+    """The scope of one piece of work (an attempt, a verification), and what stops it when
+    its task is cancelled or superseded.
 
-    The board calls :attr:`hook` with the grace period; the work is told at once (its
-    scope's ``cancelled``), and its asyncio task is cancelled when the grace runs out.
+    The board calls it (a :data:`~smesh.agents.tasks.CancelHook`) with the grace period; the
+    work is told at once (``cancelled``), and its asyncio task is cancelled when the grace
+    runs out. One object per attempt: an attempt's scope and its guard are the same.
     """
 
-    __slots__ = ("hook", "scope", "timer", "winding")
+    __slots__ = ("current", "timer", "winding")
 
-    def __init__(self, scope: WorkScope | None) -> None:
-        self.scope = scope
-        self.hook: CancelHook | None = None
+    def __init__(self, runtime: Runtime, agent: str, task: TaskState, attempt: int) -> None:
+        super().__init__(runtime, agent, task, attempt)
+        self.current = asyncio.current_task()
         self.timer: asyncio.TimerHandle | None = None
         self.winding = False
+
+    def __call__(self, grace_s: float, reason: str) -> None:
+        rt = self.runtime
+        self.stop(reason)
+        if not self.winding:
+            self.winding = True
+            rt.winding(+1)
+        detail = Detail(attempt=self.attempt, reason=reason, grace_s=grace_s)
+        rt.record(self.agent, "stop", self.task.spec.task_id, detail)
+        current = self.current
+        if current is None:
+            return
+        if grace_s <= 0:
+            current.cancel()
+        else:
+            self.timer = asyncio.get_running_loop().call_later(grace_s, current.cancel)
 
 
 class Stoppable(AgentBase):
@@ -41,40 +60,17 @@ class Stoppable(AgentBase):
 
     __slots__ = ()
 
-    # -- stopping work that is no longer wanted --------------------------------------------
-
-    def _guard(self, task: TaskState, attempt: int, *, scoped: bool = True) -> Guard:
+    def _guard(self, task: TaskState, attempt: int, rt: Runtime | None = None) -> Guard:
         """Watch ``task`` for a cancel (or a restart) while the current asyncio task works
         on it; :meth:`_unguard` when the work ends."""
-        rt = self.runtime
-        current = asyncio.current_task()
-        loop = asyncio.get_running_loop()
-        guard = Guard(WorkScope(rt, self.id, task, attempt) if scoped else None)
-
-        def hook(grace_s: float, reason: str) -> None:
-            if guard.scope is not None:
-                guard.scope.stop(reason)
-            if not guard.winding:
-                guard.winding = True
-                rt.winding(+1)
-            detail = Detail(attempt=attempt, reason=reason, grace_s=grace_s)
-            rt.record(self.id, "stop", task.spec.task_id, detail)
-            if current is None:
-                return
-            if grace_s <= 0:
-                current.cancel()
-            else:
-                guard.timer = loop.call_later(grace_s, current.cancel)
-
-        guard.hook = hook
-        task.add_hook(hook)
+        guard = Guard(rt or self.runtime, self.id, task, attempt)
+        task.add_hook(guard)
         return guard
 
     def _unguard(self, task: TaskState, guard: Guard) -> None:
-        if guard.hook is not None:
-            task.remove_hook(guard.hook)
+        task.remove_hook(guard)
         if guard.timer is not None:
             guard.timer.cancel()
         if guard.winding:
             guard.winding = False
-            self.runtime.winding(-1)
+            guard.runtime.winding(-1)

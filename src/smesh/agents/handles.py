@@ -143,11 +143,15 @@ def order_specs(specs: Sequence[TaskSpec], known: Mapping[str, TaskState]) -> li
         InvalidDependency: a dependency is neither in the batch nor on the board, or the
             dependencies (the board's included) form a cycle.
     """
+    if len(specs) == 1 and not specs[0].depends_on:
+        return list(specs)  # the common case: one task, nothing to check
     batch: dict[str, TaskSpec] = {}
     for spec in specs:
         if spec.task_id in batch:
             raise UsageError(f"task id {spec.task_id!r} appears twice in one batch")
         batch[spec.task_id] = spec
+    if not any(spec.depends_on for spec in specs):
+        return list(specs)  # nothing to order (the common case: no search)
     for spec in specs:
         for dep in spec.depends_on:
             if dep not in batch and dep not in known:

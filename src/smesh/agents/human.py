@@ -273,7 +273,7 @@ class HumanAgent(Agent):
             attempt=attempt,
             output=result.output,
         )
-        guard = self._guard(task, attempt, scoped=False)  # cancelled: stop asking
+        guard = self._guard(task, attempt)  # cancelled: stop asking
         try:
             async with asyncio.timeout(self.answer_timeout_s):
                 answer = await self.channel.ask(prompt)

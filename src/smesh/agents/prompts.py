@@ -56,8 +56,9 @@ def work_prompt(
     prompt = spec.description
     if spec.input is not None:
         prompt += "\n\nInput:\n" + json.dumps(spec.input, ensure_ascii=False)
-    for task_id, output in (inputs or {}).items():
-        prompt += f"\n\nResult of {task_id}:\n" + _shown(output)
+    if inputs:
+        for task_id, output in inputs.items():
+            prompt += f"\n\nResult of {task_id}:\n" + _shown(output)
     for note in notes:
         prompt += "\n\n" + note
     if previous is not None:

@@ -483,10 +483,30 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
 
     def payload(self) -> dict[str, Any]:
         """The JSON payload of the task signal."""
+        if not (
+            self.depends_on
+            or self.parent is not None
+            or self.to is not None
+            or self.approval is not None
+            or self.max_calls is not None
+            or self.fallback_s is not None
+            or self.on_failed_dependency != "fail"
+            or self.max_restarts != 2
+            or self.restart_cooldown_s
+        ):  # a plain task (most are): its payload is what it was before workflows
+            return {
+                "task_id": self.task_id,
+                "skill": self.skill,
+                "description": self.description,
+                "priority": self.priority,
+                "verify": None if self.verify is None else msgspec.to_builtins(self.verify),
+                "max_attempts": self.max_attempts,
+                "input": msgspec.to_builtins(self.input),
+            }
         data: dict[str, Any] = msgspec.to_builtins(self)
-        data.pop("kind", None)
+        del data["kind"]
         for name, default in _WORKFLOW_DEFAULTS.items():
-            if data.get(name) == default:
+            if data[name] == default:
                 del data[name]
         if "depends_on" in data:
             data["depends_on"] = list(data["depends_on"])  # JSON has lists, not tuples

@@ -122,6 +122,8 @@ class Runtime:
         self.board = board
         self.settings = settings or Settings()
         self._budget = budget or Budget()
+        #: the run's own budget (:attr:`budget` is the one the running code is charged to)
+        self.run_budget = self._budget
         self.journal = journal
         self.seed = seed
         self.stopping = False
@@ -139,14 +141,11 @@ class Runtime:
     def budget(self) -> Budget:
         """The budget the running code is charged to: its task's, inside an attempt of a
         task with ``max_calls``; the run's otherwise."""
+        if not self._task_budgets:
+            return self._budget  # no task has a cap: no context to look up
         scoped = _TASK_BUDGET.get()
         if scoped is not None and scoped.runtime is self:
             return scoped
-        return self._budget
-
-    @property
-    def run_budget(self) -> Budget:
-        """The run's own budget."""
         return self._budget
 
     def now(self) -> float:
@@ -225,6 +224,21 @@ class Runtime:
             for s in specs
         ]
 
+    def post_one(self, spec: TaskSpec, *, origin: str) -> TaskHandle:
+        """:meth:`post` for one task."""
+        board = self.board
+        if spec.depends_on or spec.task_id in board.tasks:
+            return self.post([spec], origin=origin)[0]
+        signal = self.field.emit(
+            spec.kind,
+            spec.payload(),
+            origin=origin,
+            intensity=task_intensity(spec.priority),
+            decay=_STEP,
+            ttl=self.settings.task_ttl_s,
+        )
+        return TaskHandle(board.wait_final, board.tasks, spec.task_id, signal.address)
+
     def cancel(
         self,
         task_id: str | None,
@@ -247,6 +261,8 @@ class Runtime:
     def task_budget(self, spec: TaskSpec) -> TaskBudget | None:
         """The budget ``spec``'s work is charged to (None: the run's), created on first use:
         its own ``max_calls``, inside its parent's when the parent has one here."""
+        if spec.max_calls is None and spec.parent is None:
+            return None  # (most tasks: no cap of their own, no parent's to share)
         budget = self._task_budgets.get(spec.task_id)
         if budget is None:
             parent = self._task_budgets.get(spec.parent) if spec.parent is not None else None

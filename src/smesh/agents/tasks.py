@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from smesh.agents.protocol import ClaimView, Decision, Reopen, Result, TaskSpec, Verdict, decode
@@ -43,6 +43,7 @@ class TaskState:
         "handoffs",
         "hooks",
         "leases",
+        "listed",
         "offer",
         "outcome",
         "requests",
@@ -51,6 +52,7 @@ class TaskState:
         "restarts",
         "results",
         "signal",
+        "skill",
         "spec",
         "stale",
         "votes",
@@ -61,6 +63,10 @@ class TaskState:
     def __init__(self, spec: TaskSpec, signal: Signal) -> None:
         self.spec = spec
         self.signal = signal
+        #: the skill it needs now (a handoff may change it)
+        self.skill = spec.skill
+        #: whether the board lists it among the open tasks of its skill
+        self.listed = False
         self.attempt = 1
         #: bumped each time a lease lapses or is released without a result, so agents that
         #: conceded to the old holder may bid again
@@ -107,14 +113,6 @@ class TaskState:
     def cancelled(self) -> bool:
         """Whether the task was cancelled."""
         return self.outcome == "cancelled"
-
-    @property
-    def skill(self) -> str:
-        """The skill it needs now (a handoff may have changed it)."""
-        handoff = self.handoff
-        if handoff is not None and handoff.payload.get("skill"):
-            return str(handoff.payload["skill"])
-        return self.spec.skill
 
     def addressee(self, now: float) -> str | None:
         """The only agent that may claim it at ``now``, or None when anyone may."""
@@ -202,8 +200,12 @@ class TaskState:
 
     def remove_hook(self, hook: CancelHook) -> None:
         """Stop watching (the work it guarded is over)."""
-        if self.hooks is not None and hook in self.hooks:
-            self.hooks.remove(hook)
+        hooks = self.hooks
+        if hooks is not None:
+            if len(hooks) == 1 and hooks[0] is hook:
+                self.hooks = None
+            elif hook in hooks:
+                hooks.remove(hook)
 
     def fire_hooks(self, grace_s: float, reason: str) -> None:
         """Tell the work in flight on this task to stop within ``grace_s``."""
@@ -243,6 +245,10 @@ class OpenSet:
 
     def __iter__(self) -> Iterator[str]:
         return iter(list(self._ids))
+
+    def view(self) -> Sequence[str]:
+        """The ids as they stand (not a copy: do not change the set while reading it)."""
+        return self._ids
 
     def sample(self, rng: random.Random, k: int) -> list[str]:
         if len(self._ids) <= k:

@@ -145,7 +145,7 @@ class Team:
         self._agent_tasks: dict[str, asyncio.Task[None]] = {}
         self._helpers: list[asyncio.Task[None]] = []
         self._changed = asyncio.Event()
-        self._last_change = 0.0
+        self._changes = 0  # changes on the board (idle time is measured between them)
         self._started = 0.0
         self._runner: asyncio.Task[None] | None = None
         self._stopper: asyncio.Task[RunReport] | None = None
@@ -172,7 +172,7 @@ class Team:
             InvalidDependency: it depends on a task nobody posted.
             UsageError: its id is taken by a different task.
         """
-        return self.runtime.post([spec], origin=self.poster)[0]
+        return self.runtime.post_one(spec, origin=self.poster)
 
     def submit_all(self, specs: Iterable[TaskSpec]) -> list[TaskHandle]:
         """Post a batch of tasks that may depend on each other (in any order); cycles and
@@ -249,7 +249,7 @@ class Team:
         if self.running:
             raise UsageError("the team is already running")
         loop = asyncio.get_running_loop()
-        self._started = self._last_change = loop.time()
+        self._started = loop.time()
         self._stopper = None
         self.runtime.restart()
         self.budget.start()
@@ -390,7 +390,12 @@ class Team:
         board = self.board
         runner = self._runner
         assert runner is not None
+        loop = asyncio.get_running_loop()
+        seen, last = self._changes, loop.time()
         while True:
+            now = loop.time()
+            if self._changes != seen:  # (counted, not timed, on every change: it is hot)
+                seen, last = self._changes, now
             if rt.stopping:
                 return rt.stop_reason or "stopped"
             if runner.done():
@@ -400,7 +405,7 @@ class Team:
                 return "quiescent"
             if rt.budget_spent():
                 return "budget"
-            idle = _loop_time() - self._last_change
+            idle = now - last
             if idle >= settings.idle_timeout_s:
                 return "idle"
             self._changed.clear()
@@ -416,8 +421,8 @@ class Team:
         self.runtime.record(peer, "trust", task_id, detail, when=when)
 
     def _note_change(self, task: TaskState, what: str) -> None:
-        self._last_change = _loop_time()
-        if task.final:
+        self._changes += 1
+        if task.outcome is not None:
             self._changed.set()  # only a task ending can end the run
         if self._log is not None:
             self._log.note(task, what)
@@ -469,10 +474,3 @@ class Team:
 def _retrieved(task: asyncio.Task[Any]) -> None:
     if not task.cancelled():
         task.exception()
-
-
-def _loop_time() -> float:
-    try:
-        return asyncio.get_running_loop().time()
-    except RuntimeError:
-        return 0.0

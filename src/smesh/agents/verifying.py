@@ -62,7 +62,7 @@ class Verifying(Stoppable):
         rt = self.runtime
         spec = task.spec
         key = (spec.task_id, attempt)
-        guard = self._guard(task, attempt, scoped=False)  # a cancelled task is not judged
+        guard = self._guard(task, attempt)  # a cancelled task is not judged
         rt.working += 1
         try:
             result = task.results[attempt]

@@ -37,15 +37,17 @@ class WakePool:
 
     Args:
         fanout: workers woken per opened task (0: every worker of the skill, the old way).
-        unclaimed: ``unclaimed(skill)``: how many open tasks of the skill have no bid yet.
+        unclaimed: ``unclaimed(skill, enough)``: how many open tasks of the skill have no bid
+            yet (counting may stop at ``enough``).
     """
 
-    def __init__(self, fanout: int, unclaimed: Callable[[str], int]) -> None:
+    def __init__(self, fanout: int, unclaimed: Callable[[str, int], int]) -> None:
         self.fanout = fanout
         self._unclaimed = unclaimed
         self._workers: dict[str, list[Listener]] = {}
         self._idle: dict[str, OrderedDict[Listener, None]] = {}
-        self._tried: dict[str, int] = {}  # wakes since the skill's last bid
+        #: wakes per skill since its last bid (the board clears a skill's count on a bid)
+        self.tried: dict[str, int] = {}
         self._pending: dict[str, None] = {}  # skills with a look-again scheduled
 
     def register(self, agent: Listener, skills: Iterable[str]) -> None:
@@ -65,10 +67,6 @@ class WakePool:
                 pool = self._idle[skill] = OrderedDict()
             pool[agent] = None
 
-    def bid(self, skill: str) -> None:
-        """Someone bid on a task of ``skill``: progress, so the next look may wake again."""
-        self._tried[skill] = 0
-
     def wake(self, skill: str, n: int | None = None) -> int:
         """Wake up to ``n`` (default ``fanout``) idle workers of ``skill``; return how many."""
         if self.fanout <= 0:
@@ -77,6 +75,8 @@ class WakePool:
                 agent.wake()
             return len(workers)
         pool = self._idle.get(skill)
+        if not pool:
+            return 0
         want = self.fanout if n is None else n
         woken = 0
         while pool and woken < want:
@@ -84,14 +84,15 @@ class WakePool:
             if agent.ready():  # stale entries (woken since by something else) are dropped
                 agent.wake()
                 woken += 1
-        self._tried[skill] = self._tried.get(skill, 0) + woken
-        if woken and skill not in self._pending:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # a board driven by hand, outside any loop
-                return woken
-            self._pending[skill] = None
-            loop.call_soon(self._look_again, skill)
+        if woken and pool:  # idle workers remain: look again once the woken ones have bid
+            self.tried[skill] = self.tried.get(skill, 0) + woken
+            if skill not in self._pending:
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:  # a board driven by hand, outside any loop
+                    return woken
+                self._pending[skill] = None
+                loop.call_soon(self._look_again, skill)
         return woken
 
     def wake_all(self) -> None:
@@ -102,7 +103,8 @@ class WakePool:
 
     def _look_again(self, skill: str) -> None:
         self._pending.pop(skill, None)
-        missing = self._unclaimed(skill)
-        if not missing or self._tried.get(skill, 0) >= len(self._workers.get(skill, ())):
-            return  # every open task has a bid, or everyone was tried since the last bid
-        self.wake(skill, min(missing, self.fanout))
+        if self.tried.get(skill, 0) >= len(self._workers.get(skill, ())):
+            return  # everyone was tried since the skill's last bid
+        missing = self._unclaimed(skill, self.fanout)
+        if missing:  # (else every open task has a bid)
+            self.wake(skill, missing)

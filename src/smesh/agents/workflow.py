@@ -42,7 +42,7 @@ from smesh.agents.protocol import (
     decode,
     encode,
 )
-from smesh.agents.tasks import OpenSet, TaskState, failure_reason
+from smesh.agents.tasks import TaskState, failure_reason
 from smesh.agents.wakeup import Listener, WakePool
 from smesh.decay import Step
 from smesh.events import FieldEvent
@@ -65,7 +65,6 @@ class WorkflowRules:
     cancel_grace_s: float
     _unfinished: int
     _pool: WakePool
-    _unclaimed: dict[str, OpenSet]
 
     def _refresh(self, task: TaskState) -> None:
         raise NotImplementedError
@@ -147,8 +146,6 @@ class WorkflowRules:
             task = self.tasks.get(task_id)
             if task is None or task.deadline != when or not task.is_open:
                 continue
-            if not task.claims:
-                self._unclaimed.setdefault(task.skill, OpenSet()).add(task_id)
             self._pool.wake(task.skill)
 
     # -- a task arrives --------------------------------------------------------------------
@@ -168,9 +165,10 @@ class WorkflowRules:
                 self._orphans.setdefault(spec.parent, []).append(task_id)
             else:
                 parent.children = [*(parent.children or ()), task_id]
-        orphans = self._orphans.pop(task_id, None)
-        if orphans:
-            task.children = orphans
+        if self._orphans:
+            orphans = self._orphans.pop(task_id, None)
+            if orphans:
+                task.children = orphans
         if spec.to is not None:
             self._set_deadline(task, task.signal.created_at, spec.fallback_s)
 
@@ -179,14 +177,14 @@ class WorkflowRules:
         had already failed)."""
         spec = task.spec
         parent = self.tasks.get(spec.parent) if spec.parent is not None else None
-        early = self._early_cancel.pop(spec.task_id, None)
+        early = self._early_cancel.pop(spec.task_id, None) if self._early_cancel else None
         if parent is not None and parent.cancelled:
             self._cancel(task, 0.0, f"parent {parent.spec.task_id} was cancelled")
         elif early is not None:
             self._cancel(task, *early)
         elif self._run_cancel is not None and task.signal.created_at <= self._run_cancel[0]:
             self._cancel(task, self._run_cancel[1], self._run_cancel[2])
-        else:
+        elif spec.depends_on:
             for dep in spec.depends_on:
                 other = self.tasks.get(dep)
                 if other is not None and other.outcome in ("failed", "cancelled"):
@@ -199,6 +197,8 @@ class WorkflowRules:
     def _after_final(self, task: TaskState, when: float) -> None:
         """Wake (or fail, or restart) the tasks that depend on ``task``."""
         task_id = task.spec.task_id
+        if not self._dependents:
+            return
         for dependent_id in self._dependents.get(task_id, ()):
             other = self.tasks.get(dependent_id)
             stale = other is not None and other.stale is not None and task_id in other.stale
@@ -351,6 +351,8 @@ class WorkflowRules:
             return  # only the holder may hand its task on
         self._unlist(task)  # its skill may change
         task.handoff = signal
+        if handoff.skill:
+            task.skill = handoff.skill
         task.handoffs = handoff.seq
         task.fallback = False
         task.deadline = None

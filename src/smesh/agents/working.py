@@ -18,6 +18,7 @@ from smesh.agents.base import WorkContext
 from smesh.agents.guard import Guard
 from smesh.agents.protocol import KIND_CLAIM, Handoff, Result, claim_winner
 from smesh.agents.records import Detail, Trigger, preview
+from smesh.agents.runtime import Runtime
 from smesh.agents.scope import HandoffContext, HandoffRequest, WorkScope
 from smesh.agents.tasks import TaskState
 from smesh.agents.verifying import Verifying
@@ -40,9 +41,11 @@ class Working(Verifying):
 
     # -- the attempt -----------------------------------------------------------------------
 
-    def _context(self, task: TaskState, attempt: int, scope: WorkScope | None) -> WorkContext:
+    def _context(
+        self, rt: Runtime, task: TaskState, attempt: int, scope: WorkScope | None
+    ) -> WorkContext:
         """What the worker knows: feedback, the previous answer, inputs, handoff, restart."""
-        board = self.runtime.board
+        board = rt.board
         spec = task.spec
         previous = task.feedback.get(attempt - 1, {})
         earlier = task.result(attempt - 1)
@@ -50,10 +53,11 @@ class Working(Verifying):
         if earlier is not None and earlier.error:
             feedback.append(f"the previous attempt failed: {earlier.error}")
         inputs: dict[str, Any] = {}
-        for dep in spec.depends_on:
-            other = board.tasks.get(dep)
-            if other is not None and other.outcome == "accepted":
-                inputs[dep] = other.accepted_output()
+        if spec.depends_on:
+            for dep in spec.depends_on:
+                other = board.tasks.get(dep)
+                if other is not None and other.outcome == "accepted":
+                    inputs[dep] = other.accepted_output()
         handoff = None
         if task.handoff is not None:
             passed = task.handoff.payload
@@ -66,7 +70,7 @@ class Working(Verifying):
             feedback=tuple(feedback),
             previous=earlier.output if earlier is not None else None,
             inputs=inputs,
-            failed_inputs=dict(task.failed_inputs or {}),
+            failed_inputs=dict(task.failed_inputs) if task.failed_inputs else {},
             handoff=handoff,
             restart=task.restart if attempt == task.base else None,
             scope=scope,
@@ -93,16 +97,18 @@ class Working(Verifying):
         return renewal
 
     async def _work(self, task: TaskState, attempt: int, lease: str, guard: Guard) -> None:
-        rt = self.runtime
+        rt = guard.runtime
         spec = task.spec
         settings = rt.settings
-        ctx = self._context(task, attempt, guard.scope)
+        ctx = self._context(rt, task, attempt, guard)
         deadline = rt.now() + settings.work_timeout_s
         output: Any = None
         error: str | None = None
         renewal = self._renew(lease, deadline)
-        budget = rt.task_budget(spec)
-        token = rt.charge_to(budget) if budget is not None else None
+        token = None
+        if spec.max_calls is not None or spec.parent is not None:
+            budget = rt.task_budget(spec)
+            token = rt.charge_to(budget) if budget is not None else None
         try:
             async with asyncio.timeout(settings.work_timeout_s):
                 output = await self.perform(ctx)
@@ -123,10 +129,15 @@ class Working(Verifying):
                 rt.uncharge(token)
         if self._crashed:
             return
-        if task.cancelled and task.attempt == attempt:
+        outcome = task.outcome
+        if outcome == "cancelled" and task.attempt == attempt:
             self._post_partial(task, attempt, output, error)
             return
-        if task.attempt != attempt or task.final or claim_winner(task.claim_views()) != self.id:
+        if (
+            task.attempt != attempt
+            or outcome is not None
+            or claim_winner(task.claim_views()) != self.id
+        ):
             rt.record(self.id, "lost-lease", spec.task_id, Detail(attempt=attempt))
             return
         if isinstance(output, HandoffRequest):
