@@ -149,20 +149,26 @@ class Agent(Working):
     def _pick_task(self) -> TaskState | None:
         """The open task this agent would bid on now, or None.
 
-        With many open tasks it looks at a random sample first (equal agents then spread
-        over different tasks instead of all bidding on the same one) and scans everything
-        only when the sample holds nothing it may bid on.
+        It looks at a random sample of the tasks nobody bid on yet (equal agents then spread
+        over different tasks instead of all bidding on the same one), all of them only if
+        the sample holds nothing it may bid on, and then at a sample of the contested ones
+        (it may win a tie-break there). A contested task has a bidder already, so it is
+        never scanned in full: that kept thousands of agents busy looking at tasks they
+        had no chance on.
         """
         board = self.runtime.board
-        pools = [
-            board.open_tasks(skill) for skill, affinity in self.node.skills.items() if affinity > 0
-        ]
-        if not any(pools):
-            return None
-        sampled = [tid for pool in pools for tid in pool.sample(self._rng, _SAMPLE)]
-        best = self._best_of(sampled)
-        if best is None and any(len(pool) > _SAMPLE for pool in pools):
-            best = self._best_of([tid for pool in pools for tid in pool])
+        skills = self._working_skills
+        free = [board.unclaimed_tasks(skill) for skill in skills]
+        best = None
+        if any(free):
+            best = self._best_of([tid for pool in free for tid in pool.sample(self._rng, _SAMPLE)])
+            if best is None and any(len(pool) > _SAMPLE for pool in free):
+                best = self._best_of([tid for pool in free for tid in pool])
+        if best is None:
+            contested = [board.open_tasks(skill) for skill in skills]
+            if any(contested):
+                sample = [tid for pool in contested for tid in pool.sample(self._rng, _SAMPLE)]
+                best = self._best_of(sample)
         return best
 
     def _best_of(self, task_ids: list[str]) -> TaskState | None:
@@ -231,10 +237,11 @@ class Agent(Working):
                     detail = Detail(attempt=attempt, bid=bid, rivals=task.claim_views())
                     rt.record(self.id, "concede", spec.task_id, detail)
                 return
-            with contextlib.suppress(SignalNotFound):  # (a bid may lapse on a slow loop)
-                field.withdraw(claim.address, by=self.id)
+            # the lease first, then the bid goes: the task is never without a claim between
             lease = Claim(spec.task_id, attempt, bid, "held")
             held = rt.emit(lease, origin=self.id, scope="origin", ttl=settings.lease_s).address
+            with contextlib.suppress(SignalNotFound):  # (a bid may lapse on a slow loop)
+                field.withdraw(claim.address, by=self.id)
             if rt.recording:
                 self._record_claim(task, attempt, bid, now)
             guard = self._guard(task, attempt, rt)

@@ -16,7 +16,6 @@ approvers of a request); each agent then applies the protocol itself. The workfl
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -47,6 +46,7 @@ from smesh.agents.protocol import (
     decode,
 )
 from smesh.agents.tasks import OpenSet, TaskState
+from smesh.agents.waiting import Waiters
 from smesh.agents.wakeup import Listener, WakePool
 from smesh.agents.workflow import WorkflowRules
 from smesh.field import Field, FieldEvent
@@ -58,7 +58,7 @@ __all__ = ["Listener", "TaskBoard", "TaskState"]
 _NONE = OpenSet()
 
 
-class TaskBoard(WorkflowRules):
+class TaskBoard(Waiters, WorkflowRules):
     """Follows one field's coordination signals and wakes the agents they concern.
 
     Args:
@@ -89,8 +89,11 @@ class TaskBoard(WorkflowRules):
         self.tasks: dict[str, TaskState] = {}
         self._unfinished = 0
         self._open: dict[str, OpenSet] = {}
+        #: the open tasks (of a skill) with no claim at all, that anyone may claim: where an
+        #: idle agent looks first, and what the wake pool looks at
+        self._free: dict[str, OpenSet] = {}
         self._awaiting: dict[str, dict[str, None]] = {}  # skill -> tasks awaiting a verdict
-        self._pool = WakePool(wake_fanout, self._unclaimed)
+        self._pool = WakePool(wake_fanout, lambda skill, _: len(self._free.get(skill, _NONE)))
         self._tried = self._pool.tried
         #: ``idle(agent, skills)``: the agent falls asleep with a free slot; it may be woken
         #: for a task of ``skills`` (the wake pool's own method: it is on every sleep)
@@ -100,9 +103,7 @@ class TaskBoard(WorkflowRules):
         self._all: list[Listener] = []
         self._on_change: list[Callable[[TaskState, str], None]] = []
         self._on_trust: list[Callable[[float, str, str, str, float], None]] = []
-        self._early: dict[str, list[asyncio.Future[Signal]]] = {}  # waiters before the task
-        self._finals: dict[str, list[asyncio.Future[TaskState]]] = {}
-        self._settled: dict[str, list[asyncio.Future[None]]] = {}
+        self._init_waiters()
         self._init_workflows()
         handlers: dict[str, Callable[[FieldEvent], None]] = {
             KIND_CLAIM: self._claim_event,
@@ -168,6 +169,10 @@ class TaskBoard(WorkflowRules):
         """Open tasks needing ``skill``."""
         return self._open.get(skill) or _NONE
 
+    def unclaimed_tasks(self, skill: str) -> OpenSet:
+        """Open tasks needing ``skill`` that nobody has bid on and anyone may claim."""
+        return self._free.get(skill) or _NONE
+
     def awaiting(self, skill: str) -> list[str]:
         """Tasks of ``skill`` whose current attempt has a result and no decision yet."""
         return list(self._awaiting.get(skill, ()))
@@ -180,50 +185,6 @@ class TaskBoard(WorkflowRules):
     def unfinished(self) -> int:
         """How many tasks are not final yet."""
         return self._unfinished
-
-    def wait_decision(self, task_id: str) -> asyncio.Future[Signal]:
-        """A future resolved with the next decision on ``task_id`` (which may not have
-        reached this board yet)."""
-        future: asyncio.Future[Signal] = asyncio.get_running_loop().create_future()
-        task = self.tasks.get(task_id)
-        if task is None:
-            self._early.setdefault(task_id, []).append(future)
-        else:
-            task.watchers.append(future)
-        return future
-
-    def wait_final(self, task_id: str) -> asyncio.Future[TaskState]:
-        """A future resolved with the task's state once it is accepted, failed or cancelled
-        (at once if it already is)."""
-        future: asyncio.Future[TaskState] = asyncio.get_running_loop().create_future()
-        task = self.tasks.get(task_id)
-        if task is not None and task.final:
-            future.set_result(task)
-        else:
-            self._finals.setdefault(task_id, []).append(future)
-        return future
-
-    def wait_settled(self, task_id: str) -> asyncio.Future[None]:
-        """A future resolved at the next decision on ``task_id`` or request for approval."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._settled.setdefault(task_id, []).append(future)
-        return future
-
-    def release_waiters(self) -> None:
-        """Resolve every future still waiting for a task to end (the run is over): with the
-        task's state as it is, or an error for a task that never reached this board."""
-        from smesh.errors import UsageError
-
-        finals, self._finals = self._finals, {}
-        for task_id, futures in finals.items():
-            task = self.tasks.get(task_id)
-            for future in futures:
-                if future.done():
-                    continue
-                if task is None:
-                    future.set_exception(UsageError(f"task {task_id!r} never reached the board"))
-                else:
-                    future.set_result(task)
 
     # -- event handling --------------------------------------------------------------------
 
@@ -330,6 +291,8 @@ class TaskBoard(WorkflowRules):
                     return  # only the addressee may claim an addressed task
             if event.type == "emit" and self._tried:
                 self._tried.pop(task.skill, None)  # progress: the wake pool may look again
+            if not task.claims and task.listed:
+                self._free.get(task.skill, _NONE).discard(task.spec.task_id)
             task.claims[agent] = signal
             task.leases[agent] = ClaimView(agent, claim.bid, claim.state == "held")
         elif task.claims.get(agent) is not None and task.claims[agent].address == signal.address:
@@ -339,6 +302,9 @@ class TaskBoard(WorkflowRules):
                 task.offer += 1  # the holder is gone without a result: offer it again
                 if agent == task.addressee(self.field.clock.now()):
                     task.fallback = True  # the addressee is gone: open it to everyone
+            if not task.claims and task.listed and task.addressee(self.field.clock.now()) is None:
+                self._free_add(task)  # every bid withdrawn: it is anyone's again
+                self._pool.wake(task.skill)
         self._refresh(task)
         self._changed(task, "claim-" + event.type)
 
@@ -384,28 +350,10 @@ class TaskBoard(WorkflowRules):
         if signal is not None:
             self._resolve_watchers(task, signal)
         if self._finals:
-            for future in self._finals.pop(task.spec.task_id, ()):
-                if not future.done():
-                    future.set_result(task)
+            self._resolve_finals(task)
         if self._dependents:
             when = self.field.clock.now() if signal is None else signal.created_at
             self._after_final(task, when)
-
-    def _resolve_watchers(self, task: TaskState, signal: Signal) -> None:
-        if task.watchers:
-            watchers, task.watchers = task.watchers, []
-            for future in watchers:
-                if not future.done():
-                    future.set_result(signal)
-        if self._settled:
-            self._resolve_settled(task)
-
-    def _resolve_settled(self, task: TaskState) -> None:
-        if not self._settled:
-            return
-        for future in self._settled.pop(task.spec.task_id, ()):
-            if not future.done():
-                future.set_result(None)
 
     def _learn(self, task: TaskState, attempt: int, verdict: str, basis: str, when: float) -> None:
         """Update reputation from a verified outcome: the worker, and every voter.
@@ -444,6 +392,8 @@ class TaskBoard(WorkflowRules):
                 if task.spec.to is not None or task.handoff is not None:
                     to = task.addressee(self.field.clock.now())
                 if to is None:
+                    if not task.claims:
+                        self._free_add(task)
                     self._pool.wake(skill)
                 elif to in self._by_id:
                     self._by_id[to].wake()
@@ -466,20 +416,13 @@ class TaskBoard(WorkflowRules):
         """Take ``task`` out of the open index of its current skill (before it changes)."""
         task.listed = False
         self._open.get(task.skill, _NONE).discard(task.spec.task_id)
+        self._free.get(task.skill, _NONE).discard(task.spec.task_id)
 
-    def _unclaimed(self, skill: str, enough: int) -> int:
-        """How many open tasks of ``skill`` nobody bid on yet and anyone may claim (counted
-        up to ``enough``): the wake pool's look-again, so rare enough to scan."""
-        found = 0
-        tasks = self.tasks
-        now = self.field.clock.now()
-        for task_id in self._open.get(skill, _NONE).view():
-            task = tasks[task_id]
-            if not task.claims and task.addressee(now) is None:
-                found += 1
-                if found >= enough:
-                    break
-        return found
+    def _free_add(self, task: TaskState) -> None:
+        free = self._free.get(task.skill)
+        if free is None:
+            free = self._free[task.skill] = OpenSet()
+        free.add(task.spec.task_id)
 
     def _changed(self, task: TaskState, what: str) -> None:
         for callback in self._on_change:

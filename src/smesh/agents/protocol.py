@@ -39,23 +39,12 @@ is ignored, never a crash).
     ``{file, label, bucket}``: the key of a finding (see :mod:`smesh.apps.findings`), so two
     agents reporting the same issue land on one signal.
 
-Workflow kinds (SPEC §2.7), all durable:
-
-``cancel`` (origin scope): :class:`Cancel`
-    ``{task_id, reason, by, grace_s}``: the task and every subtask below it (``task_id``
-    null: every unfinished task of the run) are cancelled; workers get ``grace_s`` to stop.
-``approval-request`` (content scope): :class:`ApprovalRequest`
-    ``{task_id, attempt, result, by}``: the attempt passed verification and waits for a
-    human (``by``, or any approver); whoever saw it settle emits it.
-``approval`` (origin scope): :class:`Approval`
-    ``{task_id, attempt, verdict, reason, by, result}``: a human's answer to one request. It
-    decides the attempt (a rejection's reason is the next attempt's feedback).
-``handoff`` (origin scope): :class:`Handoff`
-    ``{task_id, attempt, seq, to, skill, context, note}``: the holder hands its task to a named
-    agent or another skill, with the context so far.
-``reopen`` (origin scope): :class:`Reopen`
-    ``{task_id, reason, context, by, at}``: new information; the task runs again with its previous
-    answer, within its restart limit and cooldown.
+Workflow kinds (SPEC §2.7), all durable: ``cancel`` (origin scope, :class:`Cancel`: a task
+and its subtasks, or the run), ``approval-request`` (content scope, :class:`ApprovalRequest`:
+an attempt that passed waits for a human), ``approval`` (origin scope, :class:`Approval`:
+the human's answer, which decides the attempt), ``handoff`` (origin scope,
+:class:`Handoff`: the holder passes its task on with context) and ``reopen`` (origin
+scope, :class:`Reopen`: new information runs a task again).
 """
 
 from __future__ import annotations
@@ -275,14 +264,8 @@ class Finding(Payload, frozen=True, order=True):
 
 
 class Cancel(Payload, frozen=True):
-    """Stop a task and everything spawned under it (``task_id`` None: the whole run).
-
-    Attributes:
-        task_id: the task, or None for every task unfinished when the cancel was emitted.
-        reason: why (shown in the report).
-        by: who asked.
-        grace_s: how long workers may take to stop (None: the run's ``cancel_grace_s``).
-    """
+    """Stop a task and everything spawned under it (``task_id`` None: every task of the run
+    posted before it); workers get ``grace_s`` (None: the run's ``cancel_grace_s``)."""
 
     KIND: ClassVar[str] = KIND_CANCEL
     task_id: str | None = None
@@ -292,14 +275,8 @@ class Cancel(Payload, frozen=True):
 
 
 class ApprovalRequest(Payload, frozen=True):
-    """An attempt passed verification and waits for a human's approval.
-
-    Attributes:
-        task_id: the task.
-        attempt: the attempt.
-        result: the address of the result to approve.
-        by: who must answer (None: any approver).
-    """
+    """Attempt ``attempt`` passed verification; its ``result`` (an address) waits for the
+    approval of ``by`` (None: any approver)."""
 
     KIND: ClassVar[str] = KIND_APPROVAL_REQUEST
     task_id: str
@@ -309,16 +286,9 @@ class ApprovalRequest(Payload, frozen=True):
 
 
 class Approval(Payload, frozen=True):
-    """A human's answer to an approval request; it decides the attempt.
-
-    Attributes:
-        task_id: the task.
-        attempt: the attempt answered (None: the one waiting when it arrives).
-        verdict: ``approve`` or ``reject``.
-        reason: the comment; a rejection's becomes the next attempt's feedback.
-        by: who answered.
-        result: the address of the result approved, when known.
-    """
+    """A human's answer to the request on ``attempt`` (None: the one waiting when it
+    arrives) about ``result``; it decides the attempt, and a rejection's ``reason`` is the
+    next attempt's feedback."""
 
     KIND: ClassVar[str] = KIND_APPROVAL
     task_id: str
@@ -330,17 +300,9 @@ class Approval(Payload, frozen=True):
 
 
 class Handoff(Payload, frozen=True):
-    """The holder of an attempt hands the task on, with the context so far.
-
-    Attributes:
-        task_id: the task.
-        attempt: the attempt handed on (it continues with the receiver).
-        seq: which handoff of the task this is (1, 2, ...): each is a signal of its own.
-        to: the agent that must take it (None: anyone with the skill).
-        skill: the skill it needs from now on (None: unchanged).
-        context: what the receiver continues from (JSON).
-        note: a line for the receiver and the trace.
-    """
+    """The holder hands attempt ``attempt`` on to agent ``to`` and/or to agents of
+    ``skill``, who continue from ``context``; ``seq`` numbers the task's handoffs, so each
+    is a signal of its own."""
 
     KIND: ClassVar[str] = KIND_HANDOFF
     task_id: str
@@ -353,15 +315,8 @@ class Handoff(Payload, frozen=True):
 
 
 class Reopen(Payload, frozen=True):
-    """New information about a task: run it again with its previous answer.
-
-    Attributes:
-        task_id: the task.
-        reason: what changed (it reaches the worker as feedback).
-        context: the new information (JSON).
-        by: who posted it.
-        at: when (so that the same news posted twice is two signals).
-    """
+    """New information (``reason``, ``context``) posted by ``by`` at ``at``: the task runs
+    again with its previous answer (``at`` makes the same news posted twice two signals)."""
 
     KIND: ClassVar[str] = KIND_REOPEN
     task_id: str

@@ -92,6 +92,9 @@ class WorkflowRules:
     def _unlist(self, task: TaskState) -> None:
         raise NotImplementedError
 
+    def _free_add(self, task: TaskState) -> None:
+        raise NotImplementedError
+
     def _task_of(self, payload: Any, cls: type[Any]) -> tuple[Any, TaskState | None]:
         raise NotImplementedError
 
@@ -146,6 +149,8 @@ class WorkflowRules:
             task = self.tasks.get(task_id)
             if task is None or task.deadline != when or not task.is_open:
                 continue
+            if task.listed and not task.claims:
+                self._free_add(task)
             self._pool.wake(task.skill)
 
     # -- a task arrives --------------------------------------------------------------------
