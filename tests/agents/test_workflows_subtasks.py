@@ -259,3 +259,43 @@ def test_spawn_outside_a_team_is_a_usage_error() -> None:
         ctx.spawn(TaskSpec(task_id="k", skill="s"))
     with pytest.raises(UsageError, match="inside a running team"):
         ctx.hand_off(skill="x")
+
+
+def test_a_cancel_is_journaled_and_a_resumed_run_does_not_restart_the_work(
+    tmp_path: Any,
+) -> None:
+    from smesh.agents.journal import Journal
+    from smesh.agents.story import workflow_summary
+
+    performed: Counter[str] = Counter()
+
+    async def work(ctx: WorkContext) -> Any:
+        performed[ctx.task.task_id] += 1
+        await asyncio.sleep(10.0 if ctx.task.task_id == "long" else 1.0)
+        return "done"
+
+    def team(journal: Journal, resume: bool = False) -> Team:
+        agents = [FunctionAgent(f"w{i}", perform=work, skills={"s": 1.0}) for i in range(2)]
+        return Team(agents, clock=LoopClock(), journal=journal, run_id="r", resume=resume,
+                    settings=Settings(cancel_grace_s=0.5))  # fmt: skip
+
+    async def main() -> None:
+        specs = [
+            TaskSpec(task_id="long", skill="s"),
+            TaskSpec(task_id="after", skill="s", depends_on=("long",)),
+            TaskSpec(task_id="short", skill="s"),
+        ]
+        with Journal(tmp_path / "j.db") as journal:
+            first = team(journal)
+            asyncio.get_running_loop().call_later(2.0, first.cancel, "long")
+            report = await first.run(specs)
+            got = {t.id: t.status for t in report.tasks}
+            assert got == {"long": "cancelled", "after": "failed", "short": "accepted"}
+            summary = workflow_summary(journal.actions("r"))
+            assert summary["cancelled"] == ["long"]
+        with Journal(tmp_path / "j.db") as journal:
+            again = await team(journal, resume=True).run(specs)
+        assert {t.id: t.status for t in again.tasks} == got  # nothing restarted
+        assert performed == Counter({"long": 1, "short": 1})
+
+    virtual(main())
