@@ -11,7 +11,10 @@ answer, a model that replies with garbage), so callers can catch one without the
     │   ├── UnknownName            an unknown topology, decay, backend or trust model
     │   ├── NotPermitted           e.g. withdrawing or renewing a signal you did not emit
     │   ├── InvalidDependency      a task depends on an unknown task, or on itself via a cycle
-    │   └── SandboxUnavailable     no isolation layer for generated code (and no unsafe opt-in)
+    │   ├── SandboxUnavailable     no isolation layer for generated code (and no unsafe opt-in)
+    │   └── ConfigurationError     the set-up cannot work, found before the run: a task no agent
+    │                              can do or verify, an unreachable backend or a missing key,
+    │                              an unwritable output, a damaged journal
     └── RuntimeFailure             something outside the caller's control went wrong
         ├── SignalNotFound         the address is not live (expired, withdrawn, never emitted)
         ├── BackendError           an LLM or tool backend failed (carries ``.backend``)
@@ -43,6 +46,7 @@ __all__ = [
     "BadResponse",
     "BudgetExceeded",
     "CircuitOpen",
+    "ConfigurationError",
     "InvalidDependency",
     "InvalidMessage",
     "InvalidSignal",
@@ -114,6 +118,13 @@ class InvalidDependency(UsageError):
 class SandboxUnavailable(UsageError):
     """Generated code would run, but the sandbox cannot be built here and the caller did not
     opt in to running it unsandboxed."""
+
+
+class ConfigurationError(UsageError):
+    """The run as set up cannot work, and nothing has run yet: a task whose skill no agent
+    has, a verification no verifier can satisfy, a backend that does not answer its probe
+    or has no key, an output that cannot be written, a journal that cannot be read.
+    Changing the set-up fixes it (the command line exits 2)."""
 
 
 class RuntimeFailure(SmeshError):

@@ -5,6 +5,9 @@
 honours budgets and pressure (:meth:`~AgentBase.ask`), and joining a run. The protocol
 itself is layered on top: :class:`~smesh.agents.verifying.Verifying` judges and decides,
 :class:`~smesh.agents.Agent` runs the loop, claims and works. Subclass ``Agent``.
+
+An agent given ``tools`` performs with them: :mod:`smesh.agents.acting` runs the tool loop
+(reason → act → observe) over the same budgeted, pressure-aware :meth:`AgentBase.complete`.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import msgspec
@@ -29,9 +32,11 @@ from smesh.agents.protocol import KIND_PRESSURE, Pressure, Reopen, TaskSpec, Ver
 from smesh.agents.records import Detail
 from smesh.agents.runtime import Runtime
 from smesh.agents.scope import HandoffContext, HandoffRequest, WorkScope
+from smesh.agents.toolbox import AgentTools, ToolSource
 from smesh.backends.base import Backend, Request, Response
 from smesh.errors import BackendError, RateLimited, UsageError
 from smesh.node import Node
+from smesh.tools.toolset import ToolGrant
 from smesh.trust import TrustTable
 
 __all__ = ["AgentBase", "Judgement", "WorkContext"]
@@ -39,6 +44,7 @@ __all__ = ["AgentBase", "Judgement", "WorkContext"]
 # shared placeholders, replaced on first write (see AgentBase.__init__)
 _EMPTY: Any = frozenset()
 _UNATTACHED = TrustTable()
+_NO_TOOLS = AgentTools(())
 
 
 class Judgement(msgspec.Struct, frozen=True):
@@ -118,6 +124,16 @@ class WorkContext(msgspec.Struct, frozen=True, kw_only=True):
             out.append(line)
         return out
 
+    @property
+    def grant(self) -> ToolGrant:
+        """The tools this task permits (from :attr:`TaskSpec.tools`; no limit when None)."""
+        return ToolGrant.of(self.task.tools)
+
+    def subtask_tools(self, requested: Iterable[str] | None = None) -> list[str] | None:
+        """The ``tools`` of a subtask of this task that asks for ``requested``: never more
+        than this task's grant (asking for nothing inherits the grant)."""
+        return self.grant.narrow(requested).names
+
     def _scope(self) -> WorkScope:
         if self.scope is None:
             raise UsageError("spawning and handing off work only inside a running team")
@@ -130,7 +146,18 @@ def _json(value: Any) -> str:
 
 class AgentBase:
     """An agent's identity, settings, hooks and backend access (see :class:`Agent
-    <smesh.agents.Agent>` for the arguments)."""
+    <smesh.agents.Agent>` for the arguments).
+
+    Tool use (the two arguments beside :class:`Agent <smesh.agents.Agent>`'s own):
+
+    Args:
+        tools: what the model may call: tools, tool sets, tool strings (``files:ROOT``,
+            ``sqlite:PATH``, ``python``, ``python:unsafe-local``; resolved here) and
+            connections such as :class:`~smesh.tools.MCPTools` (their tools are read at
+            each task, so connect them before the run). A task's ``tools`` narrow these.
+        max_tool_steps: model turns that may call tools per attempt; a model still
+            calling tools after that ends the attempt with an error.
+    """
 
     __slots__ = (
         "__dict__",  # subclasses may add attributes freely
@@ -153,6 +180,7 @@ class AgentBase:
         "role",
         "slots",
         "temperature",
+        "tools",
         "verifies",
         "verify_slots",
     )
@@ -171,9 +199,13 @@ class AgentBase:
         temperature: float = 0.2,
         call_retries: int = 2,
         authoritative: bool = False,
+        tools: Iterable[ToolSource] | None = None,
+        max_tool_steps: int = 8,
     ) -> None:
         if slots < 0 or verify_slots < 0:
             raise UsageError("slots and verify_slots must be >= 0", node=id)
+        if max_tool_steps < 1:
+            raise UsageError("max_tool_steps must be >= 1", node=id)
         self.node = Node(id, skills=skills or {}, trust=_UNATTACHED)
         self.id = id
         self.backend = backend
@@ -185,6 +217,8 @@ class AgentBase:
         self.temperature = temperature
         self.call_retries = call_retries
         self.authoritative = authoritative
+        # one shared empty toolbox: an agent without tools costs no memory for them
+        self.tools = AgentTools(tools, max_steps=max_tool_steps) if tools else _NO_TOOLS
         self._waiter: asyncio.Future[None] | None = None  # set while the loop sleeps
         self._busy = 0
         self._verifying = 0
@@ -196,6 +230,11 @@ class AgentBase:
         self._rt: Runtime | None = None
         self._random: random.Random | None = None
         self._working_skills: tuple[str, ...] = ()
+
+    @property
+    def max_tool_steps(self) -> int:
+        """Model turns that may call tools per attempt."""
+        return self.tools.max_steps
 
     # -- bookkeeping of the protocol layers (sets are created on first use) ------------------
 
@@ -237,8 +276,16 @@ class AgentBase:
         The default asks the backend, with the role as system prompt. When the task's
         verification carries a JSON schema, the reply is constrained to it and the parsed
         value is returned. A retry shows the previous answer and why it was rejected, and
-        samples a little hotter, so that it does not repeat the same answer.
+        samples a little hotter, so that it does not repeat the same answer. With tools
+        (the agent's, as far as the task grants them) the model may call them first:
+        see :mod:`smesh.agents.acting`.
         """
+        if self.tools:
+            usable = ctx.grant.apply(self.tools.current())
+            if usable:
+                from smesh.agents.acting import perform_with_tools
+
+                return await perform_with_tools(self, ctx, usable)
         spec = ctx.task
         prompt = work_prompt(
             spec, previous=ctx.previous, feedback=ctx.feedback, inputs=ctx.inputs, notes=ctx.notes
@@ -294,6 +341,18 @@ class AgentBase:
             json_schema=json_schema,
             agent=self.id,
         )
+        return await self.complete(request)
+
+    async def complete(self, request: Request) -> Response:
+        """Send a ready request (a whole conversation, tools ...) the way :meth:`ask` does.
+
+        Each try waits out live pressure on this agent's backend, is charged to the run's
+        budget as one call before it is awaited (its tokens and cost once it returns), and a
+        failed or malformed answer is tried again up to ``call_retries`` times; a rate limit
+        also tells every agent on that backend to back off.
+        """
+        if self.backend is None:
+            raise UsageError(f"agent {self.id} has no backend to ask", node=self.id)
         last: BackendError | None = None
         for _ in range(self.call_retries + 1):
             await self._respect_pressure()

@@ -10,7 +10,7 @@ addresses do not depend on this module; a payload read from the field is validat
 is ignored, never a crash).
 
 ``task`` (content scope): :class:`TaskSpec`
-    ``{task_id, skill, description, priority, verify, max_attempts, input}``; intensity
+    ``{task_id, skill, description, priority, verify, max_attempts, input[, tools]}``; intensity
     ``0.5 + 0.5·priority``.
 ``claim`` (origin scope, a lease): :class:`Claim`
     ``{task_id, attempt, bid, state}``; ``state`` is ``bid`` while contested and ``held`` once
@@ -397,6 +397,8 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
         restart_cooldown_s: least time between two restarts.
         max_calls: most backend calls for it, its subtasks' included (None: no cap beyond
             the run's budget).
+        tools: names of the tools a worker may use for it (None: no limit from the task;
+            ``[]``: none). A worker uses the intersection with its own tools.
     """
 
     task_id: str
@@ -416,6 +418,7 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
     max_restarts: int = 2
     restart_cooldown_s: float = 0.0
     max_calls: int | None = None
+    tools: list[str] | None = None
 
     def __post_init__(self) -> None:
         if not self.task_id or not self.skill:
@@ -448,6 +451,7 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
             or self.on_failed_dependency != "fail"
             or self.max_restarts != 2
             or self.restart_cooldown_s
+            or self.tools is not None
         ):  # a plain task (most are): its payload is what it was before workflows
             return {
                 "task_id": self.task_id,
@@ -465,6 +469,8 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
                 del data[name]
         if "depends_on" in data:
             data["depends_on"] = list(data["depends_on"])  # JSON has lists, not tuples
+        if data.get("tools") is None:  # unset: a task's address stays what it was
+            data.pop("tools", None)
         return data
 
     @classmethod

@@ -29,12 +29,16 @@ action                    detail
 ``approve`` / ``reject``  attempt, reason, by (a human's answer)
 ``reopen``                attempt, reason, by (the task runs again)
 ``reopen-refused``        reason (over its restart limit, or within its cooldown)
+``tool``                  attempt, step, call_id, tool, args, ok, status, output (a
+                          preview of the result) or error, duration_ms, effect_id,
+                          replayed, triggers (the task and the lease)
 ========================  =============================================================
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import msgspec
@@ -42,7 +46,15 @@ from msgspec import UNSET, UnsetType
 
 from smesh.agents.protocol import ClaimView, Verdict
 
-__all__ = ["Action", "Detail", "Trigger", "preview"]
+__all__ = [
+    "TOOL_CALL_KEYS",
+    "Action",
+    "Detail",
+    "Trigger",
+    "attempts",
+    "preview",
+    "tool_calls",
+]
 
 Action = Literal[
     "abstain",
@@ -66,6 +78,7 @@ Action = Literal[
     "reopen-refused",
     "result",
     "stop",
+    "tool",
     "trust",
     "vote",
 ]
@@ -116,6 +129,15 @@ class Detail(msgspec.Struct, frozen=True, kw_only=True):
     to: str | UnsetType | None = UNSET
     skill: str | UnsetType | None = UNSET
     by: str | UnsetType | None = UNSET
+    step: int | UnsetType = UNSET
+    call_id: str | UnsetType = UNSET
+    tool: str | UnsetType = UNSET
+    args: dict[str, Any] | str | UnsetType = UNSET
+    ok: bool | UnsetType = UNSET
+    status: str | UnsetType = UNSET
+    duration_ms: float | UnsetType = UNSET
+    effect_id: str | UnsetType | None = UNSET
+    replayed: bool | UnsetType = UNSET
     extra: dict[str, float] | UnsetType = UNSET
 
     def to_dict(self) -> dict[str, Any]:
@@ -133,3 +155,55 @@ def preview(output: Any, limit: int = 200) -> str:
         output if isinstance(output, str) else json.dumps(output, ensure_ascii=False, default=repr)
     )
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+#: the keys of one tool call in ``smesh trace --json``
+TOOL_CALL_KEYS = (
+    "step",
+    "tool",
+    "args",
+    "ok",
+    "status",
+    "duration_ms",
+    "effect_id",
+    "replayed",
+    "result",
+)
+
+
+def tool_calls(actions: Iterable[Any]) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    """The journaled tool calls of some actions, by (task, attempt), in call order.
+
+    ``actions`` are journal rows with ``action``, ``task_id`` and ``detail``; each call is
+    a dict of :data:`TOOL_CALL_KEYS` (``result`` is the preview, or the error).
+    """
+    out: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for a in actions:
+        if a.action != "tool" or a.task_id is None:
+            continue
+        d = a.detail
+        call = {k: d.get(k) for k in TOOL_CALL_KEYS}
+        call["result"] = d.get("output") if d.get("ok") else d.get("error")
+        call["replayed"] = bool(d.get("replayed", False))
+        out.setdefault((a.task_id, int(d.get("attempt", 1))), []).append(call)
+    return out
+
+
+def attempts(actions: Iterable[Any]) -> list[dict[str, Any]]:
+    """Every attempt the actions mention (claimed, worked on, or posted), in order, each
+    ``{task_id, attempt, agent, tool_calls}``: ``agent`` is who worked on it, ``tool_calls``
+    its calls (see :func:`tool_calls`)."""
+    rows = list(actions)
+    calls = tool_calls(rows)
+    seen: dict[tuple[str, int], dict[str, Any]] = {}
+    for a in rows:
+        if a.task_id is None or a.action not in ("claim", "tool", "result"):
+            continue
+        key = (a.task_id, int(a.detail.get("attempt", 1)))
+        entry = seen.setdefault(
+            key, {"task_id": key[0], "attempt": key[1], "agent": a.agent, "tool_calls": []}
+        )
+        entry["agent"] = a.agent  # the last to act on it: the one that posted
+    for key, entry in seen.items():
+        entry["tool_calls"] = calls.get(key, [])
+    return list(seen.values())

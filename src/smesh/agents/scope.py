@@ -20,6 +20,7 @@ import msgspec
 from smesh.agents.handles import TaskHandle
 from smesh.agents.protocol import TaskSpec
 from smesh.errors import TaskBudgetExceeded, UsageError
+from smesh.tools.toolset import ToolGrant
 
 if TYPE_CHECKING:
     from smesh.agents.runtime import Runtime
@@ -130,6 +131,7 @@ class WorkScope:
         left = None if budget is None else budget.remaining
         if left == 0:
             raise TaskBudgetExceeded(f"task {parent.task_id}: no calls left for subtasks")
+        grant = ToolGrant.of(parent.tools)  # a child never gets more tools than its parent
         children = []
         for spec in batch:
             deps = tuple(
@@ -145,6 +147,7 @@ class WorkScope:
                     parent=parent.task_id,
                     depends_on=deps,
                     max_calls=cap,
+                    tools=grant.narrow(spec.tools).names,
                 )
             )
         handles = rt.post(children, origin=self.agent, adopt=True)

@@ -81,6 +81,20 @@ def describe(action: str, detail: dict[str, Any]) -> str:
         if "approve" in d:
             masses = f" (trust mass approve {d['approve']} / reject {d['reject']})"
         return f"decided attempt {d.get('attempt')}: {d.get('verdict')}{masses}"
+    if action == "tool":
+        args = d.get("args")
+        shown = (
+            args
+            if isinstance(args, str)
+            else ", ".join(f"{k}={v!r}" for k, v in (args or {}).items())
+        )
+        how = "ok" if d.get("ok") else d.get("status", "failed")
+        what = d.get("output") if d.get("ok") else d.get("error")
+        again = ", replayed from the effect ledger" if d.get("replayed") else ""
+        return (
+            f"step {d.get('step')}: called {d.get('tool')}({shown:.80}) → {how} in "
+            f"{d.get('duration_ms')} ms{again}: {what!s:.80}"
+        )
     if action == "trust":
         return f"trust → {d.get('value')} ({d.get('cause')})"
     if action in ("approve", "reject"):

@@ -29,6 +29,7 @@ import msgspec
 from smesh.agents.agent import Agent
 from smesh.agents.board import TaskBoard, TaskState
 from smesh.agents.handles import TaskHandle, TaskReport, task_report
+from smesh.agents.preflight import check_run
 from smesh.agents.protocol import KIND_DECISION, Decision, TaskSpec
 from smesh.agents.records import Detail
 from smesh.agents.runtime import Budget, Runtime, Settings
@@ -353,12 +354,14 @@ class Team:
         (quiescence, a budget, idle time, a cancel or a stop)."""
         if self.running:
             raise UsageError("the team is already running: submit tasks to it instead")
+        specs = list(tasks)
+        await check_run(self.agents, specs, field=self.field)  # ConfigurationError: no run
         if on_change is not None:
             self.board.on_change(on_change)
         try:
             await self.start()
             try:
-                self.submit_all(tasks)
+                self.submit_all(specs)
                 reason = await self._until_done()
             except BaseException:
                 # cancelled (a crash, Ctrl-C) or refused tasks: the agents go down with
@@ -403,6 +406,8 @@ class Team:
             quiet = rt.winding_down == 0 and not board.run_cancelled
             if quiet and board.tasks and board.all_final():
                 return "quiescent"
+            if board.run_cancelled and rt.winding_down == 0 and board.all_final():
+                return "cancelled"  # a run-wide cancel from outside (smesh cancel, a peer)
             if rt.budget_spent():
                 return "budget"
             idle = now - last
@@ -410,6 +415,9 @@ class Team:
                 return "idle"
             self._changed.clear()
             wait = min(settings.poll_s, settings.idle_timeout_s - idle)
+            wall = self.budget.limits.get("wall_s")
+            if wall is not None:  # notice a spent time budget when it runs out, not a poll later
+                wait = min(wait, wall - self.budget.elapsed_s)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(wait, 1e-3)):
                     await self._changed.wait()

@@ -4,7 +4,8 @@
   cancelled, blocked by a failed dependency, answered by a human, restarted) as actions, so
   ``smesh trace`` can tell them.
 - :func:`pump_inbox` brings signals posted to the run from outside it into its field.
-  ``smesh approve RUN TASK`` (another terminal, another process) cannot reach a running
+  ``smesh approve RUN TASK`` and ``smesh cancel RUN [TASK]`` (another terminal, another
+  process: :func:`post_cancel`) cannot reach a running
   team's memory; it writes the approval into the run's journal (the ``inbox`` table of the
   same SQLite file, WAL mode), and the team reads the rows past the last one it saw every
   ``Settings.inbox_poll_s`` (one indexed query). A resumed run reads its whole inbox again;
@@ -18,16 +19,22 @@ import asyncio
 import sqlite3
 from typing import TYPE_CHECKING
 
-from smesh.agents.protocol import Approval, decode
+from smesh.agents.protocol import KIND_CANCEL, Approval, Cancel, decode, encode
 from smesh.agents.records import Detail
 from smesh.agents.runtime import Runtime
 from smesh.agents.tasks import TaskState
+from smesh.clock import SystemClock
+from smesh.decay import Step
+from smesh.errors import UsageError
 from smesh.field import Field
+from smesh.signal import Signal
 
 if TYPE_CHECKING:
     from smesh.agents.journal import Journal
 
-__all__ = ["ChangeLog", "pump_inbox"]
+__all__ = ["ChangeLog", "post_cancel", "pump_inbox"]
+
+_DURABLE_S = 10 * 365 * 24 * 3600.0  # a cancel outlives any run
 
 
 class ChangeLog:
@@ -93,3 +100,42 @@ async def pump_inbox(journal: Journal, run_id: str, field: Field, runtime: Runti
                 scope=signal.scope,
             )
         await asyncio.sleep(runtime.settings.inbox_poll_s)
+
+
+def post_cancel(
+    journal: Journal,
+    run_id: str,
+    task_id: str | None = None,
+    *,
+    reason: str = "",
+    by: str,
+    grace_s: float | None = None,
+) -> Cancel:
+    """Cancel ``task_id`` (and its subtasks; None: the whole run) of ``run_id`` from outside
+    the run: a durable ``cancel`` goes into the run's journal inbox, which the running team
+    reads within ``inbox_poll_s`` (a resumed run applies it, so it does not restart the work).
+
+    Raises:
+        UsageError: no such run, or no such task in it.
+    """
+    if not journal.has_run(run_id):
+        raise UsageError(f"no run {run_id!r} in journal {str(journal.path)!r}")
+    if task_id is not None:
+        posted = any(
+            isinstance(s.payload, dict) and s.payload.get("task_id") == task_id
+            for s in journal.signals(run_id, ("task",))
+        )
+        if not posted and not journal.actions(run_id, task_id):
+            raise UsageError(f"run {run_id} has no task {task_id!r}")
+    cancel = Cancel(task_id, reason, by, grace_s)
+    signal = Signal.create(
+        KIND_CANCEL,
+        encode(cancel),
+        origin=by,
+        created_at=SystemClock().now(),
+        decay=Step(),
+        ttl=_DURABLE_S,
+        scope="origin",
+    )
+    journal.post(run_id, signal)
+    return cancel

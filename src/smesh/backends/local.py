@@ -299,6 +299,18 @@ class LocalBackend(BackendBase):
         if run.waiter.done() and not run.waiter.cancelled():
             run.waiter.exception()  # seen here, so a late failure is not logged as lost
 
+    def direct_chat(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """llama.cpp's own blocking, non-streamed call, with none of this layer around it.
+
+        For measuring what the layer adds (``smesh bench --suite backends``); it cannot be
+        cancelled, so use :meth:`complete` or :meth:`raw_chat` for real work. Needs
+        :meth:`start`.
+        """
+        if self._server is None:
+            raise BackendUnavailable(f"{self.name}: not started", backend=self.name)
+        result: dict[str, Any] = self._server.handle_chat_completions(dict(body))
+        return result
+
     async def raw_chat(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Send an OpenAI-style body to the server; return the ``chat.completion`` it makes.
 

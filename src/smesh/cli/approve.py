@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 
 from smesh.agents.human import post_approval
-from smesh.agents.journal import DEFAULT_JOURNAL, Journal
-from smesh.cli._common import console, print_json
+from smesh.agents.journal import Journal
+from smesh.cli._common import console, journal_option, print_json
 
 
 def _whoami() -> str:
@@ -28,14 +28,7 @@ def _whoami() -> str:
     "--comment", default="", help="Why; a rejection's comment is the next attempt's feedback."
 )
 @click.option("--by", "by", default=None, help="Who answers (default: your login name).")
-@click.option(
-    "--journal",
-    "journal_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_JOURNAL,
-    show_default=True,
-    help="The run's SQLite journal.",
-)
+@journal_option("The run's SQLite journal.")
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
 def command(
     run_id: str,
@@ -53,12 +46,10 @@ def command(
     the run had stopped. It answers the attempt waiting now, so a later attempt is never
     approved by mistake.
     """
-    if not journal_path.exists():
-        raise click.UsageError(f"no journal at {str(journal_path)!r}")
     if len(comment) > 2000:
         raise click.UsageError("--comment is longer than 2000 characters")
     who = by or _whoami()
-    with Journal(journal_path) as journal:
+    with Journal(journal_path, create=False) as journal:  # UsageError: no journal there
         answer = post_approval(
             journal,
             run_id,

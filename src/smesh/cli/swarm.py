@@ -10,12 +10,13 @@ import click
 
 from smesh.apps.options import RunOptions
 from smesh.cli._apps import ProgressView, RunFlags, run_app, run_options
+from smesh.cli._common import exit_code_help
 from smesh.cli._report import ReportFlags, dumps, report_options
 
 FORMATS = ("text", "json", "sarif")
 
 
-@click.command("swarm")
+@click.command("swarm", epilog=exit_code_help)
 @click.option(
     "--path",
     "root",
@@ -61,7 +62,8 @@ def command(
     Findings are keyed by (file, CWE, line bucket), so agents that see the same weakness
     corroborate one finding; only distinct specialties or analyzers count as independent.
     An analyzer that fails (error exit, unreadable output, timeout) is reported on stderr
-    and in the JSON report (analyzer_failures), and the command exits 1.
+    and in the JSON report (analyzer_failures), and the command exits 1. Ctrl-C or a
+    spent budget stops the run and prints how to resume it.
     """
     from smesh.apps.analyzers import make_analyzer
     from smesh.apps.reports import swarm_text
@@ -74,6 +76,16 @@ def command(
         make_analyzer(tool)
     if not names and not tools:
         raise click.UsageError("nothing to run: no specialists and no analyzers")
+    output.check()
+    args = {
+        "path": str(root.resolve()),
+        "specialists": names,
+        "analyzers": tools,
+        "consensus": consensus,
+        "ext": sorted(extensions),
+        "max_files": max_files,
+        "backend": run.backend if names else None,
+    }
 
     async def body(model: Any, options: RunOptions) -> SwarmReport:
         return await run_swarm(
@@ -88,10 +100,18 @@ def command(
         )
 
     # analyzers alone need no model: the backend is not even loaded
-    report = run_app(body, run, view=ProgressView("swarm"), quiet=output.quiet, model=bool(names))
+    report, watch = run_app(
+        body,
+        run,
+        view=ProgressView("swarm"),
+        quiet=output.quiet,
+        model=bool(names),
+        app="swarm",
+        args=args,
+    )
     renderers: dict[str, Callable[[SwarmReport], str]] = {
         "text": swarm_text,
         "json": lambda r: dumps(r.contract()),
         "sarif": lambda r: dumps(swarm_sarif(r)),
     }
-    return output.deliver(report, renderers, journal=run.journal)
+    return output.deliver(report, renderers, run=run, watch=watch)
