@@ -299,3 +299,29 @@ def test_a_cancel_is_journaled_and_a_resumed_run_does_not_restart_the_work(
         assert performed == Counter({"long": 1, "short": 1})
 
     virtual(main())
+
+
+def test_a_subtask_never_gets_more_tools_than_its_parent() -> None:
+    """§2: the parent's allowed tools bound the children, whatever a child asks for."""
+    grants: dict[str, list[str] | None] = {}
+
+    async def work(ctx: WorkContext) -> Any:
+        grants[ctx.task.task_id] = ctx.grant.names
+        if ctx.task.parent is None:
+            kids = ctx.spawn([
+                TaskSpec(task_id="greedy", skill="s", tools=["sql_query", "run_python"]),
+                TaskSpec(task_id="silent", skill="s"),  # asks nothing: inherits the grant
+                TaskSpec(task_id="none", skill="s", tools=[]),
+            ])  # fmt: skip
+            await asyncio.gather(*kids)
+        return "ok"
+
+    async def main() -> None:
+        team = Team([FunctionAgent("a", perform=work, skills={"s": 1.0}, slots=4)],
+                    clock=LoopClock())  # fmt: skip
+        report = await team.run([TaskSpec(task_id="top", skill="s", tools=["sql_query"])])
+        assert {t.status for t in report.tasks} == {"accepted"}
+        assert grants == {"top": ["sql_query"], "top/greedy": ["sql_query"],
+                          "top/silent": ["sql_query"], "top/none": []}  # fmt: skip
+
+    virtual(main())
