@@ -274,7 +274,9 @@ class Team:
                     agent.run(rt), name=f"agent:{agent.id}"
                 )
             self._helpers = [group.create_task(self._tick(), name="ticker")]
-            if self.journal is not None:
+            # a record sink without an inbox (a tee into a live feed) takes no signals from
+            # outside the run; a Journal does (smesh approve, smesh cancel)
+            if callable(getattr(self.journal, "inbox", None)):
                 pump = pump_inbox(self.journal, self.run_id, self.field, rt)
                 self._helpers.append(group.create_task(pump, name="inbox"))
 
