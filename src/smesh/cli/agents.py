@@ -127,7 +127,7 @@ def _summary(report: RunReport) -> Table:
         table.add_row(
             plain(t.id),
             plain(t.skill),
-            "[green]accepted[/green]" if t.status == "accepted" else "[red]failed[/red]",
+            _STATUS.get(t.status, "[red]failed[/red]"),
             plain(t.claimed_by or "-"),
             str(t.attempts),
             Text(text[:160]),
@@ -137,6 +137,9 @@ def _summary(report: RunReport) -> Table:
         f"{report.llm_calls} LLM calls · {report.tokens} tokens"
     )
     return table
+
+
+_STATUS = {"accepted": "[green]accepted[/green]", "cancelled": "[yellow]cancelled[/yellow]"}
 
 
 def _contract(report: RunReport, per_task: Counter[str]) -> dict[str, Any]:
