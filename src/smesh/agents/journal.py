@@ -31,6 +31,7 @@ from typing import Any
 
 import msgspec
 
+from smesh.agents.journal_inbox import INBOX_SCHEMA, RunInbox
 from smesh.agents.signal_codec import decode_signal, encode_signal
 from smesh.errors import ConfigurationError, RuntimeFailure, UsageError
 from smesh.field import Field, FieldEvent
@@ -66,15 +67,6 @@ CREATE TABLE IF NOT EXISTS actions (
 );
 CREATE INDEX IF NOT EXISTS events_run ON events (run_id, seq);
 CREATE INDEX IF NOT EXISTS actions_run ON actions (run_id, task_id, seq);
-"""
-# Signals posted to a run from outside it (``smesh approve`` in another terminal): the run
-# reads its inbox every ``Settings.inbox_poll_s`` and emits what is new into its field.
-_INBOX_SCHEMA = """
-CREATE TABLE IF NOT EXISTS inbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, time REAL, kind TEXT,
-    origin TEXT, signal BLOB
-);
-CREATE INDEX IF NOT EXISTS inbox_run ON inbox (run_id, seq);
 """
 _REPLAYED_KINDS = frozenset(
     {"task", "result", "vote", "check", "feedback", "decision"}
@@ -137,7 +129,7 @@ class JournalAction(msgspec.Struct, frozen=True):
 _NUMBER = (int, float)
 
 
-class Journal:
+class Journal(RunInbox):
     """An append-only journal in one SQLite file.
 
     Args:
@@ -168,7 +160,7 @@ class Journal:
             self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             if create:
                 self._db.executescript(_SCHEMA)
-                self._db.executescript(_INBOX_SCHEMA)
+                self._db.executescript(INBOX_SCHEMA)
             else:
                 self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except (OSError, sqlite3.Error) as exc:
@@ -493,55 +485,6 @@ class Journal:
         if bad:
             self._problem(f"{bad} recorded signal(s) of run {run_id} do not decode")
         return list(live.values())
-
-    def signals(self, run_id: str, kinds: tuple[str, ...]) -> list[Signal]:
-        """Every signal of ``kinds`` the run emitted, in order (expired ones included)."""
-        self.flush()
-        marks = ", ".join("?" for _ in kinds)
-        out = []
-        bad = 0
-        for (blob,) in self._rows(
-            "events",
-            f"SELECT signal FROM events WHERE run_id = ? AND type = 'emit' AND kind IN ({marks})"
-            " AND signal IS NOT NULL ORDER BY seq",
-            (run_id, *kinds),
-        ):
-            try:
-                out.append(decode_signal(blob))
-            except (msgspec.DecodeError, TypeError, ValueError):
-                bad += 1  # a damaged row: noted, never a traceback
-        if bad:
-            self._problem(f"{bad} recorded signal(s) of run {run_id} do not decode")
-        return out
-
-    # -- the inbox: signals for a run from outside it ------------------------------------
-
-    def post(self, run_id: str, signal: Signal) -> int:
-        """Leave ``signal`` in the run's inbox (committed at once); returns its number."""
-        with self._db:
-            self._db.executescript(_INBOX_SCHEMA)  # a journal from before inboxes has none
-            cursor = self._db.execute(
-                "INSERT INTO inbox (run_id, time, kind, origin, signal) VALUES (?, ?, ?, ?, ?)",
-                (run_id, time.time(), signal.kind, signal.origin, encode_signal(signal)),
-            )
-        return int(cursor.lastrowid or 0)
-
-    def inbox(self, run_id: str, after: int = 0) -> list[tuple[int, Signal]]:
-        """The run's inbox after number ``after``: (number, signal) in order."""
-        try:
-            rows = self._db.execute(
-                "SELECT seq, signal FROM inbox WHERE run_id = ? AND seq > ? ORDER BY seq",
-                (run_id, after),
-            ).fetchall()
-        except sqlite3.OperationalError:
-            return []  # a journal opened read-only from before inboxes existed has none
-        out = []
-        for seq, blob in rows:
-            try:
-                out.append((int(seq), decode_signal(blob)))
-            except (msgspec.DecodeError, TypeError, ValueError):
-                continue  # a malformed row (another program's) is nobody's signal
-        return out
 
     def replay(self, run_id: str, field: Field) -> int:
         """Put the run's durable live signals back into ``field``; return how many."""
