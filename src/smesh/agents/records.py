@@ -20,6 +20,15 @@ action                    detail
 ``pressure``              backend, hold_s
 ``trust``                 cause, value
 ``give-up``               reason
+``stop``                  attempt, reason, grace_s (work told to stop: cancel, restart)
+``partial``               attempt, error, output (what cancelled work finished with)
+``handoff``               attempt, reason (the note), to, skill
+``cancelled``             reason (the task, cancelled)
+``blocked``               reason (the task failed because a dependency did)
+``approval-request``      attempt, by (who must answer)
+``approve`` / ``reject``  attempt, reason, by (a human's answer)
+``reopen``                attempt, reason, by (the task runs again)
+``reopen-refused``        reason (over its restart limit, or within its cooldown)
 ``tool``                  attempt, step, call_id, tool, args, ok, status, output (a
                           preview of the result) or error, duration_ms, effect_id,
                           replayed, triggers (the task and the lease)
@@ -40,6 +49,9 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from smesh.agents.protocol import ClaimView, Verdict
+from smesh.backends.base import Response
+
+_ERROR_PREVIEW = 300  # characters of a failed call's error kept in its record
 
 __all__ = [
     "TOOL_CALL_KEYS",
@@ -47,23 +59,34 @@ __all__ = [
     "Detail",
     "Trigger",
     "attempts",
+    "llm_detail",
     "preview",
     "tool_calls",
 ]
 
 Action = Literal[
     "abstain",
+    "approval-request",
+    "approve",
+    "blocked",
     "budget",
+    "cancelled",
     "check",
     "claim",
     "concede",
     "decide",
     "give-up",
+    "handoff",
     "llm",
     "lost-lease",
     "no-consensus",
+    "partial",
     "pressure",
+    "reject",
+    "reopen",
+    "reopen-refused",
     "result",
+    "stop",
     "tool",
     "trust",
     "vote",
@@ -111,6 +134,10 @@ class Detail(msgspec.Struct, frozen=True, kw_only=True):
     cause: str | UnsetType = UNSET
     value: float | UnsetType = UNSET
     triggers: list[Trigger] | UnsetType = UNSET
+    grace_s: float | UnsetType = UNSET
+    to: str | UnsetType | None = UNSET
+    skill: str | UnsetType | None = UNSET
+    by: str | UnsetType | None = UNSET
     step: int | UnsetType = UNSET
     call_id: str | UnsetType = UNSET
     tool: str | UnsetType = UNSET
@@ -135,6 +162,41 @@ class Detail(msgspec.Struct, frozen=True, kw_only=True):
         if extra:
             data.update(extra)
         return data
+
+
+def llm_detail(
+    work: tuple[str, int, str] | None,
+    *,
+    backend: str,
+    response: Response | None,
+    cost: float,
+    latency_ms: float,
+    error: Exception | None,
+    limited: bool,
+) -> Detail:
+    """The detail of one LLM call's ``llm`` record: its attempt and purpose (from ``work``,
+    the task it was made for), usage and latency, or why it failed (``response`` None)."""
+    attempt, purpose = (work[1], work[2]) if work is not None else (UNSET, UNSET)
+    if response is not None:
+        return Detail(
+            attempt=attempt,
+            purpose=purpose,
+            backend=backend,
+            model=response.model,
+            input_tokens=response.input_tokens,
+            output_tokens=response.output_tokens,
+            cost_usd=round(cost, 9),
+            latency_ms=round(response.latency_s * 1e3 or latency_ms, 3),
+            status="ok",
+        )
+    return Detail(
+        attempt=attempt,
+        purpose=purpose,
+        backend=backend,
+        latency_ms=round(latency_ms, 3),
+        status="rate_limited" if limited else "error",
+        error=f"{type(error).__name__}: {error}"[:_ERROR_PREVIEW],
+    )
 
 
 def preview(output: Any, limit: int = 200) -> str:
