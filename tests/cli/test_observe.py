@@ -22,6 +22,8 @@ pytest.importorskip("prometheus_client")
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from smesh.apps.demo import demo_tasks
+
 
 def _lines(stream: Any) -> queue.Queue[str]:
     """Every line ``stream`` gives, as it comes (read on a thread)."""
@@ -105,14 +107,14 @@ def test_a_run_with_a_dashboard_and_metrics_shows_itself_while_it_runs(tmp_path:
             samples = _metrics(metrics_url)
             calls = sum(v for (n, _), v in samples.items() if n == "smesh_llm_calls_total")
             tasks = sum(v for (n, _), v in samples.items() if n == "smesh_tasks")
-            if calls and tasks == 6:
+            if calls and tasks == len(demo_tasks()):
                 break
             time.sleep(0.2)
         else:
             raise AssertionError(f"metrics never showed the run: {samples}")
         assert proc.poll() is None, "the run ended before the metrics were scraped"
         assert samples[("smesh_signals_total", (("kind", "task"), ("op", "emit"), ("run", run_id)))]
-        assert len(_feed(url)["tasks"]) == 6
+        assert len(_feed(url)["tasks"]) == len(demo_tasks())
         out, _ = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
