@@ -18,7 +18,7 @@ so a run can say before it starts whether it fits its budget.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import msgspec
 
@@ -61,6 +61,8 @@ class Check(msgspec.Struct, frozen=True, kw_only=True):
         verdict: the flow verdict at the line (``cue`` and ``reported`` for the others).
         path: the lines a value came along (source first).
         arg: the data argument, for sinks.
+        seconded: another voice will speak about this line anyway (an analyzer found
+            it, or the flow analysis traced input into it): a *yes* needs no judge.
     """
 
     line: int
@@ -72,6 +74,7 @@ class Check(msgspec.Struct, frozen=True, kw_only=True):
     verdict: str
     path: tuple[FlowStep, ...] = ()
     arg: str = ""
+    seconded: bool = False
 
     def candidates(self) -> list[int]:
         """Lines a judge may name as where the data comes from."""
@@ -189,6 +192,7 @@ def _analyzer_check(finding: RawFinding, label: str, code: str) -> Check:
         code=code,
         what=f"{finding.message} (an analyzer's rule {finding.rule})",
         verdict="reported",
+        seconded=True,
     )
 
 
@@ -225,7 +229,9 @@ def _checks(
         targets = ["security"] if review and "security" in lenses else _lenses_for_cwe(cwe, lenses)
         for name in targets[:1]:
             label = "security" if review else f"CWE-{cwe}"
-            out.append((name, site_check(site, label)))
+            check = site_check(site, label)
+            seconded = bool(near) or site.verdict == "input"
+            out.append((name, msgspec.structs.replace(check, seconded=seconded)))
             covered.append((site.line, cwe))
     for finding in reported:
         cwe = _canonical(finding.cwe)
@@ -330,7 +336,7 @@ def estimate(
     evidence: Sequence[FileEvidence],
     cost: CostModel,
     *,
-    lone: Callable[[Check], bool] = lambda c: c.verdict not in ("input", "reported"),
+    confirm_rate: float = 0.75,
 ) -> Estimate:
     """What ``works`` will cost with ``cost``.
 
@@ -338,7 +344,8 @@ def estimate(
         works: the plan.
         evidence: the files it came from (for the regions' sizes).
         cost: the backend's speed.
-        lone: which checks are likely to end with a single voice and need a judge.
+        confirm_rate: the share of checks without a second voice expected to be
+            confirmed (each such finding then needs one judge).
     """
     lines = {ev.path: ev.lines for ev in evidence}
     regions: set[tuple[str, int, int]] = set()
@@ -350,7 +357,7 @@ def estimate(
             text = lines.get(work.path, [])[work.start - 1 : work.end]
             prompt += int(sum(len(t) for t in text) / 3.2) + 4 * len(text) + 40
         checks += len(work.checks)
-        extra = sum(1 for c in work.checks if lone(c)) // 2  # about half are confirmed
+        extra = round(confirm_rate * sum(1 for c in work.checks if not c.seconded))
         judges += extra
         calls += len(work.checks) + extra
         prompt += (len(work.checks) + extra) * cost.question_tokens

@@ -170,7 +170,7 @@ def ask_prompt(region: Chunk, check: Check, lens: Lens, *, claim: str = "") -> s
     if not region.start_line <= check.line <= region.end_line:
         text += f"Line {check.line}: `{check.code[:160]}`\n"
     if claim:
-        text += f"Reported: {claim[:200]}\n"
+        text += f"Reported as {check.label}: {claim[:200]}\n"
     if _flow(check) and check.path:
         text += f"Path: {_path_text(check, region)}.\n"
     question = question_for(check)

@@ -173,12 +173,14 @@ def describe(state: FindingState) -> list[str]:
 
 def one_other_lens(judging: Judging, state: FindingState) -> list[str]:
     """One lens other than the finding's own judges it, when it still needs a voice: not
-    when two voices support it already, nor where the flow analysis found the input
-    safe (a security finding there is disputed by the evidence itself)."""
+    when two voices support it already (or are planned to speak about that line), nor
+    where the flow analysis found the input safe (a security finding there is disputed
+    by the evidence itself)."""
     supporting = set(judging.ledger.supporting_groups(state))
-    if len(supporting) >= 2:
-        return []
     line = state.lead.line_start if state.notes else state.key.bucket
+    planned = judging.index.planned(state.key.file, line, state.key.label)
+    if len(supporting | planned) >= 2:
+        return []  # two voices already, or about to speak: no judge needed
     if state.key.label == "security" and judging.index.settled(state.key.file, line, None):
         return []
     for name in judging.present:
