@@ -1,0 +1,174 @@
+"""Who tests the tester: ``smesh code`` with scripted tests that are themselves wrong.
+
+The tests really run (in the sandbox); the scripted model writes correct code and
+*broken* tests: one that forgets to import what it tests, one that calls a helper it
+never defined, one whose expected value is wrong. The coders must not be blamed for any
+of them, the tester must, and the generated project's own pytest must pass whenever the
+report says every module is accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from _coders import GOOD, Team, fence
+
+from smesh.apps.code import CodeReport, run_code
+from smesh.apps.testcheck import Case, blame, check_tests, drop_tests, read_cases, signature
+from smesh.backends.base import Request
+from smesh.testing import FunctionBackend
+
+NO_IMPORT = (
+    "def test_words():\n    assert word_count('a b c') == 3\n\n"
+    "def test_empty():\n    assert word_count('') == 0\n"
+)
+UNDEFINED_HELPER = (
+    "from textstats.counting import word_count\n\n"
+    "def test_words():\n    assert word_count(make_text()) == 3\n"
+)
+WRONG_EXPECTATION = (
+    "from textstats.counting import word_count\n\n"
+    "def test_words():\n    assert word_count('a b c') == 3\n\n"
+    "def test_two_words():\n    assert word_count('python programming') == 7\n"
+)
+GOOD_TESTS = (
+    "from textstats.counting import word_count\n\n"
+    "def test_words():\n    assert word_count('a b c') == 3\n"
+)
+
+
+class BrokenTestsTeam(Team):
+    """The scripted team, with the tester's successive test files and the arbiter's view."""
+
+    def __init__(self, tests: list[str], *, arbiter: str = "the test") -> None:
+        super().__init__(("counting",))
+        self.tests = list(tests)
+        self.arbiter = arbiter
+        self.arbitrations: list[str] = []
+
+    def __call__(self, request: Request) -> Any:
+        agent = request.agent or ""
+        prompt = request.messages[-1].content
+        if agent == "arbiter":
+            self.arbitrations.append(prompt)
+            return {"reason": "worked out by hand", "wrong": self.arbiter}
+        if agent == "tester":
+            self.prompts.append((agent, prompt))
+            return fence(self.tests.pop(0) if len(self.tests) > 1 else self.tests[0])
+        return super().__call__(request)
+
+
+def build(tmp_path: Path, team: Team) -> CodeReport:
+    return asyncio.run(
+        run_code("word statistics for text", tmp_path / "out", FunctionBackend(team))
+    )
+
+
+def own_pytest_passes(out: Path) -> bool:
+    ran = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=out,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return ran.returncode == 0
+
+
+def test_a_test_that_forgets_its_import_is_fixed_before_it_runs(tmp_path: Path) -> None:
+    report = build(tmp_path, BrokenTestsTeam([NO_IMPORT]))
+    [module] = report.modules
+    assert (module.status, module.attempts, module.tests_passed) == ("accepted", 1, 2)
+    written = (tmp_path / "out" / "tests" / "test_counting.py").read_text()
+    assert written.startswith("from textstats.counting import word_count\n")
+    assert report.summary.trust["coder-1"] >= 0.5  # never blamed
+    assert own_pytest_passes(tmp_path / "out")
+
+
+def test_a_test_broken_on_its_own_is_rewritten_and_the_tester_loses_trust(
+    tmp_path: Path,
+) -> None:
+    team = BrokenTestsTeam([UNDEFINED_HELPER, GOOD_TESTS])
+    report = build(tmp_path, team)
+    [module] = report.modules
+    assert (module.status, module.attempts) == ("accepted", 1)
+    asked = [p for a, p in team.prompts if a == "tester"]
+    assert len(asked) == 2 and "make_text" in asked[1]  # told what was wrong with it
+    trust = report.summary.trust
+    # both verifiers approved the module once; the tester also paid for its broken test
+    assert trust["tester"] < trust["reviewer"]
+    assert any("make_text" in f for f in report.tester_failures)
+    assert min(v for k, v in report.summary.trust.items() if k.startswith("coder")) >= 0.5
+    assert own_pytest_passes(tmp_path / "out")
+
+
+def test_two_coders_failing_one_assertion_alike_send_it_to_the_arbiter(tmp_path: Path) -> None:
+    team = BrokenTestsTeam([WRONG_EXPECTATION])
+    report = build(tmp_path, team)
+    [module] = report.modules
+    # coder-1's correct code was rejected once; coder-2's identical failure made the
+    # assertion suspect; the arbiter found the test wrong; the test went, the code stayed
+    assert (module.status, module.attempts) == ("accepted", 2)
+    assert len(team.arbitrations) == 1 and "== 7" in team.arbitrations[0]
+    written = (tmp_path / "out" / "tests" / "test_counting.py").read_text()
+    assert "test_two_words" not in written and "test_words" in written
+    trust = report.summary.trust
+    assert trust["tester"] < trust["reviewer"]
+    assert trust["coder-1"] >= 0.5 and trust["coder-2"] >= 0.5  # the first got it back
+    assert any("test_two_words" in f for f in report.tester_failures)
+    assert own_pytest_passes(tmp_path / "out")
+
+
+def test_when_the_arbiter_backs_the_test_the_code_stays_rejected(tmp_path: Path) -> None:
+    team = BrokenTestsTeam([WRONG_EXPECTATION], arbiter="the code")
+    report = build(tmp_path, team)
+    [module] = report.modules
+    assert module.status == "failed" and module.attempts == 3
+    assert len(team.arbitrations) == 1  # one ruling per assertion, remembered
+    assert report.summary.consensus == 0
+
+
+def test_check_tests_adds_forgotten_imports_and_flags_undefined_names() -> None:
+    fixed = check_tests(NO_IMPORT, "textstats", "counting", ["word_count"])
+    assert fixed.problems == [] and fixed.added == ["word_count"]
+    assert fixed.source.startswith("from textstats.counting import word_count\n")
+    broken = check_tests(UNDEFINED_HELPER, "textstats", "counting", ["word_count"])
+    assert broken.problems == ["`make_text` is used but never defined or imported"]
+    assert check_tests("def f(:\n", "p", "m", []).problems[0].startswith("the test file")
+    assert check_tests("x = 1\n", "p", "m", []).problems == ["the file has no test functions"]
+    assert "test_two_words" not in drop_tests(WRONG_EXPECTATION, {"test_two_words"})
+
+
+def test_blame_tells_the_testers_failures_from_the_coders() -> None:
+    def case(**kw: Any) -> Case:
+        return Case(
+            **{"test": "tests/test_m.py::test_a", "phase": "call", "outcome": "failed", **kw}
+        )
+
+    test_file, names = "test_m.py", ["f"]
+    name_error = case(path="/w/tests/test_m.py", message="NameError: name 'g' is not defined")
+    assert blame(name_error, test_file, names) == "tester"
+    inside = case(path="/w/pkg/m.py", message="ZeroDivisionError: division by zero")
+    assert blame(inside, test_file, names) == "coder"
+    assertion = case(path="/w/tests/test_m.py", message="AssertionError: assert 2 == 7")
+    assert blame(assertion, test_file, names) == "assertion"
+    assert signature(assertion) == "test_a: AssertionError: assert 2 == 7"
+    missing = case(phase="collect", outcome="error", message="ImportError: cannot import name 'f'")
+    assert blame(missing, test_file, names) == "coder"  # the interface promised it
+    stray = case(phase="collect", outcome="error", message="ImportError: cannot import name 'h'")
+    assert blame(stray, test_file, names) == "tester"
+    fixture = case(phase="setup", outcome="error", message="fixture 'db' not found")
+    assert blame(fixture, test_file, names) == "tester"
+
+
+def test_read_cases_skips_lines_it_cannot_trust(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"test": "t::a", "phase": "call", "outcome": "passed"}\nnot json\n{"x": 1}\n')
+    assert [c.name for c in read_cases(path)] == ["a"]
+    assert read_cases(tmp_path / "missing.jsonl") == []
+    assert GOOD["counting"]  # the scripted coders' code is the reference implementation
