@@ -26,6 +26,7 @@ import msgspec
 
 from smesh.agents import Agent, Judgement, TaskSpec, VerifySpec, WorkContext
 from smesh.agents.board import TaskBoard, TaskState
+from smesh.agents.runtime import Budget
 from smesh.apps.codegate import REVIEWER, WORKDIR, Arbiter, Gate, Tester, latest_code
 from smesh.apps.common import Summary, summarize
 from smesh.apps.demo import extract_code
@@ -36,7 +37,7 @@ from smesh.errors import UsageError
 from smesh.sandbox import Limits, Sandbox, run_pytest
 from smesh.trust import TrustTable
 
-__all__ = ["CodeModule", "CodeReport", "run_code"]
+__all__ = ["DEFAULT_CALLS", "DEFAULT_SECONDS", "CodeModule", "CodeReport", "run_code"]
 
 PLAN_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -68,6 +69,9 @@ REVIEW_SCHEMA: dict[str, Any] = {
     "required": ["verdict", "reason"],
 }
 ARCHITECT = "architect"
+#: the budget of a coding run when the command line gives none (it plans nothing ahead)
+DEFAULT_CALLS = 400
+DEFAULT_SECONDS = 1800.0
 
 
 class CodeModule(msgspec.Struct, frozen=True, kw_only=True):
@@ -303,6 +307,15 @@ async def run_code(
     target.mkdir(parents=True, exist_ok=True)
     target = target.resolve()
     opts = options or RunOptions()
+    if opts.fit_budget:
+        given = opts.budget.limits
+        calls, seconds = given.get("calls"), given.get("wall_s")
+        opts = opts.replace(
+            budget=Budget(
+                calls=int(calls) if calls is not None else DEFAULT_CALLS,
+                wall_s=seconds if seconds is not None else DEFAULT_SECONDS,
+            )
+        )
     verify = VerifySpec(quorum=1.0, margin=0.0, timeout_s=opts.settings.work_timeout_s)
     tester = Tester(backend, out=target, limits=sandbox.limits, sandbox=sandbox)
     agents: list[Agent] = [

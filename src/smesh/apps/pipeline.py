@@ -33,7 +33,7 @@ from smesh.agents import Agent, TaskSpec
 from smesh.agents.board import TaskBoard, TaskState
 from smesh.agents.runtime import Budget
 from smesh.apps.analyzers import Analyzer, RawFinding
-from smesh.apps.common import ScanReport, summarize
+from smesh.apps.common import ScanReport, Summary, summarize
 from smesh.apps.evidence import FileEvidence, gather
 from smesh.apps.files import SourceFile, select_files
 from smesh.apps.findings import Assessment, ConsensusRule, FindingLedger, FindingState
@@ -185,13 +185,20 @@ def outputs_in_order(board: TaskBoard) -> list[tuple[str, Any]]:
 
 
 def fit_budget(options: RunOptions, plan: Estimate) -> tuple[RunOptions, str | None]:
-    """The options with a budget that fits ``plan`` (when asked to fit one), and a
-    warning when the budget cannot hold the planned work."""
+    """The options with the limits nobody gave fitted to ``plan`` (when asked to fit
+    them), and a warning when the budget cannot hold the planned work."""
     budget = options.budget
     if options.fit_budget:
+        given_s, given_calls = budget.limits.get("wall_s"), budget.limits.get("calls")
+        tokens = budget.limits.get("tokens")
         seconds = min(MAX_AUTO_SECONDS, max(120.0, 2.0 * plan.seconds + 60.0))
         calls = max(40, 2 * plan.calls + 20)
-        budget = Budget(calls=calls, wall_s=seconds)
+        budget = Budget(
+            calls=int(given_calls) if given_calls is not None else calls,
+            tokens=int(tokens) if tokens is not None else None,
+            cost=budget.limits.get("cost"),
+            wall_s=given_s if given_s is not None else seconds,
+        )
         options = options.replace(budget=budget)
     limit_s = budget.limits.get("wall_s")
     limit_calls = budget.limits.get("calls")
@@ -250,6 +257,8 @@ async def run_scan(
         wanted = set(plan.only)
         files = [f for f in files if f.path in wanted]
     files = files[: plan.max_files] if plan.max_files is not None else files
+    if not files and plan.only is not None:
+        return _nothing_changed(plan, root, opts)  # a clean diff: an empty report, exit 0
     if not files:
         raise UsageError(f"{plan.nothing_to_scan} under {str(root)!r}")
     base = Path(root) if Path(root).is_dir() else Path(root).parent
@@ -335,6 +344,26 @@ async def run_scan(
         plan=planned,
         unfinished=unfinished,
     )
+
+
+def _nothing_changed(plan: ScanPlan[ReportT], root: str | Path, opts: RunOptions) -> ReportT:
+    """The report of a scan limited to files none of which qualifies: nothing to do."""
+    summary = Summary(
+        run_id=opts.run_id or "",
+        duration_s=0.0,
+        llm_calls=0,
+        tokens=0,
+        signals=0,
+        reinforcements=0,
+        consensus=0,
+        total=0,
+        stopped_by="quiescent",
+        tasks=0,
+        trust={},
+    )
+    planned = estimate([], [], CostModel())
+    opts.planned(planned, None)
+    return plan.report(findings=[], summary=summary, root=str(root), plan=planned)
 
 
 def _agents(

@@ -225,6 +225,7 @@ def _checks(
             if _canonical(f.cwe) == cwe and abs(f.line_start - site.line) <= NEAR
         ]
         if site.verdict == "input" and near and not review:
+            covered.append((site.line, cwe))
             continue  # the flow and an analyzer agree already: two voices, no call needed
         targets = ["security"] if review and "security" in lenses else _lenses_for_cwe(cwe, lenses)
         for name in targets[:1]:

@@ -28,12 +28,14 @@ class Fragment(msgspec.Struct, frozen=True):
         offset: add it to the tree's line numbers to get the file's.
         first: first line of the file that is in the tree.
         last: last line of the file that is in the tree.
+        converted: Python 2 lines had to be converted.
     """
 
     tree: ast.Module
     offset: int
     first: int
     last: int
+    converted: bool = False
 
 
 _PY2_PRINT = re.compile(r"^(\s*)print\s+(?![\s(=])(.+?)\s*$")
@@ -50,7 +52,7 @@ def py3_line(line: str) -> str:
     line = _PY2_EXEC.sub(lambda m: f"{m[1]}exec({m[2]}{', ' + m[3] if m[3] else ''})", line)
     line = _PY2_EXCEPT.sub(r"\1 as \2:", line)
     line = _PY2_OCTAL.sub(r"0o\1", line)
-    return line.replace("`", "'").replace("<>", "!=")
+    return line.replace("<>", "!=")
 
 
 def _openers(lines: Sequence[str]) -> list[str]:
@@ -72,23 +74,19 @@ def repair_fragment(text: str) -> tuple[str, int] | None:
         return None
     raw = text.splitlines()
     pre = max(0, -parsed.offset + parsed.first - 1)
-    body = [py3_line(ln) for ln in raw]
+    body = [py3_line(ln) for ln in raw] if parsed.converted else list(raw)
+    inside = body[parsed.first - 1 : parsed.last]
+    head = _openers(inside) if pre else []
+    floor = min((len(ln) - len(ln.lstrip()) for ln in head + inside if ln.strip()), default=0)
     lines: list[str] = []
-    levels = [
-        len(ln) - len(ln.lstrip()) for ln in body[parsed.first - 1 : parsed.last] if ln.strip()
-    ]
-    floor = min(levels, default=0)
-    for number, converted in enumerate(body, start=1):
-        if parsed.first <= number <= parsed.last:
-            if not pre and floor and converted[:floor].isspace():
-                lines.append(converted[floor:])  # dedented, as the tree saw it
-            elif not pre and floor:
-                lines.append(converted.lstrip())
-            else:
-                lines.append(converted)
-        else:
+    for number, line in enumerate(body, start=1):
+        if not parsed.first <= number <= parsed.last:
             lines.append("# " + raw[number - 1])
-    head = _openers(body[parsed.first - 1 : parsed.last]) if pre else []
+        elif line[:floor].isspace() or not floor:
+            lines.append(line[floor:])  # dedented, as the tree saw it
+        else:
+            lines.append(line.lstrip())
+    head = [h[floor:] for h in head]
     fixed = "\n".join(head + lines) + "\n"
     try:
         ast.parse(fixed)
@@ -111,12 +109,12 @@ def parse_fragment(text: str) -> Fragment | None:
                     pre = _openers(body) if opened else []
                     if opened and not pre:
                         continue
-                    source = textwrap.dedent("\n".join(body)) if not pre else "\n".join(pre + body)
+                    source = textwrap.dedent("\n".join(pre + body))
                     try:
                         tree = ast.parse(source)
                     except (SyntaxError, ValueError):
                         continue
-                    return Fragment(tree, head - len(pre), head + 1, len(lines) - tail)
+                    return Fragment(tree, head - len(pre), head + 1, len(lines) - tail, convert)
     return None
 
 

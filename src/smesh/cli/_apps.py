@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from smesh.agents.board import TaskBoard, TaskState
@@ -47,18 +48,21 @@ class RunFlags:
         cls,
         *,
         backend: str,
-        max_calls: int,
-        max_seconds: float,
+        max_calls: int | None,
+        max_seconds: float | None,
         seed: int,
         journal_path: Path,
         resume_id: str | None,
     ) -> RunFlags:
-        """The value of the parsed command-line flags."""
+        """The value of the parsed command-line flags. A budget not given is fitted to
+        the app's planned work (``fit_budget``): the scans estimate theirs, ``code``
+        takes :data:`smesh.apps.code.DEFAULT_CALLS` and ``DEFAULT_SECONDS``."""
         options = RunOptions(
             budget=Budget(calls=max_calls, wall_s=max_seconds),
             seed=seed,
             run_id=resume_id,
             resume=resume_id is not None,
+            fit_budget=max_calls is None or max_seconds is None,
         )
         return cls(backend=backend, journal=journal_path, options=options)
 
@@ -73,16 +77,14 @@ _RUN_FLAGS = (
     click.option(
         "--max-calls",
         type=click.IntRange(min=1),
-        default=400,
-        show_default=True,
-        help="Hard budget on LLM calls.",
+        default=None,
+        help="Hard budget on LLM calls (default: fitted to the planned work; 400 for code).",
     ),
     click.option(
         "--max-seconds",
         type=click.FloatRange(min=1),
-        default=1800.0,
-        show_default=True,
-        help="Hard budget on wall time.",
+        default=None,
+        help="Hard budget on wall time (default: fitted to the planned work; 1800 for code).",
     ),
     click.option("--seed", type=int, default=0, show_default=True, help="Seed of the RNGs."),
     click.option(
@@ -110,8 +112,8 @@ def run_options(func: Callable[..., T]) -> Callable[..., T]:
     def command(
         *args: Any,
         backend: str,
-        max_calls: int,
-        max_seconds: float,
+        max_calls: int | None,
+        max_seconds: float | None,
         seed: int,
         journal_path: Path,
         resume_id: str | None,
@@ -155,13 +157,16 @@ async def app_backend(spec: str | None, *, quiet: bool) -> AsyncIterator[Any]:
 
 
 class ProgressView:
-    """A live table of the board's tasks by kind and state, on stderr."""
+    """A live table of the board's tasks by kind and state, on stderr, with what the run
+    planned (a scan's estimate) under it."""
 
     def __init__(self, title: str, extra: Callable[[], str] | None = None) -> None:
         self.title = title
         self.extra = extra
         self.board: TaskBoard | None = None
+        self.plan = ""
         self._live: Live | None = None
+        self.quiet = False
 
     def _render(self) -> Table:
         table = Table(title=self.title, title_justify="left")
@@ -183,9 +188,19 @@ class ProgressView:
                 row[0] += 1
         for kind, row in rows.items():
             table.add_row(kind, *map(str, row))
-        if self.extra is not None:
-            table.caption = self.extra()
+        captions = [c for c in (self.plan, self.extra() if self.extra else "") if c]
+        if captions:
+            table.caption = escape(" · ".join(captions))
         return table
+
+    def on_plan(self, estimate: Any, warning: str | None) -> None:
+        """A scan's plan: shown under the table; a budget it will not fit in, on stderr
+        at once (also with ``--json``: stdout stays the one JSON document)."""
+        self.plan = estimate.line() if hasattr(estimate, "line") else str(estimate)
+        if warning:
+            err_console.print(f"[yellow]smesh: {escape(warning)}[/yellow]")
+        elif not self.quiet:
+            err_console.print(f"[dim]{escape(self.plan)}[/dim]")
 
     def on_start(self, board: TaskBoard) -> None:
         """Follow ``board`` (called when the app's team is ready)."""
@@ -227,8 +242,12 @@ def run_app(
         journal = Journal(run.journal)
         try:
             async with app_backend(run.backend if model else None, quiet=quiet) as backend:
+                view.quiet = quiet
                 options = run.options.replace(
-                    journal=journal, on_change=view.on_change, on_start=view.on_start
+                    journal=journal,
+                    on_change=view.on_change,
+                    on_start=view.on_start,
+                    on_plan=view.on_plan,
                 )
                 with view.shown(not quiet):
                     return await body(backend, options)
