@@ -53,6 +53,7 @@ LAYERS: dict[str, str] = {
     "smesh.dashboard": "apps",
     "smesh.cli": "top",
     "smesh.bench": "top",
+    "smesh.eval": "top",  # the measured suites (``smesh eval``): they run the apps
     "smesh.__main__": "top",
 }
 FACADE = "smesh"

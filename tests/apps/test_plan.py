@@ -5,7 +5,6 @@ inputs, and answers are validated before they become findings."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -132,7 +131,7 @@ def test_lenses_on_one_region_share_the_prompt_prefix(project: Path) -> None:
     assert len(db) == 4  # injection and path-traversal, then a judge for each
     (system_a, a), (system_b, b) = db[:2]
     assert system_a == system_b  # one system prompt for every lens: the prefix starts there
-    shared = os.path.commonprefix([a, b])
+    shared = a[: next(i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)]
     assert shared.startswith("File app/db.py (python), lines 1-5:")
     assert "5 |         return fh.read()" in shared  # the whole region, then the questions
 
@@ -215,7 +214,7 @@ def test_a_scan_that_cannot_finish_in_its_budget_says_so_with_the_estimate(
     est = estimate(works, evidence, CostModel())
     # without bandit's report the request into the shell has one voice: it is asked too
     assert est.checks == 5 and est.files == 6 and est.files_with_work == 3 and est.seconds > 0
-    options, warning = fit_budget(RunOptions(budget=Budget(wall_s=1.0, calls=2)), est)
+    _, warning = fit_budget(RunOptions(budget=Budget(wall_s=1.0, calls=2)), est)
     assert warning is not None
     assert f"~{est.seconds:.0f} s of LLM work against a budget of 1 s" in warning
     assert f"~{est.calls} LLM calls against a budget of 2" in warning
