@@ -41,6 +41,8 @@ from typing import Any
 
 import msgspec
 
+from smesh.backends.base import BackendBase, Request, Response, estimate_tokens
+
 __all__ = ["Item", "Tally", "load_items", "main", "run", "score"]
 
 _REPO = Path(__file__).resolve().parents[3]
@@ -280,6 +282,25 @@ def _yes(request: Any) -> dict[str, Any]:
     return answer
 
 
+class Confirming(BackendBase):
+    """``--backend scripted``: no model, every check confirmed (see :func:`_yes`)."""
+
+    name = "scripted"
+
+    async def complete(self, request: Request) -> Response:
+        """The confirming answer, as JSON."""
+        answer = _yes(request)
+        text = json.dumps(answer)
+        return Response(
+            text=text,
+            model="scripted",
+            backend=self.name,
+            input_tokens=estimate_tokens(request.messages[-1].content),
+            output_tokens=estimate_tokens(text),
+            parsed=answer,
+        )
+
+
 async def run(
     items: Sequence[Item],
     backend: str = "scripted",
@@ -294,9 +315,7 @@ async def run(
     from smesh.backends.base import aclose_backend
 
     if backend == "scripted":
-        from smesh.testing import FunctionBackend
-
-        model: Any = FunctionBackend(_yes, name="scripted")
+        model: Any = Confirming()
     else:
         from smesh.backends import resolve_backend
 
