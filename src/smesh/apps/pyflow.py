@@ -122,6 +122,19 @@ def _exits(stmts: Sequence[ast.stmt]) -> bool:
     return False
 
 
+def _builds_text(node: ast.expr) -> bool:
+    """Whether a returned expression is text made from parts (a concatenation, an
+    f-string, ``%`` or ``.format``) or a bare value, rather than a dict, a list or a call
+    that makes a response of its own (``jsonify``, ``render_template``)."""
+    if isinstance(node, ast.JoinedStr | ast.Name | ast.Subscript | ast.Attribute):
+        return True
+    if isinstance(node, ast.BinOp):
+        return isinstance(node.op, ast.Add | ast.Mod)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        return node.func.attr == "format"
+    return False
+
+
 class _Walker(Evaluator):
     """Walks the statements of a file, function by function, and records its sinks."""
 
@@ -156,7 +169,8 @@ class _Walker(Evaluator):
             if node.value is not None:
                 value = self.expr(node.value, env)
                 self.returns.append(value)
-                if self.route and value.level > CONSTANT:
+                if self.route and value.level == INPUT and _builds_text(node.value):
+                    # a view returning text built from the request: Flask sends it as HTML
                     self.record("html", node, node.value, value, "return")
         elif isinstance(node, ast.If):
             env = self.branch(node, env)
