@@ -204,3 +204,18 @@ def test_bad_arguments_exit_2_with_one_line(
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("smesh: error:"), err
     assert "Traceback" not in out + err
+
+
+def test_swarm_says_before_it_starts_when_the_budget_cannot_hold_the_plan(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    pytest.importorskip("bandit")
+    code, out, err = smesh(
+        capsys, "swarm", "--path", str(SAMPLES), "--backend", "oracle", "--json",
+        "--max-seconds", "1", "--max-calls", "3", "--journal", str(tmp_path / "j.db"),
+    )  # fmt: skip
+    assert "will not finish within its budget" in err
+    assert "LLM work against a budget of 1 s" in err and "calls against a budget of 3" in err
+    doc = json.loads(out)  # stdout is still exactly one JSON document
+    assert doc["plan"]["checks"] == 10
+    assert doc["summary"]["llm_calls"] <= 3

@@ -198,9 +198,9 @@ class ProgressView:
         at once (also with ``--json``: stdout stays the one JSON document)."""
         self.plan = estimate.line() if hasattr(estimate, "line") else str(estimate)
         if warning:
-            err_console.print(f"[yellow]smesh: {escape(warning)}[/yellow]")
+            click.echo(f"smesh: {warning}", err=True)  # one line, never wrapped
         elif not self.quiet:
-            err_console.print(f"[dim]{escape(self.plan)}[/dim]")
+            err_console.print(f"[dim]{escape(self.plan)}[/dim]", soft_wrap=True)
 
     def on_start(self, board: TaskBoard) -> None:
         """Follow ``board`` (called when the app's team is ready)."""
