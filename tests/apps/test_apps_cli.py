@@ -210,7 +210,7 @@ def test_swarm_says_before_it_starts_when_the_budget_cannot_hold_the_plan(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     pytest.importorskip("bandit")
-    code, out, err = smesh(
+    _, out, err = smesh(
         capsys, "swarm", "--path", str(SAMPLES), "--backend", "oracle", "--json",
         "--max-seconds", "1", "--max-calls", "3", "--journal", str(tmp_path / "j.db"),
     )  # fmt: skip
