@@ -108,9 +108,9 @@ _CONSTRUCTS = {
         "Which cipher does line {line} use?", "DES, RC4, Blowfish or ECB mode", "AES or stronger"
     ),
     "random": _choice(
-        "Where do the random numbers on line {line} come from?",
-        "the random module",
-        "secrets or os.urandom",
+        "What does line {line} call?",
+        "a function of the random module",
+        "a function of the secrets module",
     ),
     "secret": _choice(
         "What is the string on line {line}?",
