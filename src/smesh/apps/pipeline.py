@@ -40,7 +40,14 @@ from smesh.apps.findings import Assessment, ConsensusRule, FindingLedger, Findin
 from smesh.apps.lens import Lens, cwe_label
 from smesh.apps.options import RunOptions
 from smesh.apps.plan import CostModel, Estimate, PlanIndex, estimate, plan_work
-from smesh.apps.scan import AnalyzerAgent, ScanAgent, SourceView, analyzer_spec, scan_spec
+from smesh.apps.scan import (
+    AnalyzerAgent,
+    RegionTurns,
+    ScanAgent,
+    SourceView,
+    analyzer_spec,
+    scan_spec,
+)
 from smesh.backends.base import Backend
 from smesh.errors import UsageError
 from smesh.trust import TrustTable
@@ -383,6 +390,7 @@ def _agents(
         if backend is None:
             raise UsageError("LLM agents need a backend")
         source = SourceView(root)
+        turns = RegionTurns()
         languages = sorted({f.language for f in files})
         agents += [
             ScanAgent(
@@ -395,6 +403,7 @@ def _agents(
                 backend=backend,
                 index=index,
                 role=plan.role,
+                turns=turns,
             )
             for agent_id, lens in plan.lenses
         ]

@@ -40,8 +40,11 @@ __all__ = [
     "site_check",
 ]
 
-#: lines of a region above the first check and below the last
+#: lines of a region above the first check and below the last (the function's code above a
+#: sink is where its data comes from)
 ABOVE, BELOW = 25, 6
+#: the same for top-level code of a parsed file (a constant, an import): little context
+TOP_ABOVE, TOP_BELOW = 4, 2
 #: most lines between the first and the last check of one region
 SPAN = 40
 #: how close an analyzer's line must be to a site to be about the same thing
@@ -164,7 +167,9 @@ def _canonical(cwe: int) -> int:
 def site_check(site: Site, label: str) -> Check:
     """The check about ``site`` that reports ``label``."""
     spec = SINKS[site.kind]
-    if spec.flow:
+    if spec.flow and len(site.path) <= 1:  # found on the line alone: the region shows it
+        what = f"sends data to {spec.what} ({site.call})"
+    elif spec.flow:
         what = f"passes `{site.arg[:80]}` to {spec.what} ({site.call})"
     elif site.kind == "secret":
         what = "writes a password, key or token into the code"
@@ -277,8 +282,10 @@ def _regions(ev: FileEvidence, lines: Iterable[int]) -> dict[int, tuple[int, int
                 clusters[-1].append(line)
             else:
                 clusters.append([line])
+        top = ev.parsed and (lo, hi) == (1, max(1, len(ev.lines)))
+        above, below = (TOP_ABOVE, TOP_BELOW) if top else (ABOVE, BELOW)
         for cluster in clusters:
-            region = (max(lo, cluster[0] - ABOVE), min(hi, cluster[-1] + BELOW))
+            region = (max(lo, cluster[0] - above), min(hi, cluster[-1] + below))
             regions.update(dict.fromkeys(cluster, region))
     return regions
 

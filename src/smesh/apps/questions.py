@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from smesh.apps.files import Chunk, numbered
+from smesh.apps.files import Chunk
 from smesh.apps.lens import Lens
 from smesh.apps.plan import Check
 from smesh.apps.sinks import SINKS
@@ -66,11 +66,15 @@ class Answer(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def region_prefix(region: Chunk) -> str:
-    """The shared start of every prompt about ``region``."""
-    return (
-        f"File {region.path} ({region.language}), lines {region.start_line}-{region.end_line}:"
-        f"\n{numbered(region)}\n\n"
-    )
+    """The shared start of every prompt about ``region``: its lines, numbered (blank ones
+    left out: a number costs the small model three tokens and says nothing there)."""
+    lines = [
+        f"{region.start_line + i} | {text}"
+        for i, text in enumerate(region.text.splitlines())
+        if text.strip()
+    ]
+    head = f"File {region.path} ({region.language}), lines {region.start_line}-{region.end_line}:"
+    return head + "\n" + "\n".join(lines) + "\n\n"
 
 
 def _path_text(check: Check, region: Chunk) -> str:
@@ -171,14 +175,12 @@ def ask_prompt(region: Chunk, check: Check, lens: Lens, *, claim: str = "") -> s
         text += f"Line {check.line}: `{check.code[:160]}`\n"
     if claim:
         text += f"Reported as {check.label}: {claim[:200]}\n"
-    if _flow(check) and check.path:
+    if _flow(check) and len(check.path) > 1:
         text += f"Path: {_path_text(check, region)}.\n"
     question = question_for(check)
-    text += question.text + '\nJSON: "reason" (short), '
+    text += question.text + '\nJSON: "reason", '
     if _flow(check):
-        text += (
-            f'"source_line" (where the data enters: {" or ".join(map(str, check.candidates()))}), '
-        )
+        text += f'"source_line" ({" or ".join(map(str, check.candidates()))}), '
     text += f'"answer" ({" / ".join(question.options)}).'
     return region_prefix(region) + text
 
@@ -186,7 +188,8 @@ def ask_prompt(region: Chunk, check: Check, lens: Lens, *, claim: str = "") -> s
 def schema_for(check: Check) -> dict[str, Any]:
     """The JSON schema of an answer: reason first, then (for a flow) one of the path's
     lines, then one of the question's answers."""
-    properties: dict[str, Any] = {"reason": {"type": "string", "maxLength": 100}}
+    # a short reason: every token of it is generated on a small CPU
+    properties: dict[str, Any] = {"reason": {"type": "string", "maxLength": 60}}
     required = ["reason"]
     if _flow(check):
         properties["source_line"] = {"type": "integer", "enum": check.candidates()}

@@ -44,6 +44,7 @@ __all__ = [
     "AnalyzerAgent",
     "JudgesFor",
     "Opinionated",
+    "RegionTurns",
     "ScanAgent",
     "SourceView",
     "analyzer_spec",
@@ -81,6 +82,28 @@ class SourceView:
         lines = self.lines(path)
         end = max(start, min(end, len(lines)))
         return Chunk(path, language, start, end, "\n".join(lines[start - 1 : end]))
+
+
+class RegionTurns:
+    """Calls about one region take turns; calls about different regions run together.
+
+    Every prompt about a region starts with the same text, so the model server can serve
+    the second call the region from its prompt cache, but only if that call comes after
+    the first one, not beside it: four lenses asking about one region at once read it
+    four times. One lock per region keeps the cache useful and the slots busy with other
+    regions meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[str, int, int], asyncio.Lock] = {}
+
+    def turn(self, region: Chunk) -> asyncio.Lock:
+        """The lock of ``region`` (``async with turns.turn(region): ...``)."""
+        key = (region.path, region.start_line, region.end_line)
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
 
 
 def post_task(rt: Runtime, spec: TaskSpec, origin: str) -> None:
@@ -202,6 +225,7 @@ class ScanAgent(_Reporter):
         backend: the model it asks.
         index: the run's plan, to find the check and region behind a finding it judges.
         role: the system prompt (one per app: the prompts' shared prefix starts here).
+        turns: the run's :class:`RegionTurns` (calls about one region take turns).
         answer_tokens: ``max_tokens`` of one answer.
     """
 
@@ -217,6 +241,7 @@ class ScanAgent(_Reporter):
         backend: Backend,
         index: PlanIndex,
         role: str,
+        turns: RegionTurns | None = None,
         answer_tokens: int = 110,
     ) -> None:
         skills = {f"scan:{lens.name}:{lang}": lens.affinity_for(lang) for lang in languages}
@@ -234,6 +259,7 @@ class ScanAgent(_Reporter):
         self.lens = lens
         self.source = source
         self.index = index
+        self.turns = turns or RegionTurns()
 
     async def perform(self, ctx: WorkContext) -> Any:
         """Answer a scan task's checks, or judge a finding, depending on the skill."""
@@ -242,9 +268,10 @@ class ScanAgent(_Reporter):
         return await self._scan(ctx.task)
 
     async def _answer(self, region: Chunk, check: Check, claim: str = "") -> Any:
-        response = await self.ask(
-            ask_prompt(region, check, self.lens, claim=claim), json_schema=schema_for(check)
-        )
+        async with self.turns.turn(region):
+            response = await self.ask(
+                ask_prompt(region, check, self.lens, claim=claim), json_schema=schema_for(check)
+            )
         return read_answer(response.parsed, check)
 
     async def _scan(self, spec: TaskSpec) -> dict[str, Any]:
