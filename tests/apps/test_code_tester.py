@@ -172,3 +172,27 @@ def test_read_cases_skips_lines_it_cannot_trust(tmp_path: Path) -> None:
     assert [c.name for c in read_cases(path)] == ["a"]
     assert read_cases(tmp_path / "missing.jsonl") == []
     assert GOOD["counting"]  # the scripted coders' code is the reference implementation
+
+
+def test_tests_run_at_import_are_left_to_pytest() -> None:
+    source = GOOD_TESTS + "\n\ntest_words()\nassert word_count('x') == 1\n"
+    checked = check_tests(source, "textstats", "counting", ["word_count"])
+    assert checked.problems == [] and checked.removed == 2
+    assert "test_words()\n" not in checked.source and "def test_words" in checked.source
+
+
+def test_an_import_error_inside_the_module_is_the_coders() -> None:
+    # an error while importing has no crash record: the traceback text says where it was
+    broken = Case(
+        test="tests/test_m.py", phase="collect", outcome="error",
+        message="tests/test_m.py:1: in <module>\n    from pkg.m import f\n"
+        "pkg/m.py:1: in <module>\n    import nosuchmod\n"
+        "E   ModuleNotFoundError: No module named 'nosuchmod'",
+    )  # fmt: skip
+    assert blame(broken, "test_m.py", ["f"]) == "coder"
+    own = Case(
+        test="tests/test_m.py", phase="collect", outcome="error",
+        message="tests/test_m.py:1: in <module>\n    import nosuch\n"
+        "E   ModuleNotFoundError: No module named 'nosuch'",
+    )  # fmt: skip
+    assert blame(own, "test_m.py", ["f"]) == "tester"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -178,9 +179,19 @@ def _overview(plan: dict[str, Any]) -> str:
 
 
 class Coder(Agent):
-    """Writes one module from its interface (and, on a retry, the reviewers' feedback)."""
+    """Writes one module from its interface (and, on a retry, the reviewers' feedback).
 
-    def __init__(self, id: str, backend: Backend) -> None:
+    A rejected module goes to a coder who has not tried it yet, when there is one: a
+    second, independent implementation is what tells a wrong test from wrong code (see
+    :mod:`smesh.apps.codegate`).
+
+    Args:
+        id: node id.
+        backend: the model.
+        peers: the ids of every coder of the run.
+    """
+
+    def __init__(self, id: str, backend: Backend, peers: Sequence[str] = ()) -> None:
         super().__init__(
             id,
             backend=backend,
@@ -188,6 +199,16 @@ class Coder(Agent):
             skills={"code": 0.9},
             max_tokens=900,
         )
+        self.peers = [p for p in peers if p != id]
+
+    def score(self, task: TaskState, now: float) -> float:
+        """As any agent's, but none for a retry of a module this coder wrote while a
+        coder who has not tried it exists (it will bid when it is free)."""
+        base = super().score(task, now)
+        tried = {r.origin for r in task.results.values()}
+        if self.id in tried and any(p not in tried for p in self.peers):
+            return 0.0
+        return base
 
     async def perform(self, ctx: WorkContext) -> Any:
         """Write the module; returns ``{"file", "code"}``."""
@@ -318,9 +339,10 @@ async def run_code(
         )
     verify = VerifySpec(quorum=1.0, margin=0.0, timeout_s=opts.settings.work_timeout_s)
     tester = Tester(backend, out=target, limits=sandbox.limits, sandbox=sandbox)
+    names = [f"coder-{i + 1}" for i in range(coders)]
     agents: list[Agent] = [
         Architect(backend, verify=verify, rounds=rounds),
-        *(Coder(f"coder-{i + 1}", backend) for i in range(coders)),
+        *(Coder(name, backend, peers=names) for name in names),
         tester,
         Reviewer(backend),
         Arbiter(backend),

@@ -3,7 +3,8 @@
 A failing test is evidence against the test as much as against the code. Before a
 generated test file runs, :func:`check_tests` makes sure it parses, has test functions,
 and imports what it tests: a name of the module's interface that a test uses but never
-imports is imported (the model forgot the line; the coder is not to blame for it).
+imports is imported (the model forgot the line; the coder is not to blame for it), and
+tests it calls at import (``test_x()`` at the bottom of the file) are left to pytest.
 While it runs, :data:`REPORTER` (a ``conftest.py`` put next to it) records how each test
 ended: which exception, raised in which file. :func:`blame` reads that: an error raised
 by the test file itself before it reached the code under test (a ``NameError``, an
@@ -123,6 +124,23 @@ def read_cases(path: Path) -> list[Case]:
     return cases
 
 
+_FRAME = re.compile(r"^(\S+\.py):(\d+): ", re.M)
+_RAISED = re.compile(r"^E\s+([A-Za-z_][\w.]*)(?::|$)", re.M)
+
+
+def crash_site(case: Case) -> tuple[str, str]:
+    """``(file, exception)`` where ``case`` crashed: the reporter's, or, for an error
+    while importing (which has no crash record), the innermost frame and the ``E`` line
+    of the traceback text."""
+    if case.path:
+        return case.path, case.error
+    frames = _FRAME.findall(case.message)
+    raised = _RAISED.findall(case.message)
+    path = frames[-1][0] if frames else ""
+    error = raised[-1].rsplit(".", 1)[-1] if raised else case.error
+    return path, error
+
+
 def blame(case: Case, test_file: str, interface: Iterable[str]) -> Blame:
     """Whose failure ``case`` is.
 
@@ -132,18 +150,19 @@ def blame(case: Case, test_file: str, interface: Iterable[str]) -> Blame:
     module, or the module lacks a name the interface promises; an assertion that failed
     in the test is ``assertion``: either side may be wrong.
     """
-    in_test = case.path.endswith(test_file) or Path(case.path).name == Path(test_file).name
+    path, error = crash_site(case)
+    in_test = bool(path) and (path.endswith(test_file) or Path(path).name == Path(test_file).name)
     names = set(interface)
-    if case.phase in ("collect", "setup") and case.error in ("ImportError",):
+    if error == "ImportError" and (in_test or not path):
         missing = re.search(r"cannot import name '(\w+)'", case.message)
         return "coder" if missing and missing.group(1) in names else "tester"
-    if case.phase == "setup" or (case.error in _TESTER_ERRORS and (in_test or not case.path)):
+    if case.phase == "setup" or (error in _TESTER_ERRORS and (in_test or not path)):
         return "tester"
     if case.phase == "collect":
-        return "tester" if in_test or not case.path else "coder"
-    if case.error == "AssertionError" and in_test:
+        return "tester" if in_test or not path else "coder"
+    if error == "AssertionError" and in_test:
         return "assertion"
-    return "tester" if case.error == "ImportError" and in_test else "coder"
+    return "coder"
 
 
 def signature(case: Case) -> str:
@@ -164,6 +183,7 @@ class TestsCheck(msgspec.Struct, frozen=True):
         source: the test file, with the imports it forgot added.
         problems: what is wrong with it that no import fixes (empty: it can run).
         added: names whose import was added.
+        removed: top-level statements removed because they ran tests at import.
     """
 
     __test__ = False  # not a pytest test class
@@ -171,6 +191,7 @@ class TestsCheck(msgspec.Struct, frozen=True):
     source: str
     problems: list[str]
     added: list[str]
+    removed: int = 0
 
 
 def _defined(tree: ast.Module) -> set[str]:
@@ -195,6 +216,33 @@ def _defined(tree: ast.Module) -> set[str]:
     return names
 
 
+def _no_work_at_import(source: str, tree: ast.Module) -> tuple[str, ast.Module, int]:
+    """The file without top-level asserts and calls of its tests: a test file that runs
+    its tests while pytest imports it fails at collection, not in a test, and whatever
+    made it fail, the report says nothing about which promise the code broke."""
+    drop = [
+        n
+        for n in tree.body
+        if isinstance(n, ast.Assert)
+        or (
+            isinstance(n, ast.Expr)
+            and isinstance(n.value, ast.Call)
+            and isinstance(n.value.func, ast.Name)
+            and n.value.func.id.startswith("test")
+        )
+    ]
+    if not drop:
+        return source, tree, 0
+    lines = source.splitlines(keepends=True)
+    for node in sorted(drop, key=lambda n: n.lineno, reverse=True):
+        del lines[node.lineno - 1 : (node.end_lineno or node.lineno)]
+    text = "".join(lines)
+    try:
+        return text, ast.parse(text), len(drop)
+    except SyntaxError:
+        return source, tree, 0
+
+
 def check_tests(source: str, package: str, module: str, interface: Sequence[str]) -> TestsCheck:
     """Check a generated test file before it runs, and add the imports it forgot.
 
@@ -213,6 +261,7 @@ def check_tests(source: str, package: str, module: str, interface: Sequence[str]
     tests = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test")]
     if not tests:
         return TestsCheck(source, ["the file has no test functions"], [])
+    source, tree, moved = _no_work_at_import(source, tree)
     target = f"{package}.{module}"
     imports_module = any(
         (isinstance(n, ast.ImportFrom) and n.module == target)
@@ -232,7 +281,7 @@ def check_tests(source: str, package: str, module: str, interface: Sequence[str]
         added = [name for name in interface if name in used] or list(interface[:1])
     if added:
         source = f"from {target} import {', '.join(added)}\n" + source
-    return TestsCheck(source, problems, added)
+    return TestsCheck(source, problems, added, moved)
 
 
 def drop_tests(source: str, names: Iterable[str]) -> str:
