@@ -37,7 +37,7 @@ from smesh.agents import Team, Settings, TaskSpec
 from smesh.bench.agents import _scale_agents
 from smesh.clock import SystemClock
 from smesh.field import Field
-from smesh.journal import Journal
+from smesh.agents.journal import Journal
 
 N = int(sys.argv[1])
 async def main():
@@ -88,9 +88,9 @@ def wait(predicate: Any, timeout: float, step: float = 0.05) -> Any:
 
 def marker(journal_path: Path, i: int) -> float:
     """Commit a marker task to the run from outside; return the wall time of the commit."""
+    from smesh.agents.journal import Journal
     from smesh.clock import SystemClock
     from smesh.field import Field
-    from smesh.journal import Journal
 
     with Journal(journal_path) as journal:
         field = Field(SystemClock())
@@ -107,9 +107,9 @@ def main() -> None:
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
+    from smesh.agents.journal import Journal
     from smesh.clock import SystemClock
     from smesh.field import Field
-    from smesh.journal import Journal
 
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
     with tempfile.TemporaryDirectory() as tmp:

@@ -24,7 +24,7 @@ from smesh.dashboard.simrec import SimRecorder
 from smesh.decay import Exponential
 from smesh.errors import RateLimited
 from smesh.field import Field
-from smesh.journal import Journal
+from smesh.agents.journal import Journal
 from smesh.sim import SimConfig, run_simulation
 from smesh.testing import FunctionBackend
 

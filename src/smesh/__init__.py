@@ -9,23 +9,29 @@ from smesh._version import __version__
 from smesh.clock import Clock, SystemClock, VirtualClock
 from smesh.decay import Custom, Decay, Exponential, Linear, Sigmoid, Step, parse_decay
 from smesh.errors import (
+    AnalyzerFailed,
     AuthenticationFailed,
     BackendError,
     BackendTimeout,
     BackendUnavailable,
     BadResponse,
     BudgetExceeded,
+    CircuitOpen,
+    ConfigurationError,
     InvalidMessage,
     InvalidSignal,
+    InvalidValue,
     ModelNotFound,
     NotPermitted,
     RateLimited,
     RuntimeFailure,
+    SandboxUnavailable,
     SignalNotFound,
     SmeshError,
     ToolError,
     ToolTimeout,
     TransportError,
+    TruncatedResponse,
     UnknownName,
     UsageError,
 )
@@ -49,6 +55,7 @@ if TYPE_CHECKING:
         VerifySpec,
         WorkContext,
     )
+    from smesh.agents.journal import Journal
     from smesh.backends import (
         Backend,
         BackendBase,
@@ -60,7 +67,6 @@ if TYPE_CHECKING:
         resolve_backend,
     )
     from smesh.diffusion import NetworkField, Spread
-    from smesh.journal import Journal
     from smesh.sim import SimConfig, SimResult, SimTick, run_simulation
     from smesh.tools import Tool, ToolLoop, ToolSet, tool
 
@@ -96,7 +102,7 @@ _LAZY = {
         ],
         "smesh.backends",
     ),
-    "Journal": "smesh.journal",
+    "Journal": "smesh.agents.journal",
     "NetworkField": "smesh.diffusion",
     "Spread": "smesh.diffusion",
     "SimConfig": "smesh.sim",
@@ -120,6 +126,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Agent",
+    "AnalyzerFailed",
     "AuthenticationFailed",
     "Backend",
     "BackendBase",
@@ -129,7 +136,9 @@ __all__ = [
     "BadResponse",
     "Budget",
     "BudgetExceeded",
+    "CircuitOpen",
     "Clock",
+    "ConfigurationError",
     "Custom",
     "Decay",
     "Exponential",
@@ -139,6 +148,7 @@ __all__ = [
     "FunctionAgent",
     "InvalidMessage",
     "InvalidSignal",
+    "InvalidValue",
     "Journal",
     "Judgement",
     "Linear",
@@ -153,6 +163,7 @@ __all__ = [
     "Response",
     "RunReport",
     "RuntimeFailure",
+    "SandboxUnavailable",
     "Sensed",
     "Settings",
     "Sigmoid",
@@ -175,6 +186,7 @@ __all__ = [
     "ToolSet",
     "ToolTimeout",
     "TransportError",
+    "TruncatedResponse",
     "TrustTable",
     "UnknownName",
     "UsageError",

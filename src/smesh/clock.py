@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from typing import Protocol, runtime_checkable
 
+from smesh.errors import InvalidValue
+
 __all__ = ["Clock", "SystemClock", "VirtualClock"]
 
 
@@ -58,14 +60,14 @@ class VirtualClock:
     def advance(self, seconds: float) -> float:
         """Move time forward by ``seconds`` (must be >= 0) and return the new time."""
         if seconds < 0:
-            raise ValueError(f"a clock cannot go backwards (advance by {seconds})")
+            raise InvalidValue(f"a clock cannot go backwards (advance by {seconds})")
         self._now += seconds
         return self._now
 
     def set(self, when: float) -> None:
         """Jump to ``when``, which must not be earlier than now."""
         if when < self._now:
-            raise ValueError(f"a clock cannot go backwards ({when} < {self._now})")
+            raise InvalidValue(f"a clock cannot go backwards ({when} < {self._now})")
         self._now = float(when)
 
     def __repr__(self) -> str:

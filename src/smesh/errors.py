@@ -6,18 +6,24 @@ answer, a model that replies with garbage), so callers can catch one without the
 
     SmeshError
     ├── UsageError                 misuse: the caller can fix it by changing the call
-    │   ├── InvalidSignal          a value outside its domain (intensity > 1, ttl <= 0, ...)
+    │   ├── InvalidValue           a value outside its domain (a topology size, a setting ...)
+    │   │   └── InvalidSignal          a signal's (intensity > 1, ttl <= 0, a payload not JSON)
     │   ├── UnknownName            an unknown topology, decay, backend or trust model
     │   ├── NotPermitted           e.g. withdrawing or renewing a signal you did not emit
-    │   └── SandboxUnavailable     no isolation layer for generated code (and no unsafe opt-in)
+    │   ├── SandboxUnavailable     no isolation layer for generated code (and no unsafe opt-in)
+    │   └── ConfigurationError     the set-up cannot work, found before the run: a task no agent
+    │                              can do or verify, an unreachable backend or a missing key,
+    │                              an unwritable output, a damaged journal
     └── RuntimeFailure             something outside the caller's control went wrong
         ├── SignalNotFound         the address is not live (expired, withdrawn, never emitted)
         ├── BackendError           an LLM or tool backend failed (carries ``.backend``)
-        │   ├── BackendUnavailable     not installed, not reachable, circuit open
+        │   ├── BackendUnavailable     not installed, not reachable
+        │   │   └── CircuitOpen            the circuit breaker fails calls fast (``.retry_in``)
         │   ├── AuthenticationFailed   401/403 from a provider
         │   ├── RateLimited            429; ``.retry_after`` in seconds when known
         │   ├── BackendTimeout         no answer in time
-        │   ├── BadResponse            malformed, truncated or schema-violating output
+        │   ├── BadResponse            malformed or schema-violating output
+        │   │   └── TruncatedResponse      the reply stopped at ``max_tokens`` (``.partial``)
         │   ├── ModelNotFound          the model file or wheel is missing or corrupt
         │   └── AnalyzerFailed         a static analyzer errored or printed garbage
         ├── BudgetExceeded         a hard budget (calls, tokens, cost, time) ran out
@@ -37,8 +43,11 @@ __all__ = [
     "BackendUnavailable",
     "BadResponse",
     "BudgetExceeded",
+    "CircuitOpen",
+    "ConfigurationError",
     "InvalidMessage",
     "InvalidSignal",
+    "InvalidValue",
     "ModelNotFound",
     "NotPermitted",
     "RateLimited",
@@ -49,6 +58,7 @@ __all__ = [
     "ToolError",
     "ToolTimeout",
     "TransportError",
+    "TruncatedResponse",
     "UnknownName",
     "UsageError",
 ]
@@ -81,8 +91,12 @@ class UsageError(SmeshError, ValueError):
     """The API was called wrongly; changing the call fixes it."""
 
 
-class InvalidSignal(UsageError):
-    """A signal, decay or node parameter lies outside its domain."""
+class InvalidValue(UsageError):
+    """A value lies outside its domain: a topology size, a trust parameter, a setting."""
+
+
+class InvalidSignal(InvalidValue):
+    """A signal, or a part of one (its payload, its decay), lies outside its domain."""
 
 
 class UnknownName(UsageError, LookupError):
@@ -96,6 +110,13 @@ class NotPermitted(UsageError):
 class SandboxUnavailable(UsageError):
     """Generated code would run, but the sandbox cannot be built here and the caller did not
     opt in to running it unsandboxed."""
+
+
+class ConfigurationError(UsageError):
+    """The run as set up cannot work, and nothing has run yet: a task whose skill no agent
+    has, a verification no verifier can satisfy, a backend that does not answer its probe
+    or has no key, an output that cannot be written, a journal that cannot be read.
+    Changing the set-up fixes it (the command line exits 2)."""
 
 
 class RuntimeFailure(SmeshError):
@@ -115,6 +136,18 @@ class BackendError(RuntimeFailure):
 
 class BackendUnavailable(BackendError):
     """The backend cannot be used now: not installed, unreachable, or its circuit is open."""
+
+
+class CircuitOpen(BackendUnavailable):
+    """The circuit breaker is open: calls fail fast until it half-opens.
+
+    Attributes:
+        retry_in: seconds until the breaker lets a trial call through.
+    """
+
+    def __init__(self, message: str, *, retry_in: float, backend: str | None = None) -> None:
+        super().__init__(message, backend=backend)
+        self.retry_in = retry_in
 
 
 class AuthenticationFailed(BackendError):
@@ -147,6 +180,20 @@ class BackendTimeout(BackendError, TimeoutError):
 
 class BadResponse(BackendError):
     """The backend answered, but the answer is malformed, truncated or violates the schema."""
+
+
+class TruncatedResponse(BadResponse):
+    """The reply stopped at ``max_tokens``; it is never returned as if complete.
+
+    Attributes:
+        partial: the text produced before the cut.
+        max_tokens: the limit that was hit.
+    """
+
+    def __init__(self, message: str, *, partial: str, max_tokens: int, backend: str) -> None:
+        super().__init__(message, backend=backend)
+        self.partial = partial
+        self.max_tokens = max_tokens
 
 
 class ModelNotFound(BackendError):

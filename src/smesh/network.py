@@ -12,7 +12,7 @@ import random
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from smesh.errors import InvalidSignal, UnknownName
+from smesh.errors import InvalidValue, UnknownName
 from smesh.node import Node
 from smesh.topology import Adjacency, canonical_name, generate, is_connected
 
@@ -45,11 +45,11 @@ class Network:
         topology: str = "custom",
     ) -> None:
         if len(ids) != len(adjacency):
-            raise InvalidSignal(f"{len(ids)} ids but {len(adjacency)} adjacency rows")
+            raise InvalidValue(f"{len(ids)} ids but {len(adjacency)} adjacency rows")
         self.ids: list[str] = list(ids)
         self._index: dict[str, int] = {node_id: i for i, node_id in enumerate(self.ids)}
         if len(self._index) != len(self.ids):
-            raise InvalidSignal("node ids must be unique")
+            raise InvalidValue("node ids must be unique")
         self.adjacency = adjacency
         #: strength[i][j] is the strength of the link adjacency[i][j]
         self.strength: list[list[float]] = [[1.0] * len(row) for row in adjacency]
@@ -170,7 +170,7 @@ class Network:
     def set_strength(self, a: str, b: str, strength: float) -> None:
         """Set the strength of the link a–b (both directions unless the network is directed)."""
         if not 0.0 <= strength <= 1.0:
-            raise InvalidSignal(f"edge strength must be in [0, 1], got {strength}")
+            raise InvalidValue(f"edge strength must be in [0, 1], got {strength}")
         i, j = self.index(a), self.index(b)
         pairs = [(i, j)] if self.directed else [(i, j), (j, i)]
         for x, y in pairs:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from smesh.errors import InvalidSignal
+from smesh.errors import InvalidValue
 from smesh.trust import TrustModel, TrustTable
 
 __all__ = ["Node"]
@@ -33,17 +33,17 @@ class Node:
         trust: TrustTable | TrustModel = "additive",
     ) -> None:
         if not isinstance(id, str) or not id:
-            raise InvalidSignal(f"node id must be a non-empty string, got {id!r}")
+            raise InvalidValue(f"node id must be a non-empty string, got {id!r}")
         for name, value in (
             ("sense_threshold", sense_threshold),
             ("reinforce_threshold", reinforce_threshold),
         ):
             if not 0.0 <= value <= 1.0:
-                raise InvalidSignal(f"{name} must be in [0, 1], got {value}", node=id)
+                raise InvalidValue(f"{name} must be in [0, 1], got {value}", node=id)
         skills = dict(skills or {})
         for skill, affinity in skills.items():
             if not 0.0 <= affinity <= 1.0:
-                raise InvalidSignal(
+                raise InvalidValue(
                     f"affinity for {skill!r} must be in [0, 1], got {affinity}", node=id
                 )
         self.id = id

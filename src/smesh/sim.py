@@ -16,7 +16,7 @@ import msgspec
 from smesh.clock import VirtualClock
 from smesh.decay import DEFAULT_DECAY, Decay
 from smesh.diffusion import NetworkField
-from smesh.errors import InvalidSignal
+from smesh.errors import InvalidValue
 from smesh.network import Network
 from smesh.topology import canonical_name
 
@@ -52,17 +52,17 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True):
     reinforce_prob: float = 0.02
 
     def validated(self) -> SimConfig:
-        """Return the config with a canonical topology name, or raise InvalidSignal."""
+        """Return the config with a canonical topology name, or raise InvalidValue."""
         if self.nodes < 1:
-            raise InvalidSignal(f"nodes must be >= 1, got {self.nodes}")
+            raise InvalidValue(f"nodes must be >= 1, got {self.nodes}")
         if self.ticks < 0:
-            raise InvalidSignal(f"ticks must be >= 0, got {self.ticks}")
+            raise InvalidValue(f"ticks must be >= 0, got {self.ticks}")
         if self.signals < 0:
-            raise InvalidSignal(f"signals must be >= 0, got {self.signals}")
+            raise InvalidValue(f"signals must be >= 0, got {self.signals}")
         if not self.dt > 0:
-            raise InvalidSignal(f"dt must be > 0, got {self.dt}")
+            raise InvalidValue(f"dt must be > 0, got {self.dt}")
         if not 0.0 <= self.reinforce_prob <= 1.0:
-            raise InvalidSignal(f"reinforce_prob must be in [0, 1], got {self.reinforce_prob}")
+            raise InvalidValue(f"reinforce_prob must be in [0, 1], got {self.reinforce_prob}")
         return msgspec.structs.replace(self, topology=canonical_name(self.topology))
 
 

@@ -13,7 +13,7 @@ import math
 import random
 from collections.abc import Callable
 
-from smesh.errors import InvalidSignal, UnknownName
+from smesh.errors import InvalidValue, UnknownName
 
 __all__ = [
     "TOPOLOGIES",
@@ -77,9 +77,9 @@ def watts_strogatz(
     networkx's ``connected_watts_strogatz_graph`` does, up to 100 attempts.
     """
     if not 0.0 <= p <= 1.0:
-        raise InvalidSignal(f"rewiring probability must be in [0, 1], got {p}")
+        raise InvalidValue(f"rewiring probability must be in [0, 1], got {p}")
     if k < 2:
-        raise InvalidSignal(f"small world needs k >= 2, got {k}")
+        raise InvalidValue(f"small world needs k >= 2, got {k}")
     if n <= k + 1:
         return full_mesh(n)  # the lattice would already be complete
     half = k // 2
@@ -110,7 +110,7 @@ def watts_strogatz(
         adj = _from_sets(nbrs)
         if not connected or is_connected(adj):
             return adj
-    raise InvalidSignal(f"no connected small world with n={n}, k={k}, p={p} in 100 draws")
+    raise InvalidValue(f"no connected small world with n={n}, k={k}, p={p} in 100 draws")
 
 
 def barabasi_albert(n: int, rng: random.Random, *, m: int = 2) -> Adjacency:
@@ -120,7 +120,7 @@ def barabasi_albert(n: int, rng: random.Random, *, m: int = 2) -> Adjacency:
     Starts, as networkx does, from a star of m + 1 nodes.
     """
     if m < 1:
-        raise InvalidSignal(f"scale-free graphs need m >= 1, got {m}")
+        raise InvalidValue(f"scale-free graphs need m >= 1, got {m}")
     if n <= m:
         return full_mesh(n)  # too few nodes for a star of m + 1
     nbrs = [set[int]() for _ in range(n)]
@@ -167,7 +167,7 @@ def erdos_renyi(n: int, rng: random.Random, *, p: float = 0.3) -> Adjacency:
     Not guaranteed to be connected.
     """
     if not 0.0 <= p <= 1.0:
-        raise InvalidSignal(f"edge probability must be in [0, 1], got {p}")
+        raise InvalidValue(f"edge probability must be in [0, 1], got {p}")
     adj: Adjacency = [[] for _ in range(n)]
     draw = rng.random
     for i in range(n):
@@ -214,6 +214,6 @@ def canonical_name(name: str) -> str:
 def generate(name: str, n: int, rng: random.Random) -> Adjacency:
     """Build the named topology on ``n`` nodes."""
     if n < 1:
-        raise InvalidSignal(f"a network needs at least 1 node, got {n}")
+        raise InvalidValue(f"a network needs at least 1 node, got {n}")
     make, _ = TOPOLOGIES[canonical_name(name)]
     return make(n, rng)

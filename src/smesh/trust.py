@@ -22,7 +22,7 @@ from typing import Literal
 
 import msgspec
 
-from smesh.errors import InvalidSignal, UnknownName
+from smesh.errors import InvalidValue, UnknownName
 
 __all__ = [
     "DEFAULT_TRUST",
@@ -93,11 +93,11 @@ class TrustTable:
         if model not in _MODELS:
             raise UnknownName(f"unknown trust model {model!r} (known: {', '.join(_MODELS)})")
         if not 0.0 < step < 1.0:
-            raise InvalidSignal(f"trust step must be in (0, 1), got {step}")
+            raise InvalidValue(f"trust step must be in (0, 1), got {step}")
         if not 0.5 < evidence < 1.0:
-            raise InvalidSignal(f"trust evidence must be in (0.5, 1), got {evidence}")
+            raise InvalidValue(f"trust evidence must be in (0.5, 1), got {evidence}")
         if relaxation < 0.0:
-            raise InvalidSignal(f"trust relaxation must be >= 0, got {relaxation}")
+            raise InvalidValue(f"trust relaxation must be >= 0, got {relaxation}")
         self.model: TrustModel = model
         self.step = step
         self.evidence = evidence
@@ -150,7 +150,7 @@ class TrustTable:
     def set(self, peer: str, value: float, now: float) -> None:
         """Seed trust in ``peer`` (e.g. from configuration or a resumed journal)."""
         if not 0.0 <= value <= 1.0:
-            raise InvalidSignal(f"trust must be in [0, 1], got {value}")
+            raise InvalidValue(f"trust must be in [0, 1], got {value}")
         self._records[peer] = TrustRecord(_clamp(value), now)
 
     def snapshot(self, now: float) -> dict[str, float]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,15 @@ from typing import Any
 
 import pytest
 
-DEMO_TASKS = {"code-palindrome", "explain-bst", "math-2plus2", "code-fizzbuzz", "analysis-primes"}
-TASK_KEYS = {"id", "skill", "status", "claimed_by", "attempts"}
+DEMO_TASKS = {
+    "code-palindrome",
+    "explain-bst",
+    "math-2plus2",
+    "code-fizzbuzz",
+    "analysis-primes",
+    "analysis-sales",  # the task that needs a tool (issue 12)
+}
+TASK_KEYS = {"id", "skill", "status", "claimed_by", "attempts", "tool_calls"}
 DEMO = ("agents", "--demo", "--backend", "scripted", "--json")
 
 
@@ -60,7 +68,7 @@ def test_demo_json_is_the_stable_contract(demo_run: tuple[Path, dict[str, Any]])
         assert task["status"] in {"accepted", "failed"}
         assert task["attempts"] >= 1
     # the scripted model answers correctly: everything is accepted, by a worker of the skill
-    assert [t["status"] for t in data["tasks"]] == ["accepted"] * 5
+    assert [t["status"] for t in data["tasks"]] == ["accepted"] * len(DEMO_TASKS)
     assert {t["claimed_by"] for t in data["tasks"]} <= {"coder", "reviewer", "analyst", "writer"}
     assert (cwd / "tmp" / "j.db").exists()
 
@@ -130,17 +138,27 @@ def test_agents_without_demo_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_demo_resumes_a_run_that_ran_out_of_budget(tmp_path: Path) -> None:
     first = smesh(*DEMO, "--journal", "j.db", "--max-calls", "3", cwd=tmp_path)
-    assert first.returncode == 0, first.stderr
+    assert first.returncode == 1, first.stderr  # unfinished work: exit 1 (issue 11)
     stopped = json.loads(first.stdout)
     assert stopped["stopped_by"] == "budget"
     assert stopped["llm_calls"] == 3
     assert "failed" in {t["status"] for t in stopped["tasks"]}
+    # one line says why, what finished, the run id and the exact command that resumes it
+    (line,) = first.stderr.strip().splitlines()
+    unfinished = sum(t["status"] != "accepted" for t in stopped["tasks"])
+    assert "budget" in line and f"{unfinished} unfinished" in line and stopped["run_id"] in line
+    command = line.split(" · resume: ", 1)[1]
+    assert command.startswith("smesh agents --demo") and command.endswith(stopped["run_id"])
 
-    second = smesh(*DEMO, "--journal", "j.db", "--resume", stopped["run_id"], cwd=tmp_path)
+    # that command, as printed (without the budget that stopped it)
+    args = shlex.split(command)[1:]
+    i = args.index("--max-calls")
+    del args[i : i + 2]
+    second = smesh(*args, cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     resumed = json.loads(second.stdout)
     assert resumed["run_id"] == stopped["run_id"]
-    assert [t["status"] for t in resumed["tasks"]] == ["accepted"] * 5
+    assert [t["status"] for t in resumed["tasks"]] == ["accepted"] * len(DEMO_TASKS)
     before = {t["id"]: t for t in stopped["tasks"]}
     for task in resumed["tasks"]:
         if before[task["id"]]["status"] == "accepted":  # not redone: same worker, same attempt
@@ -152,3 +170,44 @@ def test_resuming_an_unknown_run_is_a_usage_error(demo_run: tuple[Path, dict[str
     cwd, _ = demo_run
     line = usage_error(smesh(*DEMO, "--journal", "tmp/j.db", "--resume", "nope", cwd=cwd))
     assert "nope" in line
+
+
+def test_trace_explains_a_conceded_bid(tmp_path: Path) -> None:
+    """Regression: a journaled concede (its rivals are objects) crashed ``smesh trace``."""
+    script = (
+        "import asyncio\n"
+        "from smesh.agents import FunctionAgent, TaskSpec, Team\n"
+        "from smesh.agents.journal import Journal\n"
+        "async def work(ctx):\n"
+        "    return 'ok'\n"
+        "async def main():\n"
+        "    with Journal('j.db') as journal:\n"
+        "        low = FunctionAgent('a', perform=work, skills={'s': 0.5})\n"
+        "        high = FunctionAgent('b', perform=work, skills={'s': 0.9})\n"
+        "        team = Team([low, high], journal=journal, run_id='r1')\n"
+        "        await team.run([TaskSpec(task_id='t', skill='s')])\n"
+        "asyncio.run(main())\n"
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=tmp_path, check=True, timeout=60)
+    result = smesh("trace", "r1", "--journal", "j.db", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "conceded attempt 1 (bid 0.5; rivals a:0.5, b:0.9)" in result.stdout
+
+
+def test_the_demo_task_that_needs_a_tool(demo_run: tuple[Path, dict[str, Any]]) -> None:
+    cwd, data = demo_run
+    calls = {t["id"]: t["tool_calls"] for t in data["tasks"]}
+    assert calls.pop("analysis-sales") >= 1  # the analyst queried the shop database
+    assert set(calls.values()) == {0}  # the other tasks grant no tool, or none was needed
+    result = smesh(
+        "trace", data["run_id"], "analysis-sales", "--json", "--journal", "tmp/j.db", cwd=cwd
+    )
+    assert result.returncode == 0, result.stderr
+    (attempt,) = json.loads(result.stdout)["attempts"]
+    assert attempt["task_id"] == "analysis-sales" and attempt["agent"] == "analyst"
+    call = attempt["tool_calls"][0]
+    assert {"tool", "args", "ok", "duration_ms", "effect_id", "replayed"} <= set(call)
+    assert call["tool"] == "sql_query" and call["ok"] is True and call["replayed"] is False
+    assert "SUM(units)" in call["args"]["sql"] and "kettle" in call["result"]
+    text = smesh("trace", data["run_id"], "analysis-sales", "--journal", "tmp/j.db", cwd=cwd)
+    assert "called sql_query(sql=" in text.stdout and "→ ok in" in text.stdout

@@ -21,9 +21,9 @@ from smesh.agents import (
     VerifySpec,
     WorkContext,
 )
+from smesh.agents.journal import Journal
 from smesh.agents.protocol import task_intensity
 from smesh.errors import UsageError
-from smesh.journal import Journal
 from smesh.testing import FunctionBackend
 from smesh.testing.virtual_time import LoopClock
 

@@ -10,10 +10,10 @@ import pytest
 from _agentkit import DecisionLog, now, virtual
 
 from smesh.agents import Agent, Budget, Settings, TaskSpec, Team, WorkContext
+from smesh.agents.journal import Journal
 from smesh.backends.accounting import Price, PriceTable
 from smesh.backends.base import Request
 from smesh.errors import RateLimited
-from smesh.journal import Journal
 from smesh.testing import FunctionBackend
 from smesh.testing.virtual_time import LoopClock
 
@@ -172,8 +172,10 @@ def test_the_budget_stop_is_journaled_as_give_ups(tmp_path: object) -> None:
 
 def test_an_idle_team_ends_the_run_and_reports_unclaimable_tasks() -> None:
     async def main() -> None:
+        # the agent has the skill, but too faintly to ever sense the task (0.05 x 0.75 x
+        # 0.5 is below its 0.1 threshold): nothing happens until the idle timeout
         team = Team(
-            [Agent("a", backend=FunctionBackend(lambda r: "ok"), skills={"other": 1.0})],
+            [Agent("a", backend=FunctionBackend(lambda r: "ok"), skills={"s": 0.05})],
             clock=LoopClock(),
             settings=Settings(idle_timeout_s=60.0),
         )

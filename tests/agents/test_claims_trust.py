@@ -15,8 +15,8 @@ from smesh.agents import (
     VerifySpec,
     WorkContext,
 )
+from smesh.agents.journal import Journal
 from smesh.agents.protocol import ClaimView, claim_winner
-from smesh.journal import Journal
 from smesh.testing.virtual_time import LoopClock
 from smesh.trust import TrustTable
 

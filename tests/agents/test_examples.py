@@ -15,6 +15,15 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 #: lines each example must print (an example without an entry here fails the suite)
 EXPECTED: dict[str, list[str]] = {
+    "agent_tools.py": [
+        "offered to the model: convert, send_invoice",
+        "run: invoice-ada: accepted: 100 EUR is 108.0 USD; invoice 1 sent to ada.",
+        "  LLM calls: 3, invoices actually sent: 1",
+        "  LLM calls: 0, invoices actually sent: 1",
+        "  step 1: convert(amount=100, rate=1.08) -> 108.0",
+        "  step 2: send_invoice(customer='ada', amount=108.0) -> invoice 1 sent to ada "
+        "(side effect, in the ledger)",
+    ],
     "custom_agent.py": [
         "summary: accepted by summarizer: Agents coordinate through a shared signal field, "
         "with no orchestrator.",

@@ -27,10 +27,10 @@ from smesh.agents import (
     VerifySpec,
     WorkContext,
 )
+from smesh.agents.journal import Journal
 from smesh.agents.protocol import tally
 from smesh.backends.base import Request
 from smesh.errors import BackendTimeout, BackendUnavailable
-from smesh.journal import Journal
 from smesh.testing import FunctionBackend, ScriptedBackend
 from smesh.testing.virtual_time import LoopClock
 from smesh.trust import TrustTable
@@ -264,7 +264,10 @@ def test_a_failing_backend_is_retried_then_the_task_fails_visibly(bad: Any, erro
         # 3 tries per call (call_retries=2) × 2 attempts: exactly 6 calls, no more
         backend = ScriptedBackend([bad] * 6)
         agent = Agent("w", backend=backend, skills={"math": 0.9}, call_retries=2)
-        team = Team([agent], clock=LoopClock())
+        # a checker that could accept a good answer (without one the team is refused before
+        # the run: nobody could ever decide the task); it never sees a result here
+        checker = FunctionAgent("c", judge=approve_all, verifies={"math": 1.0}, authoritative=True)
+        team = Team([agent, checker], clock=LoopClock())
         spec = TaskSpec(
             task_id="four",
             skill="math",

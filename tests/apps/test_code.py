@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from _coders import Team
 
+from smesh.agents.journal import Journal
 from smesh.apps.code import CodeReport, run_code
 from smesh.apps.options import RunOptions
 from smesh.errors import UsageError
-from smesh.journal import Journal
 from smesh.testing import FunctionBackend
 
 KEYS = ["name", "status", "tests_run", "tests_passed", "review", "attempts", "coder"]

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from _oracle import ISSUES, SAMPLES, as_planted, oracle_backend
 
+from smesh.agents.journal import Journal
 from smesh.agents.runtime import Budget
 from smesh.apps.options import RunOptions
 from smesh.apps.reports import review_markdown, review_text
 from smesh.apps.review import ReviewReport, review_sarif, run_review
 from smesh.errors import UsageError
-from smesh.journal import Journal
 from smesh.testing import ScriptedBackend
 
 #: a performance cue that is no problem: a loop over a handful of fixed items

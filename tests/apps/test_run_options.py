@@ -18,11 +18,11 @@ import pytest
 from _oracle import ISSUES, SAMPLES, Oracle, as_planted
 
 from smesh.agents import FunctionAgent, TaskSpec, WorkContext
+from smesh.agents.journal import Journal
 from smesh.agents.runtime import Budget
 from smesh.apps.options import APP_SETTINGS, RunOptions
 from smesh.backends import register_backend
 from smesh.cli import main
-from smesh.journal import Journal
 from smesh.testing import FunctionBackend
 from smesh.trust import TrustTable
 
@@ -48,7 +48,9 @@ def counted_oracle() -> Iterator[None]:
     yield
 
 
-def review(capsys: pytest.CaptureFixture[str], journal: Path, *flags: str) -> dict[str, Any]:
+def review(
+    capsys: pytest.CaptureFixture[str], journal: Path, *flags: str, exit_code: int = 0
+) -> dict[str, Any]:
     code = main(
         [
             *("review", "--path", str(SAMPLES), "--backend", "counted-oracle", "--json"),
@@ -56,7 +58,7 @@ def review(capsys: pytest.CaptureFixture[str], journal: Path, *flags: str) -> di
         ]
     )
     out, err = capsys.readouterr()
-    assert code == 0, err
+    assert code == exit_code, err
     doc: dict[str, Any] = json.loads(out)
     return doc
 
@@ -67,7 +69,8 @@ def test_max_calls_stops_the_run_and_resume_finishes_it_without_redoing_work(
     full = review(capsys, tmp_path / "full.db")
     assert full["summary"]["stopped_by"] == "quiescent"
     journal = tmp_path / "j.db"
-    cut = review(capsys, journal, "--max-calls", "12", "--seed", "3")
+    # a run the budget stopped with work left exits 1 (issue 11)
+    cut = review(capsys, journal, "--max-calls", "12", "--seed", "3", exit_code=1)
     assert cut["summary"]["stopped_by"] == "budget"
     assert cut["summary"]["llm_calls"] <= 12 and CALLS[-1] <= 12
     resumed = review(capsys, journal, "--resume", cut["summary"]["run_id"], "--seed", "3")

@@ -70,7 +70,7 @@ async def test_accounting_wrapper_records_agents_errors_and_enforces_budget() ->
             reply("scripted", 10, 5),
         ],
     )
-    ledger = Ledger(budget=Budget(max_tokens=30))
+    ledger = Ledger(budget=Budget(tokens=30))
     backend = Accounting(inner, ledger, agent="default")
     await backend.complete(Request.of("x", agent="alice"))
     with pytest.raises(BackendUnavailable):
@@ -84,8 +84,31 @@ async def test_accounting_wrapper_records_agents_errors_and_enforces_budget() ->
 
 
 def test_budget_limits() -> None:
-    ledger = Ledger(budget=Budget(max_calls=1))
+    ledger = Ledger(budget=Budget(calls=1))
     ledger.check()
     ledger.record(agent="a", backend="b", response=reply("b", 1, 1))
     with pytest.raises(BudgetExceeded, match="calls"):
         ledger.check()
+
+
+def test_one_budget_class_serves_the_ledger_and_the_team() -> None:
+    import smesh
+    import smesh.agents
+
+    assert smesh.Budget is smesh.agents.Budget is Budget
+    budget = Budget(
+        cost=0.002, prices=PriceTable({"paid:*": Price(input_per_mtok=1.0, output_per_mtok=1.0)})
+    )
+    # the team's path: charge and record through the budget, its ledger keeps the breakdown
+    budget.charge(calls=1)
+    budget.record(agent="a", backend="paid:x", response=reply("paid:x", 1000, 1000))
+    assert budget.ledger.by_agent()["a"].cost_usd == pytest.approx(0.002)
+    with pytest.raises(BudgetExceeded, match="cost budget"):
+        budget.check()
+    # the wrapper's path: a ledger checks its own totals against the same limits
+    ledger = Ledger(prices=budget.ledger.prices, budget=budget)
+    ledger.check()
+    ledger.record(agent="a", backend="paid:x", response=reply("paid:x", 1000, 1000))
+    with pytest.raises(BudgetExceeded, match=r"\$0\.0020"):
+        ledger.check()
+    Ledger().check()  # no budget, no limit

@@ -60,10 +60,12 @@ def fake_kinds(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
     return asked
 
 
-def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> list[dict[str, Any]]:
+def run_json(
+    capsys: pytest.CaptureFixture[str], *args: str, exit_code: int = 0
+) -> list[dict[str, Any]]:
     code = main(["compare", "--json", *args])
     out = capsys.readouterr().out
-    assert code == 0
+    assert code == exit_code
     results: list[dict[str, Any]] = json.loads(out)["results"]
     return results
 
@@ -71,7 +73,8 @@ def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> list[dict[str, A
 def test_compare_json_contract_and_unavailable_backends(
     fake_kinds: dict[str, list[str]], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    results = run_json(capsys, "--backends", "good:m1,down:x,nosuch:y,flaky:z")
+    # a backend that never answered (or a prompt that got no answer): exit 1 (issue 11)
+    results = run_json(capsys, "--backends", "good:m1,down:x,nosuch:y,flaky:z", exit_code=1)
     assert all(set(r) == KEYS for r in results)
     by = {(r["backend"], r["prompt_id"]): r for r in results}
     assert len(results) == 12  # 4 backends x 3 default prompts
@@ -97,6 +100,6 @@ def test_compare_custom_prompt_and_table(
     results = run_json(capsys, "--backends", "good:m", "--prompt", "hello there")
     assert [(r["prompt_id"], r["ok"]) for r in results] == [("custom", True)]
     assert fake_kinds["good"] == ["hello there"]
-    assert main(["compare", "--backends", "good:m,down:x"]) == 0
+    assert main(["compare", "--backends", "good:m,down:x"]) == 1  # down:x never answered
     table = capsys.readouterr().out
     assert "answer to" in table and "connection refused" in table and "tok/s" in table

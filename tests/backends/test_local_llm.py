@@ -1,7 +1,8 @@
 """End to end on the real embedded model (marked ``llm``; one model shared by the session).
 
-Structure only: non-empty text, valid JSON for a schema, truncation reported; and that a
-cancelled or timed-out call frees its slot (checked through the server's ``/slots``).
+Structure only: non-empty text, valid JSON for a schema, truncation reported, a well-formed
+tool call and an answer from a tool's result; and that a cancelled or timed-out call frees
+its slot (checked through the server's ``/slots``).
 Prompts are short and ``max_tokens`` small so the module runs in seconds on two cores.
 """
 
@@ -13,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from smesh.backends import Request, Timeout, TruncatedResponse
+from smesh.backends import Message, Request, Timeout, TruncatedResponse
 from smesh.backends.openai import OpenAIBackend
+from smesh.backends.toolcalls import AssistantTurn, ToolCall, ToolResult, ToolSpec
 from smesh.errors import BackendTimeout
 
 pytestmark = [pytest.mark.llm, pytest.mark.asyncio(loop_scope="session")]
@@ -143,3 +145,41 @@ async def test_a_timed_out_call_is_stopped_at_the_backend(local_backend: Any) ->
         await Timeout(local_backend, 2.0).complete(request)
     # the retry that would follow finds every slot free: nothing generates on behind it
     await _wait_for_slots(local_backend, lambda n: n == 0, limit=5)
+
+
+ADD = ToolSpec(
+    name="add",
+    description="Add two integers and return their sum.",
+    parameters={
+        "type": "object",
+        "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+        "required": ["a", "b"],
+    },
+)
+
+
+async def test_the_embedded_model_calls_a_tool(local_backend: Any) -> None:
+    response = await local_backend.complete(
+        Request.of("What is 1234 plus 4321?", tools=(ADD,), temperature=0, max_tokens=96)
+    )
+    assert response.finish_reason == "tool"
+    call = response.tool_calls[0]
+    assert call.name == "add" and call.id
+    assert isinstance(call.arguments, dict) and set(call.arguments) == {"a", "b"}
+    assert all(isinstance(v, int) for v in call.arguments.values())
+
+
+async def test_the_embedded_model_answers_from_a_tool_result(local_backend: Any) -> None:
+    call = ToolCall(id="call_1_0", name="add", arguments={"a": 1234, "b": 4321})
+    request = Request(
+        messages=(
+            Message(role="user", content="What is 1234 plus 4321?"),
+            AssistantTurn(tool_calls=(call,)),
+            ToolResult(call_id=call.id, name="add", content="5555"),
+        ),
+        tools=(ADD,),
+        temperature=0,
+        max_tokens=96,
+    )
+    response = await local_backend.complete(request)
+    assert response.tool_calls == () and "5555" in response.text

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smesh.decay import Linear
-from smesh.errors import InvalidSignal, UnknownName
+from smesh.errors import InvalidValue, UnknownName
 from smesh.sim import SimConfig, SimResult, SimTick, run_simulation
 
 TOPOLOGIES = ["ring", "full_mesh", "small_world", "scale_free", "grid", "random"]
@@ -108,7 +108,7 @@ def test_more_signals_than_nodes() -> None:
     ],
 )
 def test_invalid_configs(kw: dict[str, object]) -> None:
-    with pytest.raises(InvalidSignal):
+    with pytest.raises(InvalidValue):
         run_simulation(SimConfig(**kw))  # type: ignore[arg-type]
 
 

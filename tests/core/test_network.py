@@ -5,7 +5,7 @@ from __future__ import annotations
 import networkx as nx
 import pytest
 
-from smesh.errors import InvalidSignal, UnknownName
+from smesh.errors import InvalidValue, UnknownName
 from smesh.network import Network
 from smesh.node import Node
 from smesh.trust import TrustTable
@@ -106,9 +106,9 @@ def test_set_strength_is_symmetric_on_undirected_networks() -> None:
     strengths = {(i, j): s for i, j, s in net.edges()}
     assert strengths[(0, 1)] == strengths[(1, 0)] == 0.4
     assert strengths[(1, 2)] == 1.0
-    with pytest.raises(InvalidSignal):
+    with pytest.raises(InvalidValue):
         net.set_strength("n0", "n1", 1.5)
-    with pytest.raises(InvalidSignal):
+    with pytest.raises(InvalidValue):
         net.set_strength("n0", "n1", -0.1)
     with pytest.raises(UnknownName):
         net.set_strength("n0", "n2", 0.5)  # not linked
@@ -117,9 +117,9 @@ def test_set_strength_is_symmetric_on_undirected_networks() -> None:
 
 
 def test_network_constructor_validation() -> None:
-    with pytest.raises(InvalidSignal):
+    with pytest.raises(InvalidValue):
         Network(["a", "b"], [[1]])
-    with pytest.raises(InvalidSignal):
+    with pytest.raises(InvalidValue):
         Network(["a", "a"], [[1], [0]])
 
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smesh import topology
-from smesh.errors import InvalidSignal, UnknownName
+from smesh.errors import InvalidValue, UnknownName
 from smesh.network import Network
 
 NAMES = ["ring", "full_mesh", "small_world", "scale_free", "grid", "random"]
@@ -221,15 +221,15 @@ def test_topology_aliases(alias: str, name: str) -> None:
 def test_unknown_topology_and_bad_sizes() -> None:
     with pytest.raises(UnknownName, match="hexagon"):
         Network.build("hexagon", 10)
-    with pytest.raises(InvalidSignal):
+    with pytest.raises(InvalidValue):
         Network.build("ring", 0)
-    with pytest.raises(InvalidSignal):
+    with pytest.raises(InvalidValue):
         topology.watts_strogatz(10, random.Random(1), p=1.5)
-    with pytest.raises(InvalidSignal):
+    with pytest.raises(InvalidValue):
         topology.watts_strogatz(10, random.Random(1), k=1)
-    with pytest.raises(InvalidSignal):
+    with pytest.raises(InvalidValue):
         topology.barabasi_albert(10, random.Random(1), m=0)
-    with pytest.raises(InvalidSignal):
+    with pytest.raises(InvalidValue):
         topology.erdos_renyi(10, random.Random(1), p=-0.1)
 
 

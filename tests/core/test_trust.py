@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smesh.errors import InvalidSignal, UnknownName
+from smesh.errors import InvalidValue, UnknownName
 from smesh.node import Node
 from smesh.trust import DEFAULT_TRUST, MAX_TRUST, MIN_TRUST, TrustTable, relax
 
@@ -142,7 +142,7 @@ def test_set_validates_and_clamps() -> None:
     assert table.get("p", 0.0) == MAX_TRUST
     table.set("q", 0.0, now=0.0)
     assert table.get("q", 0.0) == MIN_TRUST
-    with pytest.raises(InvalidSignal):
+    with pytest.raises(InvalidValue):
         table.set("p", 1.5, now=0.0)
 
 
@@ -151,11 +151,11 @@ def test_unknown_model_and_bad_parameters() -> None:
         TrustTable("gossip")  # type: ignore[arg-type]
     with pytest.raises(LookupError):  # UnknownName is a LookupError too
         TrustTable("gossip")  # type: ignore[arg-type]
-    with pytest.raises(InvalidSignal):
+    with pytest.raises(InvalidValue):
         TrustTable(step=0.0)
-    with pytest.raises(InvalidSignal):
+    with pytest.raises(InvalidValue):
         TrustTable("bayesian", evidence=0.5)
-    with pytest.raises(InvalidSignal):
+    with pytest.raises(InvalidValue):
         TrustTable(relaxation=-0.1)
     with pytest.raises(UnknownName):
         Node("a", trust="gossip")  # type: ignore[arg-type]
@@ -209,7 +209,7 @@ def test_node_defaults_skills_and_validation() -> None:
         {"reinforce_threshold": -0.1},
         {"skills": {"code": 2.0}},
     ):
-        with pytest.raises(InvalidSignal):
+        with pytest.raises(InvalidValue):
             Node("a", **bad)  # type: ignore[arg-type]
-    with pytest.raises(InvalidSignal):
+    with pytest.raises(InvalidValue):
         Node("")

@@ -10,9 +10,9 @@ from typing import Any
 
 from smesh.agents import Agent, FunctionAgent, Judgement, Settings, TaskSpec, Team, VerifySpec
 from smesh.agents.board import TaskState
+from smesh.agents.journal import Journal
 from smesh.clock import SystemClock
 from smesh.field import Field
-from smesh.journal import Journal
 from smesh.testing import ScriptedBackend
 
 FAST = Settings(poll_s=0.05, tick_s=0.05, idle_timeout_s=30.0, lease_s=5.0)

@@ -18,9 +18,9 @@ import pytest
 from _kit import run_team, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
+from smesh.agents.journal import Journal
 from smesh.clock import VirtualClock
 from smesh.field import Field
-from smesh.journal import Journal
 from smesh.sim import SimConfig, run_simulation
 
 

@@ -10,9 +10,9 @@ from typing import Any
 
 from _kit import TeamThread, run_team, wait_for
 
+from smesh.agents.journal import Journal
 from smesh.clock import VirtualClock
 from smesh.field import Field
-from smesh.journal import Journal
 from smesh.sim import SimConfig, run_simulation
 
 VIEWS = ("field", "network", "tasks", "trust", "trace", "cost", "events")

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from _kit import run_team, specs, team
 
+from smesh.agents.journal import Journal
 from smesh.clock import VirtualClock
 from smesh.dashboard.events import PREVIEW_CHARS, preview
 from smesh.dashboard.hub import Hub
@@ -17,7 +18,6 @@ from smesh.dashboard.model import RunModel
 from smesh.dashboard.sources import DashboardFeed, JournalSource, JournalTail
 from smesh.errors import UsageError
 from smesh.field import Field
-from smesh.journal import Journal
 
 
 def _model(path: Path, run_id: str = "run-1", limit: int = 4000) -> RunModel:

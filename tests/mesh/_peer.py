@@ -4,7 +4,9 @@ Run as ``python tests/mesh/_peer.py [--listen EP] [--connect EP] ...``. It print
 ``{"ready": NODE_ID, ...}`` once it has joined, then answers one line per command:
 
 ``{"op": "emit", "kind": K, "payload": P, "origin": O, ...}`` → ``{"address": A}``;
-``reinforce`` / ``withdraw`` / ``renew`` with ``address`` and ``by``; ``dump`` (every live
+``reinforce`` / ``withdraw`` / ``renew`` with ``address`` and ``by``; a plain agent name
+(``O``, ``by``) is scoped under the node (``<node id>/O``), a name with a ``/`` is used as
+given; ``dump`` (every live
 signal, canonical); ``stats``; ``peers``; ``provenance`` with ``address``;
 ``wait`` with ``count`` and ``within`` (seconds) (until that many live signals); ``quit``.
 
@@ -47,6 +49,10 @@ def _config(args: argparse.Namespace) -> MeshConfig:
     )
 
 
+def _name(field: MeshField, name: str) -> str:
+    return name if "/" in name else field.agent_name(name)
+
+
 def _dump(field: MeshField) -> list[Any]:
     return sorted(
         (msgspec.to_builtins(s) for s in field.signals()), key=lambda s: str(s["address"])
@@ -69,10 +75,11 @@ async def _serve(field: MeshField) -> None:
                 decay = Step() if cmd.pop("step", False) else None
                 if decay is not None:
                     cmd["decay"] = decay
+                cmd["origin"] = _name(field, cmd["origin"])
                 signal = field.emit(cmd.pop("kind"), cmd.pop("payload", None), **cmd)
                 _out({"address": signal.address})
             elif op in ("reinforce", "withdraw", "renew"):
-                result = getattr(field, op)(cmd["address"], by=cmd["by"])
+                result = getattr(field, op)(cmd["address"], by=_name(field, cmd["by"]))
                 _out({"ok": True, "result": result if isinstance(result, bool) else None})
             elif op == "dump":
                 _out({"signals": _dump(field)})
@@ -107,11 +114,14 @@ async def _team(field: MeshField, spec: dict[str, Any]) -> None:
             await asyncio.sleep(0.05)
             return f"{ctx.task.task_id} done by {_id}"
 
-        agents.append(FunctionAgent(a["id"], perform=perform, skills={"work": a["affinity"]}))
+        name = field.agent_name(a["id"])  # agents on a mesh are named under their node
+        agents.append(FunctionAgent(name, perform=perform, skills={"work": a["affinity"]}))
+    idle = float(spec.get("idle", 40.0))
     settings = Settings(
-        lease_s=30.0, claim_settle_s=0.3, poll_s=0.5, idle_timeout_s=40.0, tick_s=0.1
+        lease_s=30.0, claim_settle_s=0.3, poll_s=0.5, idle_timeout_s=idle, tick_s=0.1
     )
-    team = Team(agents, field=field, settings=settings, poster=spec.get("poster", "poster"))
+    poster = field.agent_name(spec.get("poster", "poster"))
+    team = Team(agents, field=field, settings=settings, poster=poster)
     tasks = [TaskSpec(task_id=f"t{i}", skill="work") for i in range(int(spec.get("post", 0)))]
     if tasks:
         while len(field.peers()) < int(spec.get("wait_peers", 0)):

@@ -73,10 +73,12 @@ def test_alone_it_behaves_like_a_local_field_between_ticks(
 def _side_by_side(script: list[tuple[str, int, str]], *, tick_first: bool) -> None:
     clocks = VirtualClock(1000.0), VirtualClock(1000.0)
     local, mesh = Field(clocks[0]), _field(clocks[1])
+    names = {who: mesh.agent_name(who) for who in "abc"}  # a mesh scopes names by node
     seen: list[list[tuple[str, str, str | None]]] = [[], []]
     for f, log in zip((local, mesh), seen, strict=True):
         f.subscribe(functools.partial(_record, log))
-    for action, n, who in script:
+    for action, n, agent in script:
+        who = names[agent]
         for clock in clocks:
             clock.advance(0.7)
         if tick_first:
@@ -109,12 +111,13 @@ def test_an_expired_signal_cannot_be_renewed_or_withdrawn_before_the_tick(
     # because no tick has removed it yet; both fields expire it on the spot instead.
     clock = VirtualClock(1000.0)
     field = make(clock)
+    a = field.agent_name("a") if isinstance(field, MeshField) else "a"
     events: list[str] = []
     field.subscribe(lambda e: events.append(e.type))
-    signal = field.emit("claim", {"t": 1}, origin="a", ttl=3.0, decay=Step(), scope="origin")
+    signal = field.emit("claim", {"t": 1}, origin=a, ttl=3.0, decay=Step(), scope="origin")
     clock.advance(3.5)
     with pytest.raises(SignalNotFound):
-        getattr(field, action)(signal.address, by="a")
+        getattr(field, action)(signal.address, by=a)
     assert field.get(signal.address) is None and len(field) == 0
     assert events == ["emit", "expire"]
     stats = field.stats()
@@ -125,19 +128,31 @@ def test_an_expired_signal_cannot_be_renewed_or_withdrawn_before_the_tick(
 def test_custom_decays_cannot_travel() -> None:
     field = _field()
     with pytest.raises(InvalidSignal, match="cannot cross a process boundary"):
-        field.emit("k", 1, origin="a", decay=Custom(fn=lambda age, ttl: 1.0))
+        field.emit("k", 1, origin=field.agent_name("a"), decay=Custom(fn=lambda age, ttl: 1.0))
 
 
 def test_only_the_emitting_node_may_withdraw_or_renew() -> None:
     field, other = _field(), Identity.generate()
     clock = field.clock
-    signal = Signal.create("claim", {"t": 1}, origin="a", created_at=clock.now(), scope="origin")
+    a = f"{other.node_id}/a"
+    signal = Signal.create("claim", {"t": 1}, origin=a, created_at=clock.now(), scope="origin")
     _remote(field, other, [emit_op(signal)])
     assert field.get(signal.address) == signal
-    for action in ("withdraw", "renew"):
-        with pytest.raises(NotPermitted, match=f"only node {other.node_id}"):
-            getattr(field, action)(signal.address, by="a")
-    assert field.reinforce(signal.address, by="b") is True  # anyone may corroborate
+    for action in ("withdraw", "renew"):  # not even in the origin's name
+        with pytest.raises(NotPermitted, match="not an agent of this node"):
+            getattr(field, action)(signal.address, by=a)
+        # an agent of this node is not its origin; and a node that names its own agent
+        # as the origin of another's signal still did not emit it
+        with pytest.raises(NotPermitted, match="cannot"):
+            getattr(field, action)(signal.address, by=field.agent_name("a"))
+    mine = Signal.create(
+        "claim", {"t": 2}, origin=field.agent_name("a"), created_at=clock.now(), scope="origin"
+    )
+    _remote(field, other, [emit_op(mine)], seq=1)  # in our name: dropped, never held
+    assert field.get(mine.address) is None
+    assert field.counters.get("dropped_foreign_origin") == 1
+    # anyone may corroborate, in the name of its own agents
+    assert field.reinforce(signal.address, by=field.agent_name("b")) is True
 
 
 def test_remote_changes_surface_as_field_events() -> None:
@@ -145,15 +160,16 @@ def test_remote_changes_surface_as_field_events() -> None:
     field, other = _field(clock), Identity.generate()
     events: list[tuple[str, str | None]] = []
     field.subscribe(lambda e: events.append((e.type, e.by)))
-    signal = Signal.create("task", {"t": 1}, origin="poster", created_at=clock.now(), ttl=10)
+    poster, w = f"{other.node_id}/poster", f"{other.node_id}/w"
+    signal = Signal.create("task", {"t": 1}, origin=poster, created_at=clock.now(), ttl=10)
     address = signal.address
     _remote(field, other, [emit_op(signal)], seq=0)
-    _remote(field, other, [ReinforceOp(address=address, by="w", at=clock.now())], seq=1)
+    _remote(field, other, [ReinforceOp(address=address, by=w, at=clock.now())], seq=1)
     clock.advance(1.0)
-    _remote(field, other, [RenewOp(address=address, by="poster", at=clock.now())], seq=2)
-    assert events == [("emit", "poster"), ("reinforce", "w"), ("renew", "poster")]
+    _remote(field, other, [RenewOp(address=address, by=poster, at=clock.now())], seq=2)
+    assert events == [("emit", poster), ("reinforce", w), ("renew", poster)]
     live = field.get(address)
-    assert live is not None and live.reinforcers == ("w",) and live.created_at == clock.now()
+    assert live is not None and live.reinforcers == (w,) and live.created_at == clock.now()
     clock.advance(20.0)
     assert [s.address for s in field.tick()] == [address]
     assert events[-1] == ("expire", None)
@@ -166,7 +182,7 @@ def test_a_failing_subscriber_does_not_break_remote_delivery() -> None:
         raise RuntimeError("bug in a subscriber")
 
     field.subscribe(broken)
-    signal = Signal.create("task", 1, origin="p", created_at=field.clock.now())
+    signal = Signal.create("task", 1, origin=f"{other.node_id}/p", created_at=field.clock.now())
     _remote(field, other, [emit_op(signal)])
     assert field.get(signal.address) is not None
     assert field.counters.get("subscriber_errors") == 1
@@ -175,8 +191,9 @@ def test_a_failing_subscriber_does_not_break_remote_delivery() -> None:
 def test_timestamps_from_the_future_and_stale_emits_are_dropped() -> None:
     clock = VirtualClock(1000.0)
     field, other = _field(clock, max_skew_s=5.0), Identity.generate()
-    future = Signal.create("task", 1, origin="p", created_at=clock.now() + 60)
-    stale = Signal.create("task", 2, origin="p", created_at=clock.now() - 120, ttl=60)
+    p = f"{other.node_id}/p"
+    future = Signal.create("task", 1, origin=p, created_at=clock.now() + 60)
+    stale = Signal.create("task", 2, origin=p, created_at=clock.now() - 120, ttl=60)
     _remote(field, other, [emit_op(future), emit_op(stale)])
     assert len(field) == 0
     counters = field.counters.snapshot()
@@ -189,9 +206,10 @@ def test_a_departed_nodes_leases_lapse_and_nothing_else() -> None:
     events: list[tuple[str, str]] = []
     field.subscribe(lambda e: events.append((e.type, e.signal.kind)))
     now = clock.now()
-    lease = Signal.create("claim", {"t": 1}, origin="w1", created_at=now, scope="origin")
-    other_lease = Signal.create("claim", {"t": 2}, origin="w2", created_at=now, scope="origin")
-    result = Signal.create("result", {"t": 1}, origin="w1", created_at=now, scope="origin")
+    w1, w2 = f"{gone.node_id}/w1", f"{alive.node_id}/w2"
+    lease = Signal.create("claim", {"t": 1}, origin=w1, created_at=now, scope="origin")
+    other_lease = Signal.create("claim", {"t": 2}, origin=w2, created_at=now, scope="origin")
+    result = Signal.create("result", {"t": 1}, origin=w1, created_at=now, scope="origin")
     _remote(field, gone, [emit_op(lease), emit_op(result)])
     _remote(field, alive, [emit_op(other_lease)])
     field.inbound.peer_changed(gone.node_id, True)
@@ -206,15 +224,16 @@ def test_a_departed_nodes_leases_lapse_and_nothing_else() -> None:
 def test_provenance_is_the_signed_emitter_and_reinforcers() -> None:
     clock = VirtualClock(1000.0)
     field, other = _field(clock), Identity.generate()
-    signal = Signal.create("vote", {"v": 1}, origin="alice", created_at=clock.now())
+    alice, bob = f"{other.node_id}/alice", field.agent_name("bob")
+    signal = Signal.create("vote", {"v": 1}, origin=alice, created_at=clock.now())
     _remote(field, other, [emit_op(signal)])
     clock.advance(1.0)
-    field.reinforce(signal.address, by="bob")
+    field.reinforce(signal.address, by=bob)
     record = field.provenance(signal.address)
     assert record is not None
-    assert (record.emitter.by, record.emitter.node) == ("alice", other.node_id)
+    assert (record.emitter.by, record.emitter.node) == (alice, other.node_id)
     assert [(r.by, r.node, r.role) for r in record.reinforcers] == [
-        ("bob", field.node_id, "reinforce")
+        (bob, field.node_id, "reinforce")
     ]
     assert field.verify_provenance(signal.address) is True  # seals our own op first
     # a replica whose kept copy of the emitter's batch was tampered with: no proof holds
@@ -234,7 +253,7 @@ def test_operations_are_published_in_bounded_signed_batches() -> None:
     field = _field(max_batch=10)
     with field.batch():
         for i in range(25):
-            field.emit("k", i, origin="a")
+            field.emit("k", i, origin=field.agent_name("a"))
         assert field.counters.get("published_ops") == 20  # full batches go out at once
     assert field.counters.snapshot()["published_batches"] == 3
     assert field.counters.get("published_ops") == 25
@@ -244,10 +263,11 @@ def test_operations_are_published_in_bounded_signed_batches() -> None:
 def test_dead_signals_are_forgotten_after_the_grace_period() -> None:
     clock = VirtualClock(1000.0)
     field = _field(clock, gc_grace_s=5.0)
+    a = field.agent_name("a")
     with field.batch():
-        keep = field.emit("k", "keep", origin="a", ttl=1000.0)
-        gone = field.emit("k", "gone", origin="a", ttl=1.0)
-        field.withdraw(field.emit("k", "withdrawn", origin="a", ttl=2.0).address, by="a")
+        keep = field.emit("k", "keep", origin=a, ttl=1000.0)
+        gone = field.emit("k", "gone", origin=a, ttl=1.0)
+        field.withdraw(field.emit("k", "withdrawn", origin=a, ttl=2.0).address, by=a)
     stats = field.mesh_stats()
     assert (stats.entries, stats.batches) == (3, 1)
     clock.advance(2.0)
@@ -271,10 +291,11 @@ def test_two_sessions_in_one_process_share_a_field_without_a_loop() -> None:
     with a:
         with b:
             assert eventually(lambda: a.peers() == [b.node_id] and b.peers() == [a.node_id])
-            signal = a.emit("task", {"hello": "mesh"}, origin="poster")
+            signal = a.emit("task", {"hello": "mesh"}, origin=a.agent_name("poster"))
             assert eventually(lambda: b.get(signal.address) is not None)
-            b.reinforce(signal.address, by="helper")
-            assert eventually(lambda: a.get(signal.address).reinforcers == ("helper",))  # type: ignore[union-attr]
+            helper = b.agent_name("helper")
+            b.reinforce(signal.address, by=helper)
+            assert eventually(lambda: a.get(signal.address).reinforcers == (helper,))  # type: ignore[union-attr]
             stats = a.mesh_stats()
             assert stats.peers == [b.node_id] and stats.counters["received"] >= 1
             assert a.links() and all(link.auth is None for link in a.links())

@@ -89,9 +89,9 @@ def test_three_peers_converge_on_the_same_field(spawn: Spawn, mesh_name: str) ->
     assert eventually(lambda: _converged([a, b, c])), _dumps([a, b, c])
     signals = {s["address"]: s for s in _dumps([a])[0]}
     assert gone["address"] not in signals
-    assert signals[own[0]["address"]]["reinforcers"] == ["agent-2", "agent-1"] or signals[
-        own[0]["address"]
-    ]["reinforcers"] == ["agent-1", "agent-2"]
+    # names are scoped under the node that hosts (and signs for) each agent
+    by_c, by_b = f"{c.node_id}/agent-2", f"{b.node_id}/agent-1"
+    assert sorted(signals[own[0]["address"]]["reinforcers"]) == sorted([by_c, by_b])
     vote = signals[shared[0]["address"]]
     assert len(vote["reinforcers"]) == 2 and vote["origin"] not in vote["reinforcers"]
     assert signals[lease["address"]]["created_at"] > signals[own[0]["address"]]["created_at"]
@@ -257,7 +257,7 @@ def test_kill_9_a_peer_mid_run_its_claims_are_reoffered_and_completed(
     tasks = {t["id"]: t for t in report["tasks"]}
     assert report["stopped_by"] == "quiescent", report
     assert all(t["status"] == "accepted" for t in tasks.values()), report
-    assert {t["claimed_by"] for t in tasks.values()} == {"worker"}
+    assert {t["claimed_by"] for t in tasks.values()} == {f"{worker.node_id}/worker"}
     # the lease is 30 s: only the victim's departure (liveliness) explains a faster re-offer
     assert elapsed < 15, elapsed
     assert worker.read(timeout=30)["report"]["stopped_by"] == "quiescent"

@@ -106,6 +106,7 @@ async def main(args: argparse.Namespace) -> None:
             time.sleep(60)
 
     async with SQLiteEffectLedger(args.journal) as ledger:
+        _say("start")  # imports and set-up done: the work begins
         loop = ToolLoop([pay], ledger=ledger, max_steps=8)
         scope = EffectScope(run_id=args.run, task_id="checkout", attempt=1)
         result = await loop.run(model, "pay every order", scope=scope, on_record=on_record)

@@ -141,7 +141,10 @@ def test_killed_at_a_random_moment_and_resumed_twice(tmp_path: Path, seed: int) 
     rng = random.Random(seed)
     for round_ in range(2):  # kill, and kill the resumed run too
         proc = _start(tmp_path, "--reconcile", "--work-s", "0.15")
-        time.sleep(rng.uniform(0.4, 1.4))  # a run takes ~2 s: startup, then 5 x 0.3 s
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "start"
+        # the work takes at least 5 orders x 2 x 0.15 s after "start": this lands inside it
+        time.sleep(rng.uniform(0.0, 1.2))
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=10)
         if round_ == 0:

@@ -255,3 +255,28 @@ async def test_unrenderable_results_and_failing_custom_validation_are_contained(
     assert [r.status for r in result.calls] == ["ok", "invalid"]
     assert result.calls[0].result.startswith("[[")  # the repr, not a crash
     assert "picky about everything" in result.calls[1].result
+
+
+async def test_schema_keywords_echoed_into_the_arguments_are_dropped() -> None:
+    # the 0.5B model copies "required" and "additionalProperties" from the tool's schema
+    # into its arguments; those are never arguments, so they are dropped, not refused
+    @tool
+    def query(sql: str) -> str:
+        """Run a query."""
+        return f"ran {sql}"
+
+    @tool
+    def declare(type: str) -> str:  # a real parameter named like a keyword
+        """Declare a type."""
+        return type
+
+    echoed = call("query", sql="SELECT 1", required=["sql"], additionalProperties=False)
+    extra = call("query", sql="SELECT 1", limit=5)  # any other unknown field: refused
+    own = call("declare", type="int", required=["type"])
+    model = ScriptedModel([[echoed, extra, own], "done"])
+    result = await ToolLoop([query, declare]).run(model, "x")
+    first, second, third = result.calls
+    assert (first.status, first.result) == ("ok", "ran SELECT 1")
+    assert first.args == {"sql": "SELECT 1", "required": ["sql"], "additionalProperties": False}
+    assert second.status == "invalid" and "limit" in second.result
+    assert (third.status, third.result) == ("ok", "int")

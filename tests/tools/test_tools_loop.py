@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from smesh.backends.base import Message
+from smesh.backends.base import Message, Request
 from smesh.errors import ToolError, UsageError
-from smesh.testing.backends import UnexpectedCall
+from smesh.testing import UnexpectedCall
 from smesh.testing.tools import ScriptedModel, ScriptedTool, call
 from smesh.tools import (
     AssistantTurn,
@@ -125,6 +125,35 @@ async def test_calls_without_ids_get_unique_ones() -> None:
     assert [r.call_id for r in result.calls] == ["call_1_0", "call_1_1"]
     given = ScriptedModel([ToolCall(id="abc", name="add", arguments={"a": 1, "b": 2}), "ok"])
     assert (await ToolLoop([add]).run(given, "x")).calls[0].call_id == "abc"
+
+
+async def test_a_conversation_with_made_up_ids_is_a_valid_request() -> None:
+    # regression (phase 2a): the turn was appended with empty ids and the results quoted
+    # call_<step>_<i>, so the conversation failed Request validation at a real backend
+    model = ScriptedModel(
+        [[call("add", a=1, b=1), call("add", a=2, b=2)], [call("add", a=3, b=3)], "ok"]
+    )
+    result = await ToolLoop([add]).run(model, "x")
+    assert [r.call_id for r in result.calls] == ["call_1_0", "call_1_1", "call_2_0"]
+    turns = [t for t in result.turns if isinstance(t, AssistantTurn) and t.tool_calls]
+    assert [c.id for t in turns for c in t.tool_calls] == ["call_1_0", "call_1_1", "call_2_0"]
+    request = Request(messages=result.turns)  # raises if a result answers an unknown id
+    assert request.chat_messages()[1]["tool_calls"][0]["id"] == "call_1_0"
+    # the model saw its own turn with the ids the results quote
+    seen, _ = model.seen[1]
+    assert isinstance(seen[1], AssistantTurn) and seen[1].tool_calls[1].id == "call_1_1"
+    # an id taken earlier in the conversation is not made again
+    earlier = AssistantTurn(
+        tool_calls=(ToolCall(id="call_1_0", name="add", arguments={"a": 0, "b": 0}),)
+    )
+    history = [
+        Message(role="user", content="x"),
+        earlier,
+        ToolResult(call_id="call_1_0", name="add", content="0"),
+    ]
+    again = await ToolLoop([add]).run(ScriptedModel([call("add", a=1, b=1), "ok"]), history)
+    assert again.calls[0].call_id == "call_1_0_1"
+    Request(messages=again.turns)
 
 
 async def test_over_the_per_turn_cap_calls_are_skipped_with_a_reason() -> None:

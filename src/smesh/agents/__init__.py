@@ -1,8 +1,10 @@
 """Agents that coordinate through a field alone."""
 
-from smesh.agents.agent import Agent, FunctionAgent, Judgement, Ruling, WorkContext
+from smesh.agents.agent import Agent
+from smesh.agents.base import Judgement, WorkContext
 from smesh.agents.board import TaskBoard, TaskState
-from smesh.agents.protocol import TaskSpec, VerifySpec
+from smesh.agents.function import FunctionAgent
+from smesh.agents.protocol import Ruling, TaskSpec, VerifySpec
 from smesh.agents.runtime import Budget, Runtime, Settings
 from smesh.agents.team import RunReport, TaskReport, Team
 

@@ -18,6 +18,8 @@ import random
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
+import msgspec
+
 from smesh.agents.protocol import (
     FINAL,
     KIND_CHECK,
@@ -27,9 +29,16 @@ from smesh.agents.protocol import (
     KIND_RESULT,
     KIND_TASK,
     KIND_VOTE,
+    Check,
+    Claim,
     ClaimView,
+    Decision,
+    Feedback,
+    Result,
     TaskSpec,
     Verdict,
+    Vote,
+    decode,
 )
 from smesh.field import Field, FieldEvent
 from smesh.signal import Signal
@@ -56,6 +65,7 @@ class TaskState:
         "claims",
         "decisions",
         "feedback",
+        "leases",
         "offer",
         "outcome",
         "results",
@@ -73,6 +83,7 @@ class TaskState:
         #: conceded to the old holder may bid again
         self.offer = 0
         self.claims: dict[str, Signal] = {}  # agent -> live claim for the current attempt
+        self.leases: dict[str, ClaimView] = {}  # the same claims, as the claim rules see them
         self.results: dict[int, Signal] = {}
         self.votes: dict[int, dict[str, Signal]] = {}  # attempt -> verdict -> vote signal
         self.checks: dict[int, dict[str, str]] = {}  # attempt -> checker -> verdict
@@ -89,9 +100,9 @@ class TaskState:
     @property
     def holder(self) -> str | None:
         """The agent holding a lease on the current attempt, if any."""
-        for agent, claim in self.claims.items():
-            if claim.payload["state"] == "held":
-                return agent
+        for view in self.leases.values():
+            if view.held:
+                return view.agent
         return None
 
     @property
@@ -101,10 +112,17 @@ class TaskState:
 
     def claim_views(self) -> list[ClaimView]:
         """The live claims on the current attempt, as the claim rules see them."""
-        return [
-            ClaimView(agent, float(c.payload["bid"]), c.payload["state"] == "held")
-            for agent, c in self.claims.items()
-        ]
+        return list(self.leases.values())
+
+    def result(self, attempt: int) -> Result | None:
+        """The result posted for ``attempt``, decoded, if any."""
+        signal = self.results.get(attempt)
+        return None if signal is None else decode(Result, signal.payload)
+
+    def decision(self, attempt: int) -> Decision | None:
+        """The decision on ``attempt``, decoded, if any."""
+        signal = self.decisions.get(attempt)
+        return None if signal is None else decode(Decision, signal.payload)
 
     def ballots(self, attempt: int) -> dict[Verdict, list[str]]:
         """Voters behind each verdict on ``attempt``: a vote's origin plus its reinforcers."""
@@ -248,50 +266,62 @@ class TaskBoard:
         self._apply(event)
 
     def _apply(self, event: FieldEvent) -> None:
+        # Payloads are decoded here, at the edge: a malformed one (a buggy or hostile peer's)
+        # is ignored, and everything past this point reads typed attributes.
         signal = event.signal
         kind = signal.kind
         if kind in self.task_kinds:
             self._on_task(event)
-            return
-        payload = signal.payload
-        if not isinstance(payload, dict):
-            return
-        task = self.tasks.get(str(payload.get("task_id")))
-        if task is None:
-            return
-        if kind == KIND_CLAIM:
-            self._on_claim(task, event)
-        elif kind == KIND_RESULT and event.type == "emit":
-            attempt = int(payload["attempt"])
-            task.results.setdefault(attempt, signal)
-            self._refresh(task)
-            if attempt == task.attempt:
-                for agent in self._verifiers.get(task.spec.skill, ()):
-                    agent.wake()
-            self._changed(task, "result")
-        elif kind == KIND_VOTE and event.type in ("emit", "reinforce"):
-            task.votes.setdefault(int(payload["attempt"]), {})[payload["verdict"]] = signal
-            self._changed(task, "vote")
-        elif kind == KIND_CHECK and event.type == "emit":
-            task.checks.setdefault(int(payload["attempt"]), {})[signal.origin] = str(
-                payload["verdict"]
-            )
-            self._changed(task, "check")
-        elif kind == KIND_FEEDBACK and event.type == "emit":
-            task.feedback.setdefault(int(payload["attempt"]), {})[signal.origin] = str(
-                payload.get("reason", "")
-            )
+        elif kind == KIND_CLAIM:
+            claim = decode(Claim, signal.payload)
+            task = None if claim is None else self.tasks.get(claim.task_id)
+            if claim is not None and task is not None:
+                self._on_claim(task, claim, event)
+        elif kind == KIND_RESULT:
+            if event.type == "emit":
+                result = decode(Result, signal.payload)
+                task = None if result is None else self.tasks.get(result.task_id)
+                if result is not None and task is not None:
+                    self._on_result(task, result.attempt, signal)
+        elif kind == KIND_VOTE:
+            if event.type in ("emit", "reinforce"):
+                vote = decode(Vote, signal.payload)
+                task = None if vote is None else self.tasks.get(vote.task_id)
+                if vote is not None and task is not None:
+                    task.votes.setdefault(vote.attempt, {})[vote.verdict] = signal
+                    self._changed(task, "vote")
+        elif kind == KIND_CHECK:
+            if event.type == "emit":
+                check = decode(Check, signal.payload)
+                task = None if check is None else self.tasks.get(check.task_id)
+                if check is not None and task is not None:
+                    task.checks.setdefault(check.attempt, {})[signal.origin] = check.verdict
+                    self._changed(task, "check")
+        elif kind == KIND_FEEDBACK:
+            if event.type == "emit":
+                feedback = decode(Feedback, signal.payload)
+                task = None if feedback is None else self.tasks.get(feedback.task_id)
+                if feedback is not None and task is not None:
+                    by_attempt = task.feedback.setdefault(feedback.attempt, {})
+                    by_attempt[signal.origin] = feedback.reason
         elif kind == KIND_DECISION and event.type == "emit":
-            self._on_decision(task, signal)
+            decision = decode(Decision, signal.payload)
+            task = None if decision is None else self.tasks.get(decision.task_id)
+            if decision is not None and task is not None:
+                self._on_decision(task, decision, signal)
 
     def _on_task(self, event: FieldEvent) -> None:
         signal = event.signal
-        task_id = str(signal.payload.get("task_id")) if isinstance(signal.payload, dict) else None
-        if task_id is None:
+        payload = signal.payload
+        task_id = payload.get("task_id") if isinstance(payload, dict) else None
+        if not isinstance(task_id, str):
             return
         task = self.tasks.get(task_id)
         if event.type == "emit" and task is None:
-            spec = TaskSpec.from_payload(signal.payload, signal.kind)
+            try:
+                spec = TaskSpec.from_payload(payload, signal.kind)
+            except (msgspec.ValidationError, ValueError, TypeError):
+                return  # a malformed task is nobody's work
             task = self.tasks[task_id] = TaskState(spec, signal)
             self._unfinished += 1
             self._refresh(task)
@@ -306,37 +336,48 @@ class TaskBoard:
         elif task is not None and event.type in ("reinforce", "renew"):
             task.signal = signal
 
-    def _on_claim(self, task: TaskState, event: FieldEvent) -> None:
-        claim = event.signal
-        if int(claim.payload["attempt"]) != task.attempt:
+    def _on_result(self, task: TaskState, attempt: int, signal: Signal) -> None:
+        task.results.setdefault(attempt, signal)
+        self._refresh(task)
+        if attempt == task.attempt:
+            for agent in self._verifiers.get(task.spec.skill, ()):
+                agent.wake()
+        self._changed(task, "result")
+
+    def _on_claim(self, task: TaskState, claim: Claim, event: FieldEvent) -> None:
+        if claim.attempt != task.attempt:
             return
-        agent = claim.origin
+        signal = event.signal
+        agent = signal.origin
         if event.type in ("emit", "renew", "reinforce"):
-            task.claims[agent] = claim
-        elif task.claims.get(agent) is not None and task.claims[agent].address == claim.address:
+            task.claims[agent] = signal
+            task.leases[agent] = ClaimView(agent, claim.bid, claim.state == "held")
+        elif task.claims.get(agent) is not None and task.claims[agent].address == signal.address:
             del task.claims[agent]  # withdrawn, or a lease that lapsed
-            if claim.payload["state"] == "held" and task.attempt not in task.results:
+            del task.leases[agent]
+            if claim.state == "held" and task.attempt not in task.results:
                 task.offer += 1  # the holder is gone without a result: offer it again
         self._refresh(task)
         self._changed(task, "claim-" + event.type)
 
-    def _on_decision(self, task: TaskState, decision: Signal) -> None:
-        attempt = int(decision.payload["attempt"])
+    def _on_decision(self, task: TaskState, decision: Decision, signal: Signal) -> None:
+        attempt = decision.attempt
         if attempt in task.decisions:
             return  # the same decision emitted again by another agent reinforces, not repeats
-        task.decisions[attempt] = decision
-        verdict = decision.payload["verdict"]
-        self._learn(task, attempt, verdict, str(decision.payload.get("basis")), decision.created_at)
+        task.decisions[attempt] = signal
+        verdict = decision.verdict
+        self._learn(task, attempt, verdict, decision.basis, signal.created_at)
         if verdict in FINAL:
             task.outcome = verdict
             self._unfinished -= 1
         elif attempt == task.attempt:
             task.attempt = attempt + 1
             task.claims.clear()
+            task.leases.clear()
             task.offer += 1
         self._refresh(task)
         self._changed(task, "decision")
-        self._resolve_watchers(task, decision)
+        self._resolve_watchers(task, signal)
 
     def _resolve_watchers(self, task: TaskState, signal: Signal) -> None:
         watchers, task.watchers = task.watchers, []

@@ -1,28 +1,33 @@
 """What the agents of one run share: the field, its board, the budget and the settings.
 
 The runtime holds no opinions about tasks; it carries the things every agent needs and the
-stop flag that ends the run.
+stop flag that ends the run. :class:`~smesh.backends.accounting.Budget` lives with the
+backends' accounting (it is re-exported here and as ``smesh.Budget``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
-import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from smesh.agents.board import TaskBoard
-from smesh.backends.accounting import Ledger, PriceTable
-from smesh.backends.base import Response
-from smesh.errors import BudgetExceeded, InvalidSignal
+from smesh.agents.protocol import Payload, encode
+from smesh.agents.records import Action, Detail
+from smesh.backends.accounting import Budget
+from smesh.decay import Step
+from smesh.errors import InvalidValue
 from smesh.field import Field
+from smesh.signal import Scope, Signal
 
 if TYPE_CHECKING:
-    from smesh.journal import Journal
+    from smesh.agents.journal import Journal
 
 __all__ = ["Budget", "Runtime", "Settings"]
+
+_STEP = Step()
+_NO_DETAIL = Detail()
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -57,99 +62,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         for name in self.__struct_fields__:
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
-                raise InvalidSignal(f"{name} must be a finite number >= 0, got {value}")
+                raise InvalidValue(f"{name} must be a finite number >= 0, got {value}")
         if self.lease_s <= 0 or self.tick_s <= 0 or self.poll_s <= 0:
-            raise InvalidSignal("lease_s, tick_s and poll_s must be > 0")
-
-
-class Budget:
-    """Hard limits on LLM calls, tokens, cost and wall time for a run, with the run's ledger.
-
-    Tokens and cost are accounted per agent and per backend in a
-    :class:`smesh.backends.accounting.Ledger`, priced by its (extensible) price table.
-
-    Args:
-        calls: most backend calls.
-        tokens: most input + output tokens.
-        cost: most spend, in US dollars (see :class:`~smesh.backends.accounting.PriceTable`).
-        wall_s: most seconds from :meth:`start`, on the event loop's clock (virtual in tests).
-        prices: the price table; defaults to the built-in one.
-    """
-
-    def __init__(
-        self,
-        *,
-        calls: int | None = None,
-        tokens: int | None = None,
-        cost: float | None = None,
-        wall_s: float | None = None,
-        prices: PriceTable | None = None,
-    ) -> None:
-        self.limits: dict[str, float | None] = {
-            "calls": calls,
-            "tokens": tokens,
-            "cost": cost,
-            "wall_s": wall_s,
-        }
-        self.ledger = Ledger(prices=prices or PriceTable())
-        # running totals: the ledger's breakdown is for reports, these are for checks
-        self.calls = 0
-        self.tokens = 0
-        self.cost = 0.0
-        self._started: float | None = None
-        self.exceeded: str | None = None
-
-    def start(self) -> None:
-        """Start the wall-time clock."""
-        self._started = _now()
-
-    @property
-    def elapsed_s(self) -> float:
-        """Seconds since :meth:`start`."""
-        return 0.0 if self._started is None else _now() - self._started
-
-    def check(self) -> None:
-        """Raise :class:`BudgetExceeded` if any limit has been reached."""
-        if self.exceeded is None:
-            used = {
-                "calls": self.calls,
-                "tokens": self.tokens,
-                "cost": self.cost,
-                "wall_s": self.elapsed_s,
-            }
-            for name, limit in self.limits.items():
-                if limit is not None and used[name] >= limit:
-                    self.exceeded = f"{name} budget of {limit:g} reached"
-                    break
-        if self.exceeded is not None:
-            raise BudgetExceeded(self.exceeded)
-
-    def charge(self, *, calls: int = 1, tokens: int = 0, cost: float = 0.0) -> None:
-        """Count usage directly (e.g. reserve a call before awaiting it)."""
-        self.calls += calls
-        self.tokens += tokens
-        self.cost += cost
-
-    def record(self, *, agent: str, backend: str, response: Response | None) -> None:
-        """Account a finished call (None if it failed): ledger, tokens and cost."""
-        usage = self.ledger.record(agent=agent, backend=backend, response=response)
-        self.charge(calls=0, tokens=usage.total_tokens, cost=usage.cost_usd)
-
-    def usage(self) -> dict[str, Any]:
-        """What has been used so far."""
-        return {
-            "calls": self.calls,
-            "tokens": self.tokens,
-            "cost": round(self.cost, 6),
-            "wall_s": round(self.elapsed_s, 3),
-        }
-
-
-def _now() -> float:
-    try:
-        return asyncio.get_running_loop().time()
-    except RuntimeError:  # outside a loop (e.g. a unit test of the budget alone)
-        return time.monotonic()
+            raise InvalidValue("lease_s, tick_s and poll_s must be > 0")
 
 
 class Runtime:
@@ -186,10 +101,41 @@ class Runtime:
         """The field's clock."""
         return self.field.clock.now()
 
-    def record(self, agent: str, action: str, task_id: str | None = None, **detail: Any) -> None:
-        """Journal an agent action (no-op without a journal)."""
+    def emit(
+        self, payload: Payload, *, origin: str, ttl: float, scope: Scope = "content"
+    ) -> Signal:
+        """Emit a protocol signal: ``payload``'s kind, its wire form, step decay (a
+        protocol signal holds its intensity until it expires or is withdrawn)."""
+        return self.field.emit(
+            payload.KIND, encode(payload), origin=origin, scope=scope, decay=_STEP, ttl=ttl
+        )
+
+    @property
+    def recording(self) -> bool:
+        """Whether actions are journaled: skip building a record's detail when not."""
+        return self.journal is not None
+
+    def record(
+        self,
+        agent: str,
+        action: Action,
+        task_id: str | None = None,
+        detail: Detail = _NO_DETAIL,
+        *,
+        when: float | None = None,
+    ) -> None:
+        """Journal an action (no-op without a journal): the one place records are built.
+
+        Args:
+            agent: who acted.
+            action: what it did (see :mod:`smesh.agents.records`).
+            task_id: the task concerned, if any.
+            detail: the action's typed detail.
+            when: the time of the action (default: now).
+        """
         if self.journal is not None:
-            self.journal.action(self.now(), agent, action, task_id, detail)
+            now = self.now() if when is None else when
+            self.journal.action(now, agent, action, task_id, detail.to_dict())
 
     def stop(self) -> None:
         """Ask every agent to stop."""

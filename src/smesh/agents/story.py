@@ -11,6 +11,13 @@ from typing import Any
 __all__ = ["describe"]
 
 
+def _rival(claim: Any) -> str:
+    # a rival claim is journaled as {"agent", "bid", "held"}
+    if not isinstance(claim, dict):
+        return str(claim)
+    return f"{claim.get('agent')}:{claim.get('bid')}{'*' if claim.get('held') else ''}"
+
+
 def describe(action: str, detail: dict[str, Any]) -> str:
     """One line saying what an agent did and why (from a journaled action's details)."""
     d = detail
@@ -23,7 +30,7 @@ def describe(action: str, detail: dict[str, Any]) -> str:
             f"{str(trig.get('address', ''))[:10]}…)"
         )
     if action == "concede":
-        rivals = ", ".join(f"{r[0]}:{r[1]}{'*' if r[2] else ''}" for r in d.get("rivals", []))
+        rivals = ", ".join(_rival(r) for r in d.get("rivals", []))
         return f"conceded attempt {d.get('attempt')} (bid {d.get('bid')}; rivals {rivals})"
     if action == "result":
         if d.get("error"):
@@ -41,6 +48,20 @@ def describe(action: str, detail: dict[str, Any]) -> str:
         if "approve" in d:
             masses = f" (trust mass approve {d['approve']} / reject {d['reject']})"
         return f"decided attempt {d.get('attempt')}: {d.get('verdict')}{masses}"
+    if action == "tool":
+        args = d.get("args")
+        shown = (
+            args
+            if isinstance(args, str)
+            else ", ".join(f"{k}={v!r}" for k, v in (args or {}).items())
+        )
+        how = "ok" if d.get("ok") else d.get("status", "failed")
+        what = d.get("output") if d.get("ok") else d.get("error")
+        again = ", replayed from the effect ledger" if d.get("replayed") else ""
+        return (
+            f"step {d.get('step')}: called {d.get('tool')}({shown:.80}) → {how} in "
+            f"{d.get('duration_ms')} ms{again}: {what!s:.80}"
+        )
     if action == "trust":
         return f"trust → {d.get('value')} ({d.get('cause')})"
     return ", ".join(f"{k}={v}" for k, v in d.items())

@@ -20,7 +20,9 @@ import msgspec
 
 from smesh.agents.agent import Agent
 from smesh.agents.board import TaskBoard, TaskState
-from smesh.agents.protocol import KIND_DECISION, TaskSpec, task_intensity
+from smesh.agents.preflight import check_run
+from smesh.agents.protocol import KIND_DECISION, Decision, TaskSpec, task_intensity
+from smesh.agents.records import Detail
 from smesh.agents.runtime import Budget, Runtime, Settings
 from smesh.clock import Clock, SystemClock
 from smesh.decay import Step
@@ -74,7 +76,7 @@ class Team:
         clock: the clock for a fresh field (default: the system clock).
         settings: protocol timing.
         budget: hard limits for the run.
-        journal: an open :class:`smesh.journal.Journal` to record the run in.
+        journal: an open :class:`smesh.agents.journal.Journal` to record the run in.
         seed: base seed of every agent's RNG.
         run_id: id of the run (default: random).
         poster: node id under which the team posts tasks.
@@ -140,11 +142,11 @@ class Team:
             agent.attach(self.runtime)
         if journal is not None:
             journal.attach(self.field, self.run_id)
-            self.board.on_trust(
-                lambda when, peer, task_id, cause, value: journal.action(
-                    when, peer, "trust", task_id, {"cause": cause, "value": round(value, 6)}
-                )
-            )
+            self.board.on_trust(self._record_trust)
+
+    def _record_trust(self, when: float, peer: str, task_id: str, cause: str, value: float) -> None:
+        detail = Detail(cause=cause, value=round(value, 6))
+        self.runtime.record(peer, "trust", task_id, detail, when=when)
 
     def _note_change(self, task: TaskState, what: str) -> None:
         self._last_change = _loop_time()
@@ -180,11 +182,13 @@ class Team:
         """Post ``tasks``, let the agents work, and return the report when the run ends."""
         if on_change is not None:
             self.board.on_change(on_change)
+        specs = list(tasks)
+        await check_run(self.agents, specs, field=self.field)  # ConfigurationError: no run
         loop = asyncio.get_running_loop()
         started = loop.time()
         self._last_change = started
         self.budget.start()
-        for spec in tasks:
+        for spec in specs:
             self.submit(spec)
         rt = self.runtime
         async with asyncio.TaskGroup() as group:
@@ -221,6 +225,9 @@ class Team:
                 return "idle"
             self._changed.clear()
             wait = min(settings.poll_s, settings.idle_timeout_s - idle)
+            wall = self.budget.limits.get("wall_s")
+            if wall is not None:  # notice a spent time budget when it runs out, not a poll later
+                wait = min(wait, wall - self.budget.elapsed_s)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(wait, 1e-3)):
                     await self._changed.wait()
@@ -232,28 +239,18 @@ class Team:
             reason: str | None = None
             if not task.final:
                 reason = f"unfinished when the run stopped ({stopped_by})"
-            if not task.final and task.signal.origin == self.poster:
+            if reason is not None and task.signal.origin == self.poster:
                 # the poster gives up on its own unfinished task: an explicit failure (a
                 # task another process posted, over a mesh, is that process's to give up)
-                self.field.emit(
-                    KIND_DECISION,
-                    {
-                        "task_id": task.spec.task_id,
-                        "attempt": task.attempt,
-                        "verdict": "failed",
-                        "basis": "give-up",
-                    },
-                    origin=self.poster,
-                    decay=_STEP,
-                    ttl=self.settings.decision_ttl_s,
+                give_up = Decision(task.spec.task_id, task.attempt, "failed", "give-up")
+                self.runtime.emit(give_up, origin=self.poster, ttl=self.settings.decision_ttl_s)
+                self.runtime.record(
+                    self.poster, "give-up", task.spec.task_id, Detail(reason=reason), when=now
                 )
-                if self.journal is not None:
-                    self.journal.action(
-                        now, self.poster, "give-up", task.spec.task_id, {"reason": reason}
-                    )
             accepted = task.outcome == "accepted"
             last = max(task.decisions) if task.decisions else task.attempt
-            result = task.results.get(last)
+            signal = task.results.get(last)
+            result = task.result(last)
             if not accepted and reason is None:
                 reason = _failure_reason(task)
             reports.append(
@@ -261,10 +258,10 @@ class Team:
                     id=task.spec.task_id,
                     skill=task.spec.skill,
                     status="accepted" if accepted else "failed",
-                    claimed_by=result.origin if result is not None else None,
+                    claimed_by=signal.origin if signal is not None else None,
                     attempts=len(task.results) or (1 if task.claims else 0),
                     reason=reason,
-                    output=result.payload.get("output") if result is not None else None,
+                    output=result.output if result is not None else None,
                 )
             )
         usage = self.budget.usage()
@@ -289,9 +286,9 @@ def _failure_reason(task: TaskState) -> str:
     last = max(task.decisions) if task.decisions else None
     if last is None:
         return "failed"
-    result = task.results.get(last)
-    if result is not None and result.payload.get("error"):
-        return str(result.payload["error"])
+    result = task.result(last)
+    if result is not None and result.error:
+        return result.error
     reasons = task.feedback.get(last, {})
     if reasons:
         return "; ".join(reasons[v] for v in sorted(reasons))

@@ -27,7 +27,6 @@ import msgspec
 
 from smesh.agents import Agent, Judgement, TaskSpec, VerifySpec, WorkContext
 from smesh.agents.board import TaskBoard, TaskState
-from smesh.agents.runtime import Budget
 from smesh.apps.codegate import REVIEWER, WORKDIR, Arbiter, Gate, Tester, latest_code
 from smesh.apps.common import Summary, summarize
 from smesh.apps.demo import extract_code
@@ -328,15 +327,8 @@ async def run_code(
     target.mkdir(parents=True, exist_ok=True)
     target = target.resolve()
     opts = options or RunOptions()
-    if opts.fit_budget:
-        given = opts.budget.limits
-        calls, seconds = given.get("calls"), given.get("wall_s")
-        opts = opts.replace(
-            budget=Budget(
-                calls=int(calls) if calls is not None else DEFAULT_CALLS,
-                wall_s=seconds if seconds is not None else DEFAULT_SECONDS,
-            )
-        )
+    if opts.fit_budget:  # it plans nothing ahead: fixed defaults, fitted in place
+        opts.budget.fill(calls=DEFAULT_CALLS, wall_s=DEFAULT_SECONDS)
     verify = VerifySpec(quorum=1.0, margin=0.0, timeout_s=opts.settings.work_timeout_s)
     tester = Tester(backend, out=target, limits=sandbox.limits, sandbox=sandbox)
     names = [f"coder-{i + 1}" for i in range(coders)]

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from smesh.agents import Agent, Judgement, TaskSpec, WorkContext
-from smesh.agents.agent import Ruling
 from smesh.agents.board import TaskBoard, TaskState
+from smesh.agents.protocol import Ruling
 from smesh.apps.demo import extract_code
 from smesh.apps.scan import post_task
 from smesh.apps.testcheck import (
@@ -82,14 +82,15 @@ class Gate(Agent):
 
 def latest_code(task: TaskState) -> dict[str, str] | None:
     """The accepted output of a module task, else its latest output with code."""
-    for attempt in sorted(task.results, reverse=True):
-        output = task.results[attempt].payload.get("output")
-        decision = task.decisions.get(attempt)
-        accepted = decision is not None and decision.payload.get("verdict") == "accepted"
+    outputs = [(attempt, task.result(attempt)) for attempt in sorted(task.results, reverse=True)]
+    for attempt, result in outputs:
+        output = result.output if result is not None else None
+        decision = task.decision(attempt)
+        accepted = decision is not None and decision.verdict == "accepted"
         if accepted and isinstance(output, dict) and output.get("code"):
             return output
-    for attempt in sorted(task.results, reverse=True):
-        output = task.results[attempt].payload.get("output")
+    for _, result in outputs:
+        output = result.output if result is not None else None
         if isinstance(output, dict) and output.get("code"):
             return output
     return None

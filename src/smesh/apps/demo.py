@@ -1,10 +1,14 @@
-"""The agents demo: a mixed team works through five tasks of different skills.
+"""The agents demo: a mixed team works through six tasks of different skills.
 
 LLM agents (coder, reviewer, analyst, writer) do and judge the work; two tool agents supply
 ground truth: a tester runs submitted code against unit checks in a subprocess, and a checker
-validates math answers. Their verdicts are authoritative checks; tasks without a tool check
-(the explanation) are decided by the trust-weighted votes of the LLM reviewers, whose trust
-moves with how often they agree with verified outcomes.
+validates math and analysis answers. Their verdicts are authoritative checks; tasks without
+a tool check (the explanation) are decided by the trust-weighted votes of the LLM
+reviewers, whose trust moves with how often they agree with verified outcomes.
+
+One task needs a tool: the analyst answers ``analysis-sales`` by querying the demo's shop
+database with the read-only ``sql_query`` tool (``Agent(tools=["sqlite:PATH"])``; the task
+grants only that tool), and its calls show in the live view and in ``smesh trace``.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ import os
 import re
 import sys
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from smesh.agents import Agent, FunctionAgent, Judgement, TaskSpec, VerifySpec
+from smesh.apps.demo_shop import SALES_TASK, check_sales, sales_task, shop_database
 from smesh.backends.base import Backend
 
 __all__ = ["ROLES", "demo_agents", "demo_tasks", "run_python_checks"]
@@ -68,7 +74,8 @@ _CODE_CHECKS = {
 
 
 def demo_tasks() -> list[TaskSpec]:
-    """The original demo's three tasks (a function, an explanation, 2+2) plus two more."""
+    """The original demo's three tasks (a function, an explanation, 2+2), two more, and the
+    task that needs a tool (the best seller in the shop database)."""
     reviewed = VerifySpec(quorum=0.9, margin=0.3, timeout_s=45.0)
     return [
         TaskSpec(
@@ -107,6 +114,7 @@ def demo_tasks() -> list[TaskSpec]:
                 },
             ),
             max_attempts=3,
+            tools=[],  # answered from knowledge: no tool granted
         ),
         TaskSpec(
             task_id="code-fizzbuzz",
@@ -146,7 +154,9 @@ def demo_tasks() -> list[TaskSpec]:
                 },
             ),
             max_attempts=3,
+            tools=[],
         ),
+        sales_task(),
     ]
 
 
@@ -198,7 +208,7 @@ def _is_prime(n: int) -> bool:
     return n > 1 and all(n % d for d in range(2, int(n**0.5) + 1))
 
 
-async def _check_math(task: TaskSpec, output: Any) -> Judgement:
+async def _check_numbers(task: TaskSpec, output: Any) -> Judgement:
     if not isinstance(output, dict):
         return Judgement("reject", "the answer is not a JSON object")
     if task.task_id == "math-2plus2":
@@ -213,8 +223,24 @@ async def _check_math(task: TaskSpec, output: Any) -> Judgement:
     return Judgement("approve", "three distinct primes above 10")
 
 
-def demo_agents(backend: Backend, count: int = 4) -> list[Agent]:
-    """``count`` LLM agents cycling through the four roles, plus the two tool verifiers."""
+def demo_agents(
+    backend: Backend, count: int = 4, *, data_dir: Path | None = None, prefix: str = ""
+) -> list[Agent]:
+    """``count`` LLM agents cycling through the four roles, plus the two tool verifiers.
+
+    Analysts get the read-only SQL tool over the shop database, written to ``data_dir``
+    (default: a temporary directory removed at exit). ``prefix`` goes before every agent
+    id: on a mesh, agents are named under the node that hosts them (``<node id>/coder``);
+    in one process, ids stay plain (``coder``).
+    """
+    database = shop_database(data_dir)
+    role_tools = {"analyst": [f"sqlite:{database}"]}
+
+    async def check(task: TaskSpec, output: Any) -> Judgement:
+        if task.task_id == SALES_TASK:
+            return check_sales(database, output)
+        return await _check_numbers(task, output)
+
     names = list(ROLES)
     agents: list[Agent] = []
     for i in range(count):
@@ -223,21 +249,24 @@ def demo_agents(backend: Backend, count: int = 4) -> list[Agent]:
         agent_id = role if count <= len(names) else f"{role}-{i // len(names) + 1}"
         agents.append(
             Agent(
-                agent_id,
+                prefix + agent_id,
                 backend=backend,
                 role=prompt,
                 skills=skills,
                 verifies=verifies,
                 max_tokens=256,
+                tools=role_tools.get(role),
             )
         )
     agents.append(
-        FunctionAgent("tester", judge=_test_code, verifies={"code": 1.0}, authoritative=True)
+        FunctionAgent(
+            prefix + "tester", judge=_test_code, verifies={"code": 1.0}, authoritative=True
+        )
     )
     agents.append(
         FunctionAgent(
-            "checker",
-            judge=_check_math,
+            prefix + "checker",
+            judge=check,
             verifies={"math": 1.0, "analysis": 1.0},
             authoritative=True,
         )

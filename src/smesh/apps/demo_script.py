@@ -1,13 +1,20 @@
 """A scripted stand-in for the demo's LLM: correct answers with no model at all.
 
+For the task that needs a tool it calls the SQL tool first and answers from the rows.
+
 ``smesh agents --demo --backend scripted`` runs the whole protocol (bids, leases, tool and
 LLM verification, trust) in well under a second; the tests and CI use it.
 """
 
 from __future__ import annotations
 
+import json
+
+from smesh.apps.demo_shop import SQL_TOOL
+from smesh.backends import FunctionBackend
 from smesh.backends.base import Request
-from smesh.testing import FunctionBackend
+from smesh.backends.doubles import Reply
+from smesh.backends.toolcalls import AssistantTurn, ToolCall, ToolResult
 
 __all__ = ["demo_script_backend"]
 
@@ -37,7 +44,27 @@ _ANSWERS = {
 }
 
 
-def _reply(request: Request) -> str:
+_BEST_SELLER_SQL = (
+    "SELECT product, SUM(units) AS units FROM sales GROUP BY product ORDER BY units DESC LIMIT 1"
+)
+
+
+def _use_sql(request: Request) -> Reply | None:
+    """The sales task: query the database first, then answer from the rows it returned."""
+    if not any(spec.name == SQL_TOOL for spec in request.tools):
+        return None
+    results = [t for t in request.messages if isinstance(t, ToolResult) and not t.is_error]
+    if not results:
+        call = ToolCall(id="", name=SQL_TOOL, arguments={"sql": _BEST_SELLER_SQL})
+        return AssistantTurn(tool_calls=(call,))
+    rows = json.loads(results[-1].content)["rows"]
+    return {"product": rows[0][0], "units": rows[0][1]}
+
+
+def _reply(request: Request) -> Reply:
+    tooled = _use_sql(request)
+    if tooled is not None:
+        return tooled
     prompt = request.messages[-1].content
     if prompt.startswith("Task:") and "Proposed answer" in prompt:
         return '{"reason": "it does what the task asks", "correct": true}'

@@ -23,11 +23,11 @@ nothing that every process would not compute the same way from the same signals.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import msgspec
 
-from smesh.agents.protocol import tally
+from smesh.agents.protocol import KIND_FINDING, Finding, Payload, decode, encode, tally
 from smesh.decay import Step
 from smesh.errors import UsageError
 from smesh.field import Field, FieldEvent
@@ -40,14 +40,15 @@ __all__ = [
     "KIND_NOTE",
     "Assessment",
     "ConsensusRule",
+    "FindingJudgement",
     "FindingKey",
     "FindingLedger",
+    "FindingNote",
     "FindingState",
     "Note",
     "Opinion",
 ]
 
-KIND_FINDING = "finding"
 KIND_NOTE = "finding-note"
 KIND_JUDGEMENT = "judgement"
 
@@ -58,18 +59,29 @@ _STEP = Step()
 _TTL = 10 * 365 * 24 * 3600.0  # findings and judgements are durable for the run
 
 
-class FindingKey(msgspec.Struct, frozen=True, order=True):
-    """What makes two reports the same finding.
+#: What makes two reports the same finding (file, label, line bucket): the typed payload of a
+#: ``finding`` signal, defined with the other built-in kinds in :mod:`smesh.agents.protocol`.
+FindingKey = Finding
 
-    Attributes:
-        file: the file's relative path.
-        label: a review category (``security``) or a weakness (``CWE-89``).
-        bucket: ``line // bucket_size`` of the first report.
-    """
 
-    file: str
-    label: str
-    bucket: int
+class FindingNote(Payload, frozen=True):
+    """The payload of a ``finding-note``: one reporter's account of a finding."""
+
+    KIND: ClassVar[str] = KIND_NOTE
+    finding: str
+    line_start: int
+    line_end: int
+    severity: str
+    message: str
+
+
+class FindingJudgement(Payload, frozen=True):
+    """The payload of a ``judgement``: one judge's blind opinion of a finding."""
+
+    KIND: ClassVar[str] = KIND_JUDGEMENT
+    finding: str
+    opinion: str
+    reason: str
 
 
 class Note(msgspec.Struct, frozen=True):
@@ -255,17 +267,17 @@ class FindingLedger:
                 else FindingKey(file, label, line_start // self.bucket_size)
             )
         known = {s.key: s for s in self.findings.values()}.get(key)
-        signal = self.field.emit(
-            KIND_FINDING, msgspec.to_builtins(key), origin=agent, decay=_STEP, ttl=_TTL
+        signal = self.field.emit(KIND_FINDING, encode(key), origin=agent, decay=_STEP, ttl=_TTL)
+        note = FindingNote(
+            signal.address,
+            int(line_start),
+            int(max(line_start, line_end)),
+            severity,
+            " ".join(message.split())[:500],
         )
-        note = {
-            "finding": signal.address,
-            "line_start": int(line_start),
-            "line_end": int(max(line_start, line_end)),
-            "severity": severity,
-            "message": " ".join(message.split())[:500],
-        }
-        self.field.emit(KIND_NOTE, note, origin=agent, scope="origin", decay=_STEP, ttl=_TTL)
+        self.field.emit(
+            KIND_NOTE, encode(note), origin=agent, scope="origin", decay=_STEP, ttl=_TTL
+        )
         return self.findings[signal.address], known is None
 
     def judge(self, agent: str, address: str, opinion: str, reason: str) -> None:
@@ -275,9 +287,10 @@ class FindingLedger:
         state = self.findings.get(address)
         if state is None:
             raise UsageError(f"no finding {address}")
+        judgement = FindingJudgement(address, opinion, " ".join(reason.split())[:300])
         self.field.emit(
             KIND_JUDGEMENT,
-            {"finding": address, "opinion": opinion, "reason": " ".join(reason.split())[:300]},
+            encode(judgement),
             origin=agent,
             scope="origin",
             decay=_STEP,
@@ -289,34 +302,33 @@ class FindingLedger:
     # -- reading ---------------------------------------------------------------------------
 
     def _on_event(self, event: FieldEvent) -> None:
+        # payloads are decoded at the edge: a malformed one is ignored, never a crash
         signal = event.signal
-        payload = signal.payload
         if signal.kind == KIND_FINDING:
             if event.type == "emit" and signal.address not in self.findings:
-                self.findings[signal.address] = FindingState(
-                    signal, msgspec.convert(payload, FindingKey)
-                )
+                key = decode(FindingKey, signal.payload)
+                if key is not None:
+                    self.findings[signal.address] = FindingState(signal, key)
             elif event.type == "reinforce" and signal.address in self.findings:
                 self.findings[signal.address].signal = signal
             return
-        if event.type != "emit" or not isinstance(payload, dict):
-            return
-        state = self.findings.get(str(payload.get("finding")))
-        if state is None:
+        if event.type != "emit":
             return
         if signal.kind == KIND_NOTE:
-            state.notes.setdefault(
-                signal.origin,
-                Note(
+            note = decode(FindingNote, signal.payload)
+            state = None if note is None else self.findings.get(note.finding)
+            if note is not None and state is not None:
+                state.notes.setdefault(
                     signal.origin,
-                    int(payload["line_start"]),
-                    int(payload["line_end"]),
-                    str(payload["severity"]),
-                    str(payload["message"]),
-                ),
-            )
+                    Note(
+                        signal.origin, note.line_start, note.line_end, note.severity, note.message
+                    ),
+                )
         else:
-            state.judgements[signal.origin] = (str(payload["opinion"]), str(payload["reason"]))
+            judged = decode(FindingJudgement, signal.payload)
+            state = None if judged is None else self.findings.get(judged.finding)
+            if judged is not None and state is not None:
+                state.judgements[signal.origin] = (judged.opinion, judged.reason)
 
     def supporting_groups(self, state: FindingState) -> list[str]:
         """Independence groups behind a finding, in the order they joined it."""

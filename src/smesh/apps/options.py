@@ -15,10 +15,10 @@ from typing import Any
 
 from smesh.agents import Agent, Settings, Team
 from smesh.agents.board import TaskBoard, TaskState
+from smesh.agents.journal import Journal
 from smesh.agents.runtime import Budget
 from smesh.clock import Clock, SystemClock
 from smesh.field import Field
-from smesh.journal import Journal
 from smesh.trust import TrustTable
 
 __all__ = ["APP_SETTINGS", "RunOptions"]
@@ -35,7 +35,7 @@ class RunOptions:
         settings: protocol timing.
         budget: hard limits (calls, tokens, wall time) and the run's ledger. A budget
             counts what it spends, so give each run its own.
-        journal: an open :class:`smesh.journal.Journal`, or None.
+        journal: an open :class:`smesh.agents.journal.Journal`, or None.
         run_id: the run's id (the one to continue when ``resume``).
         resume: continue ``run_id`` from the journal.
         clock: the field's clock (default: the system clock).

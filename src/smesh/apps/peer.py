@@ -6,6 +6,9 @@ runtime and the demo on top of it, so it lives with the applications.
 Each process holds a full replica of the field and runs its own agents through an ordinary
 :class:`~smesh.agents.Team`; agents in different processes coordinate through the shared
 field alone (bids, leases, results, votes, decisions), exactly as they do in one process.
+On the mesh every agent is named under the node that hosts it (``<node id>/coder``; the
+poster is ``<node id>/poster``): a node signs for its own agents only, and every peer drops
+what another node says in their name (see :mod:`smesh.mesh.identity`).
 One node posts the demo's tasks (``post=True``); every node stops once all the tasks it knows
 of are accepted or failed.
 
@@ -30,7 +33,7 @@ import msgspec
 from smesh.agents import Budget, RunReport, Settings, Team
 from smesh.apps.demo import ROLES, demo_agents, demo_tasks
 from smesh.errors import TransportError, UsageError
-from smesh.mesh import Identity, MeshConfig, MeshField, MeshStats
+from smesh.mesh import Identity, MeshConfig, MeshField, MeshStats, agent_name
 
 if TYPE_CHECKING:
     from smesh.agents import Agent
@@ -73,7 +76,10 @@ class PeerOptions(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PeerReport(msgspec.Struct, frozen=True, kw_only=True):
-    """How a peer's run ended: the team's report and the node's mesh counters."""
+    """How a peer's run ended: the team's report and the node's mesh counters.
+
+    ``agents`` are the roster ids it hosted; in ``run``, agents are named on the mesh
+    (``<node id>/<agent>``)."""
 
     node: str
     agents: list[str]
@@ -110,9 +116,10 @@ def _roster_ids(roster: int) -> list[str]:
     return [*llm, "tester", "checker"]
 
 
-def _agents(backend: Backend, wanted: Sequence[str], roster: int) -> list[Agent]:
-    everyone = {agent.id: agent for agent in demo_agents(backend, count=roster)}
-    return [everyone[agent_id] for agent_id in wanted]
+def _agents(backend: Backend, wanted: Sequence[str], roster: int, node: str) -> list[Agent]:
+    prefix = agent_name(node, "")  # "<node id>/": this node's agents only
+    everyone = {agent.id: agent for agent in demo_agents(backend, count=roster, prefix=prefix)}
+    return [everyone[prefix + agent_id] for agent_id in wanted]
 
 
 def _backend(spec: str) -> Backend:
@@ -155,7 +162,7 @@ async def run_peer(
                 async with asyncio.timeout(options.wait_s):
                     while len(field.peers()) < options.wait_peers:
                         await asyncio.sleep(0.05)
-        agents = _agents(backend, options.agents, options.roster)
+        agents = _agents(backend, options.agents, options.roster, field.node_id)
         run: RunReport | None = None
         if agents or options.post:
             start = getattr(backend, "start", None)
@@ -174,7 +181,7 @@ async def run_peer(
                 ),
                 budget=Budget(calls=options.max_calls, wall_s=options.max_seconds),
                 seed=options.seed,
-                poster=f"poster-{field.node_id[:8]}",
+                poster=field.agent_name("poster"),
             )
             run = await team.run(demo_tasks() if options.post else ())
             await asyncio.sleep(0.2)  # let the last decisions reach the peers

@@ -31,7 +31,6 @@ from typing import Any, Generic, TypeVar
 
 from smesh.agents import Agent, TaskSpec
 from smesh.agents.board import TaskBoard, TaskState
-from smesh.agents.runtime import Budget
 from smesh.apps.analyzers import Analyzer, RawFinding
 from smesh.apps.common import ScanReport, Summary, summarize
 from smesh.apps.evidence import FileEvidence, gather
@@ -196,17 +195,11 @@ def fit_budget(options: RunOptions, plan: Estimate) -> tuple[RunOptions, str | N
     them), and a warning when the budget cannot hold the planned work."""
     budget = options.budget
     if options.fit_budget:
-        given_s, given_calls = budget.limits.get("wall_s"), budget.limits.get("calls")
-        tokens = budget.limits.get("tokens")
-        seconds = min(MAX_AUTO_SECONDS, max(120.0, 2.0 * plan.seconds + 60.0))
-        calls = max(40, 2 * plan.calls + 20)
-        budget = Budget(
-            calls=int(given_calls) if given_calls is not None else calls,
-            tokens=int(tokens) if tokens is not None else None,
-            cost=budget.limits.get("cost"),
-            wall_s=given_s if given_s is not None else seconds,
+        # fitted in place: the run's session and stop watch hold this very budget
+        budget.fill(
+            calls=max(40, 2 * plan.calls + 20),
+            wall_s=min(MAX_AUTO_SECONDS, max(120.0, 2.0 * plan.seconds + 60.0)),
         )
-        options = options.replace(budget=budget)
     limit_s = budget.limits.get("wall_s")
     limit_calls = budget.limits.get("calls")
     short: list[str] = []

@@ -1,9 +1,13 @@
-"""LLM (and other) backends behind one async interface.
+r"""LLM (and other) backends behind one async interface.
 
 ``resolve_backend("local")`` gives the embedded model; ``ollama:MODEL``, ``openai:MODEL``,
 ``openrouter:MODEL`` and ``anthropic:MODEL`` give remote ones. Wrap any backend in
 :func:`resilient` (timeouts, retries, circuit breaker, rate limits) and :class:`Accounting`
 (tokens and cost per agent and per run).
+
+Native tool calling: ``Request(tools=..., tool_choice=...)`` with :class:`ToolSpec`\ s, the
+model's :class:`ToolCall`\ s in ``Response.tool_calls``, and the conversation's
+:class:`AssistantTurn`\ s and :class:`ToolResult`\ s rendered in each provider's wire format.
 
 Importing this package is cheap: httpx and xllamacpp load only when a backend that needs
 them is resolved or used.
@@ -30,8 +34,10 @@ from smesh.backends.base import (
     Response,
     StreamingBackend,
     TruncatedResponse,
+    Turn,
     aclose_backend,
 )
+from smesh.backends.doubles import FunctionBackend, ScriptedBackend
 from smesh.backends.registry import (
     backend_kinds,
     parse_backend,
@@ -47,6 +53,7 @@ from smesh.backends.resilience import (
     Timeout,
     resilient,
 )
+from smesh.backends.toolcalls import AssistantTurn, ToolCall, ToolChoice, ToolResult, ToolSpec
 
 if TYPE_CHECKING:
     from smesh.backends.probe import probe_backends
@@ -54,11 +61,13 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_PRICES",
     "Accounting",
+    "AssistantTurn",
     "Backend",
     "BackendBase",
     "Budget",
     "CircuitBreaker",
     "CircuitOpen",
+    "FunctionBackend",
     "Ledger",
     "Message",
     "Price",
@@ -68,9 +77,15 @@ __all__ = [
     "Request",
     "Response",
     "Retry",
+    "ScriptedBackend",
     "StreamingBackend",
     "Timeout",
+    "ToolCall",
+    "ToolChoice",
+    "ToolResult",
+    "ToolSpec",
     "TruncatedResponse",
+    "Turn",
     "Usage",
     "aclose_backend",
     "backend_kinds",

@@ -1,6 +1,7 @@
 """Token and cost accounting per agent and per run, with an extensible price table.
 
-:class:`Accounting` is a wrapper backend that records every call into a :class:`Ledger`.
+:class:`Accounting` is a wrapper backend that records every call into a :class:`Ledger`;
+:class:`Budget` is the one set of hard limits (calls, tokens, cost, wall time) for a run.
 Prices are USD per million tokens, looked up by glob patterns over ``backend`` names
 (``anthropic:claude-3-5-haiku*``) so users can add their own with
 :meth:`PriceTable.extend`. Unknown models cost 0 and are listed in
@@ -9,9 +10,12 @@ Prices are USD per million tokens, looked up by glob patterns over ``backend`` n
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
@@ -145,29 +149,118 @@ class Usage(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Budget:
-    """Hard limits for a run; None means unlimited.
+    """Hard limits on backend calls, tokens, cost and wall time, and the usage counted
+    against them. None means unlimited.
 
-    Attributes:
-        max_calls: calls.
-        max_tokens: input plus output tokens.
-        max_cost_usd: US dollars.
+    A run's agents charge every backend call to its budget, which records it in its
+    :attr:`ledger` (per agent and per backend, priced by its price table), and
+    :meth:`check` raises :class:`~smesh.errors.BudgetExceeded` once a limit is reached (and
+    from then on). A :class:`Ledger` given a budget checks its own totals against the same
+    limits, which is how the :class:`Accounting` wrapper enforces one.
+
+    Args:
+        calls: most backend calls.
+        tokens: most input + output tokens.
+        cost: most spend, in US dollars (see :class:`PriceTable`).
+        wall_s: most seconds from :meth:`start`, on the event loop's clock (virtual in tests).
+        prices: the price table of :attr:`ledger`; defaults to the built-in one.
     """
 
-    max_calls: int | None = None
-    max_tokens: int | None = None
-    max_cost_usd: float | None = None
+    def __init__(
+        self,
+        *,
+        calls: int | None = None,
+        tokens: int | None = None,
+        cost: float | None = None,
+        wall_s: float | None = None,
+        prices: PriceTable | None = None,
+    ) -> None:
+        self.limits: dict[str, float | None] = {
+            "calls": calls,
+            "tokens": tokens,
+            "cost": cost,
+            "wall_s": wall_s,
+        }
+        self.ledger = Ledger(prices=prices or PriceTable())
+        # running totals: the ledger's breakdown is for reports, these are for checks
+        self.calls = 0
+        self.tokens = 0
+        self.cost = 0.0
+        self._started: float | None = None
+        self.exceeded: str | None = None
+
+    def fill(self, *, calls: int | None = None, wall_s: float | None = None) -> None:
+        """Set the call and wall-time limits nobody gave (those still None), in place: an
+        app fits its budget to the work it planned, and whoever holds this budget (the
+        run's session, its stop watch) sees the fitted limits and the usage against them."""
+        if self.limits["calls"] is None and calls is not None:
+            self.limits["calls"] = calls
+        if self.limits["wall_s"] is None and wall_s is not None:
+            self.limits["wall_s"] = wall_s
+
+    def start(self) -> None:
+        """Start the wall-time clock."""
+        self._started = _now()
+
+    @property
+    def elapsed_s(self) -> float:
+        """Seconds since :meth:`start`."""
+        return 0.0 if self._started is None else _now() - self._started
+
+    def check(self) -> None:
+        """Raise :class:`~smesh.errors.BudgetExceeded` if any limit has been reached."""
+        if self.exceeded is None:
+            used = {
+                "calls": self.calls,
+                "tokens": self.tokens,
+                "cost": self.cost,
+                "wall_s": self.elapsed_s,
+            }
+            for name, limit in self.limits.items():
+                if limit is not None and used[name] >= limit:
+                    self.exceeded = f"{name} budget of {limit:g} reached"
+                    break
+        if self.exceeded is not None:
+            raise BudgetExceeded(self.exceeded)
 
     def exceeded_by(self, usage: Usage) -> str | None:
-        """Return which limit ``usage`` has reached, or None."""
-        if self.max_calls is not None and usage.calls >= self.max_calls:
-            return f"{usage.calls} calls (max {self.max_calls})"
-        if self.max_tokens is not None and usage.total_tokens >= self.max_tokens:
-            return f"{usage.total_tokens} tokens (max {self.max_tokens})"
-        if self.max_cost_usd is not None and usage.cost_usd >= self.max_cost_usd:
-            return f"${usage.cost_usd:.4f} (max ${self.max_cost_usd:.4f})"
+        """Which call, token or cost limit ``usage`` has reached, or None."""
+        calls, tokens, cost = (self.limits[k] for k in ("calls", "tokens", "cost"))
+        if calls is not None and usage.calls >= calls:
+            return f"{usage.calls} calls (max {calls:g})"
+        if tokens is not None and usage.total_tokens >= tokens:
+            return f"{usage.total_tokens} tokens (max {tokens:g})"
+        if cost is not None and usage.cost_usd >= cost:
+            return f"${usage.cost_usd:.4f} (max ${cost:.4f})"
         return None
+
+    def charge(self, *, calls: int = 1, tokens: int = 0, cost: float = 0.0) -> None:
+        """Count usage directly (e.g. reserve a call before awaiting it)."""
+        self.calls += calls
+        self.tokens += tokens
+        self.cost += cost
+
+    def record(self, *, agent: str, backend: str, response: Response | None) -> None:
+        """Account a finished call (None if it failed): ledger, tokens and cost."""
+        usage = self.ledger.record(agent=agent, backend=backend, response=response)
+        self.charge(calls=0, tokens=usage.total_tokens, cost=usage.cost_usd)
+
+    def usage(self) -> dict[str, Any]:
+        """What has been used so far."""
+        return {
+            "calls": self.calls,
+            "tokens": self.tokens,
+            "cost": round(self.cost, 6),
+            "wall_s": round(self.elapsed_s, 3),
+        }
+
+
+def _now() -> float:
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:  # outside a loop (e.g. a unit test of the budget alone)
+        return time.monotonic()
 
 
 @dataclass(slots=True)
@@ -177,12 +270,12 @@ class Ledger:
     Attributes:
         run: run id.
         prices: the price table used.
-        budget: hard limits; :meth:`check` raises when one is reached.
+        budget: hard limits, if any; :meth:`check` raises when one is reached.
     """
 
     run: str = "run"
     prices: PriceTable = field(default_factory=PriceTable)
-    budget: Budget = field(default_factory=Budget)
+    budget: Budget | None = None
     _by_key: dict[tuple[str, str], Usage] = field(default_factory=dict)
     unpriced: set[str] = field(default_factory=set)
 
@@ -226,7 +319,7 @@ class Ledger:
 
     def check(self) -> None:
         """Raise :class:`~smesh.errors.BudgetExceeded` if a budget limit is reached."""
-        reason = self.budget.exceeded_by(self.total())
+        reason = None if self.budget is None else self.budget.exceeded_by(self.total())
         if reason is not None:
             raise BudgetExceeded(f"run {self.run!r}: budget exhausted at {reason}")
 

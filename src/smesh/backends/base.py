@@ -4,18 +4,32 @@ A backend is anything with ``name`` and one async method, ``complete(request) ->
 an LLM server, a tool, a static analyzer or a human at a terminal. Streaming is optional
 (:class:`StreamingBackend`). Wrappers (timeouts, retries, rate limits, accounting) are
 themselves backends, so they compose by nesting.
+
+Native tool calling travels in the same two values: ``Request.tools`` and a conversation
+that may hold :class:`~smesh.backends.toolcalls.AssistantTurn`\\ s and
+:class:`~smesh.backends.toolcalls.ToolResult`\\ s, and ``Response.tool_calls``.
 """
 
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import msgspec
 
-from smesh.errors import BadResponse, UsageError
+from smesh.backends.schema import check_schema
+from smesh.backends.toolcalls import (
+    AssistantTurn,
+    ToolCall,
+    ToolChoice,
+    ToolResult,
+    ToolSpec,
+    arguments_text,
+    check_tool_calls,
+    check_tool_spec,
+)
+from smesh.errors import BadResponse, TruncatedResponse, UsageError
 
 __all__ = [
     "Backend",
@@ -25,10 +39,13 @@ __all__ = [
     "Response",
     "StreamingBackend",
     "TruncatedResponse",
+    "Turn",
     "aclose_backend",
     "check_schema",
     "estimate_tokens",
     "finish_response",
+    "reject_tools_in_stream",
+    "result_text",
 ]
 
 Role = Literal["system", "user", "assistant"]
@@ -53,24 +70,39 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
             raise UsageError("message content must be a string")
 
 
+#: One item of a conversation: a plain message (system, user, assistant text), an
+#: assistant turn that calls tools, or a tool's result.
+Turn = Message | AssistantTurn | ToolResult
+_TOOL_CHOICES = frozenset({"auto", "required", "none"})
+
+
 class Request(msgspec.Struct, frozen=True, kw_only=True):
     """What every backend is asked.
 
     Attributes:
-        messages: the conversation, oldest first; at least one message.
+        messages: the conversation, oldest first; at least one turn. Besides plain
+            :class:`Message`\\ s it may hold the model's earlier
+            :class:`~smesh.backends.toolcalls.AssistantTurn`\\ s and the
+            :class:`~smesh.backends.toolcalls.ToolResult`\\ s that answer their calls.
         system: system prompt, if any.
         temperature: sampling temperature, >= 0.
         max_tokens: cap on generated tokens, >= 1.
         stop: stop sequences.
         json_schema: when set, the reply must be a JSON value matching this schema;
-            :attr:`Response.parsed` then holds it.
+            :attr:`Response.parsed` then holds it. With tools, it constrains the final
+            answer (a reply that calls tools is not checked against it).
         agent: id of the agent asking, for accounting; not sent to the provider.
         allow_truncated: return a reply cut off at ``max_tokens`` instead of raising
             :class:`TruncatedResponse` (ignored when a schema is set: half a JSON value is
             never valid).
+        tools: the tools the model may call (names unique); the reply's calls come back
+            in :attr:`Response.tool_calls`.
+        tool_choice: ``auto`` (the model decides), ``required`` (it must call a tool: a
+            reply without a call is a :class:`~smesh.errors.BadResponse`; needs tools) or
+            ``none`` (it must not call one).
     """
 
-    messages: tuple[Message, ...]
+    messages: tuple[Turn, ...]
     system: str | None = None
     temperature: float = 0.2
     max_tokens: int = 512
@@ -78,6 +110,8 @@ class Request(msgspec.Struct, frozen=True, kw_only=True):
     json_schema: dict[str, Any] | None = None
     agent: str | None = None
     allow_truncated: bool = False
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: ToolChoice = "auto"
 
     def __post_init__(self) -> None:
         if not self.messages:
@@ -90,6 +124,39 @@ class Request(msgspec.Struct, frozen=True, kw_only=True):
             raise UsageError(f"max_tokens must be >= 1, not {self.max_tokens}")
         if self.json_schema is not None and not isinstance(self.json_schema, dict):
             raise UsageError("json_schema must be a JSON Schema object (a dict)")
+        self._check_tools()
+        self._check_turns()
+
+    def _check_tools(self) -> None:
+        if self.tool_choice not in _TOOL_CHOICES:
+            raise UsageError(
+                f"tool_choice must be one of {sorted(_TOOL_CHOICES)}, not {self.tool_choice!r}"
+            )
+        names: set[str] = set()
+        for spec in self.tools:
+            check_tool_spec(spec)
+            if spec.name in names:
+                raise UsageError(f"two tools in one request are named {spec.name!r}")
+            names.add(spec.name)
+        if self.tool_choice == "required" and not self.tools:
+            raise UsageError("tool_choice='required' needs at least one tool")
+
+    def _check_turns(self) -> None:
+        called: set[str] = set()
+        for turn in self.messages:
+            if isinstance(turn, AssistantTurn):
+                called.update(call.id for call in turn.tool_calls)
+            elif isinstance(turn, ToolResult):
+                if turn.call_id not in called:
+                    raise UsageError(
+                        f"the result for {turn.name!r} answers call id {turn.call_id!r}, "
+                        "which no earlier assistant turn made"
+                    )
+            elif not isinstance(turn, Message):
+                raise UsageError(
+                    f"a request's messages are Message, AssistantTurn or ToolResult values, "
+                    f"not {type(turn).__name__}"
+                )
 
     @classmethod
     def of(
@@ -102,27 +169,89 @@ class Request(msgspec.Struct, frozen=True, kw_only=True):
         """Build a one-turn request from a user prompt."""
         return cls(messages=(Message(role="user", content=prompt),), system=system, **options)
 
-    def chat_messages(self) -> list[dict[str, str]]:
-        """Return the OpenAI-style message list, the system prompt first."""
-        out: list[dict[str, str]] = []
+    def chat_messages(self) -> list[dict[str, Any]]:
+        """Return the OpenAI-style message list, the system prompt first.
+
+        Plain messages are ``{"role", "content"}``; an assistant turn with calls carries
+        ``tool_calls`` (``content`` None when it has no text, arguments as JSON text); a
+        tool result is ``{"role": "tool", "tool_call_id", "content"}``, its content led by
+        ``Error:`` when the call failed (the wire has no error flag).
+        """
+        out: list[dict[str, Any]] = []
         if self.system:
             out.append({"role": "system", "content": self.system})
-        out.extend({"role": m.role, "content": m.content} for m in self.messages)
+        for turn in self.messages:
+            if isinstance(turn, Message):
+                out.append({"role": turn.role, "content": turn.content})
+            elif isinstance(turn, AssistantTurn):
+                out.append(_openai_assistant(turn))
+            else:
+                out.append(
+                    {"role": "tool", "tool_call_id": turn.call_id, "content": result_text(turn)}
+                )
         return out
+
+    def estimated_prompt_tokens(self) -> int:
+        """A rough prompt size: :func:`estimate_tokens` of each turn, calls and tools included."""
+        total = sum(estimate_tokens(text) for text in _turn_texts(self.messages))
+        total += estimate_tokens(self.system or "")
+        if self.tools:
+            total += sum(
+                estimate_tokens(f"{s.name} {s.description} {json.dumps(s.parameters)}")
+                for s in self.tools
+            )
+        return total
+
+
+def result_text(result: ToolResult) -> str:
+    """A tool result's text for wires without an error flag (``Error: ...`` when it failed)."""
+    return f"Error: {result.content}" if result.is_error else result.content
+
+
+def _openai_assistant(turn: AssistantTurn) -> dict[str, Any]:
+    if not turn.tool_calls:
+        return {"role": "assistant", "content": turn.text}
+    return {
+        "role": "assistant",
+        "content": turn.text or None,
+        "tool_calls": [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": arguments_text(call.arguments)},
+            }
+            for call in turn.tool_calls
+        ],
+    }
+
+
+def _turn_texts(turns: Sequence[Turn]) -> list[str]:
+    texts: list[str] = []
+    for turn in turns:
+        if isinstance(turn, Message | ToolResult):
+            texts.append(turn.content)
+        else:
+            texts.append(turn.text)
+            texts.extend(f"{c.name} {arguments_text(c.arguments)}" for c in turn.tool_calls)
+    return texts
 
 
 class Response(msgspec.Struct, frozen=True, kw_only=True):
     """What a backend answered.
 
     Attributes:
-        text: the reply text.
-        parsed: the decoded JSON value when the request had a schema, else None.
+        text: the reply text (may be empty when the reply only calls tools).
+        parsed: the decoded JSON value when the request had a schema (and the reply called
+            no tool), else None.
         input_tokens: prompt tokens the provider counted.
         output_tokens: generated tokens.
         latency_s: wall time of the call, in seconds.
         model: the model that answered.
-        finish_reason: ``stop``, ``length``, ``tool`` or the provider's own word.
+        finish_reason: ``stop``, ``length``, ``tool`` (the reply calls tools, whatever the
+            provider's own word) or the provider's own word.
         backend: name of the backend that answered.
+        tool_calls: the tools the model asks to call, in its order; empty for a final
+            answer. Arguments that are not a JSON object are kept as raw text.
     """
 
     text: str
@@ -133,25 +262,17 @@ class Response(msgspec.Struct, frozen=True, kw_only=True):
     latency_s: float = 0.0
     finish_reason: str = "stop"
     parsed: Any = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
     @property
     def tokens_per_s(self) -> float:
         """Generated tokens per second of latency (0 when unknown)."""
         return self.output_tokens / self.latency_s if self.latency_s > 0 else 0.0
 
-
-class TruncatedResponse(BadResponse):
-    """The reply stopped at ``max_tokens``; it is never returned as if complete.
-
-    Attributes:
-        partial: the text produced before the cut.
-        max_tokens: the limit that was hit.
-    """
-
-    def __init__(self, message: str, *, partial: str, max_tokens: int, backend: str) -> None:
-        super().__init__(message, backend=backend)
-        self.partial = partial
-        self.max_tokens = max_tokens
+    def turn(self) -> AssistantTurn:
+        """This reply as the :class:`~smesh.backends.toolcalls.AssistantTurn` a tool loop
+        appends to the conversation."""
+        return AssistantTurn(text=self.text, tool_calls=self.tool_calls)
 
 
 @runtime_checkable
@@ -225,12 +346,18 @@ def finish_response(
     output_tokens: int,
     latency_s: float,
     finish_reason: str,
+    tool_calls: Iterable[ToolCall] = (),
 ) -> Response:
-    """Build a :class:`Response`, enforcing truncation and schema rules shared by all backends.
+    """Build a :class:`Response`, enforcing the rules shared by all backends.
+
+    A reply with tool calls gets ``finish_reason="tool"`` and skips the schema check (the
+    schema is for the final answer).
 
     Raises:
         TruncatedResponse: the reply hit ``max_tokens`` (unless allowed and schema-less).
-        BadResponse: a schema was given and the text is not valid JSON matching it.
+        BadResponse: a schema was given and the text is not valid JSON matching it; the
+            request required a tool call and the reply has none; a tool call without a
+            name, or two with one id.
     """
     if finish_reason == "length" and (
         request.json_schema is not None or not request.allow_truncated
@@ -242,8 +369,17 @@ def finish_response(
             max_tokens=request.max_tokens,
             backend=backend,
         )
+    calls = check_tool_calls(tool_calls, backend=backend)
     parsed: Any = None
-    if request.json_schema is not None:
+    if calls:
+        finish_reason = "tool"
+    elif request.tool_choice == "required":
+        raise BadResponse(
+            f"{backend}: the model answered without calling a tool although the request "
+            f"requires one (tool_choice='required'): {text[:80]!r}",
+            backend=backend,
+        )
+    elif request.json_schema is not None:
         try:
             parsed = json.loads(text)
         except ValueError as exc:
@@ -262,81 +398,17 @@ def finish_response(
         output_tokens=max(0, int(output_tokens)),
         latency_s=latency_s,
         finish_reason=finish_reason,
+        tool_calls=calls,
     )
 
 
-_JSON_TYPES: dict[str, tuple[type, ...]] = {
-    "object": (dict,),
-    "array": (list,),
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-    "null": (type(None),),
-}
+def reject_tools_in_stream(request: Request, backend: str) -> None:
+    """Refuse to stream a request with tools: a stream carries text, so calls would be lost.
 
-
-def check_schema(value: object, schema: Mapping[str, Any], path: str = "$") -> str | None:
-    """Check ``value`` against the common subset of JSON Schema; return the first problem.
-
-    Covers ``type``, ``enum``, ``const``, ``properties``, ``required``,
-    ``additionalProperties: false``, ``items``, ``minItems``/``maxItems``,
-    ``minimum``/``maximum`` and ``minLength``/``maxLength``. Unknown keywords are ignored
-    (the model was already constrained by a grammar; this guards providers that were not).
+    Raises:
+        UsageError: the request has tools (use ``complete``).
     """
-    types = schema.get("type")
-    if types is not None:
-        names: Sequence[str] = [types] if isinstance(types, str) else list(types)
-        ok = False
-        for name in names:
-            allowed = _JSON_TYPES.get(name)
-            if allowed is None:
-                ok = True
-                break
-            is_bool = isinstance(value, bool)
-            if (name in {"integer", "number"} and is_bool) or not isinstance(value, allowed):
-                continue
-            if name == "number" and isinstance(value, float) and not math.isfinite(value):
-                continue
-            ok = True
-            break
-        if not ok:
-            return f"{path}: expected {'/'.join(names)}, got {type(value).__name__}"
-    if "enum" in schema and value not in schema["enum"]:
-        return f"{path}: {value!r} is not one of {schema['enum']!r}"
-    if "const" in schema and value != schema["const"]:
-        return f"{path}: expected {schema['const']!r}"
-    if isinstance(value, dict):
-        props: Mapping[str, Any] = schema.get("properties", {})
-        for key in schema.get("required", ()):
-            if key not in value:
-                return f"{path}: missing required property {key!r}"
-        for key, sub in value.items():
-            if key in props:
-                problem = check_schema(sub, props[key], f"{path}.{key}")
-                if problem:
-                    return problem
-            elif schema.get("additionalProperties") is False:
-                return f"{path}: unexpected property {key!r}"
-    if isinstance(value, list):
-        if "minItems" in schema and len(value) < schema["minItems"]:
-            return f"{path}: fewer than {schema['minItems']} items"
-        if "maxItems" in schema and len(value) > schema["maxItems"]:
-            return f"{path}: more than {schema['maxItems']} items"
-        items = schema.get("items")
-        if isinstance(items, Mapping):
-            for i, item in enumerate(value):
-                problem = check_schema(item, items, f"{path}[{i}]")
-                if problem:
-                    return problem
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if "minimum" in schema and value < schema["minimum"]:
-            return f"{path}: {value} < minimum {schema['minimum']}"
-        if "maximum" in schema and value > schema["maximum"]:
-            return f"{path}: {value} > maximum {schema['maximum']}"
-    if isinstance(value, str):
-        if "minLength" in schema and len(value) < schema["minLength"]:
-            return f"{path}: shorter than {schema['minLength']}"
-        if "maxLength" in schema and len(value) > schema["maxLength"]:
-            return f"{path}: longer than {schema['maxLength']}"
-    return None
+    if request.tools:
+        raise UsageError(
+            f"{backend}: stream() yields text only; a request with tools needs complete()"
+        )

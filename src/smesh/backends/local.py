@@ -13,6 +13,9 @@ reads ``SMESH_THREADS`` and ``SMESH_SLOTS``.
 
 Model choice: ``local`` (Qwen2.5-Coder-0.5B, the default), ``local:1.5b`` (optional extra),
 ``local:/path/to/model.gguf``, or ``$SMESH_MODEL_PATH`` for a bare ``local``.
+
+Tool calling (``tool_mode``: native llama.cpp tool calls or schema-constrained JSON) lives
+in :mod:`smesh.backends.local_tools`.
 """
 
 from __future__ import annotations
@@ -30,7 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from smesh.backends.base import BackendBase, Request, Response, TruncatedResponse
+from smesh.backends.base import (
+    BackendBase,
+    Request,
+    Response,
+    TruncatedResponse,
+    reject_tools_in_stream,
+)
 from smesh.backends.local_settings import (
     SLOTS_ENV,
     THREADS_ENV,
@@ -38,8 +47,17 @@ from smesh.backends.local_settings import (
     embedded_settings,
     positive,
 )
+from smesh.backends.local_tools import (
+    ToolMode,
+    add_tool_deltas,
+    check_tool_mode,
+    json_tool_body,
+    native_tool_response,
+    parse_json_reply,
+    plan_tools,
+)
 from smesh.backends.model import MODELS, ensure_model, spec_for
-from smesh.backends.openai import chat_body, parse_chat_completion
+from smesh.backends.openai import chat_body
 from smesh.errors import (
     BackendError,
     BackendTimeout,
@@ -125,6 +143,12 @@ class LocalBackend(BackendBase):
         n_batch: prompt tokens processed per step; a stop during a long prompt takes
             effect between steps.
         cancel_grace: how long a cancelled call waits for llama.cpp to stop, seconds.
+        tool_mode: how a request with tools is put to the model: ``native`` (llama.cpp's
+            tool calls with the model's chat template), ``json`` (a reply constrained to
+            calls or an answer) or ``auto`` (the one measured more reliable; see
+            :mod:`~smesh.backends.local_tools`).
+        tool_rounds: rounds of tool calls the model may make after a user message before
+            it must answer (``tool_choice="auto"`` then becomes ``none``); None: no limit.
     """
 
     def __init__(
@@ -140,7 +164,11 @@ class LocalBackend(BackendBase):
         stream_idle_timeout: float = 120.0,
         n_batch: int = 256,
         cancel_grace: float = 1.0,
+        tool_mode: ToolMode = "auto",
+        tool_rounds: int | None = 1,
     ) -> None:
+        self.tool_mode = check_tool_mode(tool_mode)
+        self.tool_rounds = None if tool_rounds is None else positive(tool_rounds, "tool_rounds")
         self._path, self._embedded, self.model = resolve_model_path(model)
         settings = embedded_settings(threads=n_threads, slots=n_parallel)
         self.stream_idle_timeout = stream_idle_timeout
@@ -271,6 +299,18 @@ class LocalBackend(BackendBase):
         if run.waiter.done() and not run.waiter.cancelled():
             run.waiter.exception()  # seen here, so a late failure is not logged as lost
 
+    def direct_chat(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """llama.cpp's own blocking, non-streamed call, with none of this layer around it.
+
+        For measuring what the layer adds (``smesh bench --suite backends``); it cannot be
+        cancelled, so use :meth:`complete` or :meth:`raw_chat` for real work. Needs
+        :meth:`start`.
+        """
+        if self._server is None:
+            raise BackendUnavailable(f"{self.name}: not started", backend=self.name)
+        result: dict[str, Any] = self._server.handle_chat_completions(dict(body))
+        return result
+
     async def raw_chat(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Send an OpenAI-style body to the server; return the ``chat.completion`` it makes.
 
@@ -294,13 +334,16 @@ class LocalBackend(BackendBase):
         finish: str | None = None
         usage: dict[str, Any] = {}
         timings: dict[str, Any] = {}
+        calls: dict[int, dict[str, Any]] = {}
         for chunk in chunks:
             self._raise_error_chunk(chunk)
             for choice in chunk.get("choices") or ():
                 finish = choice.get("finish_reason") or finish
-                piece = (choice.get("delta") or {}).get("content")
+                delta = choice.get("delta") or {}
+                piece = delta.get("content")
                 if isinstance(piece, str):
                     text.append(piece)
+                add_tool_deltas(calls, delta.get("tool_calls"))
             usage = chunk.get("usage") or usage
             timings = chunk.get("timings") or timings
         if finish is None and self._closed:
@@ -309,7 +352,9 @@ class LocalBackend(BackendBase):
             raise BadResponse(
                 f"{self.name}: the generation ended without a reply", backend=self.name
             )
-        message = {"role": "assistant", "content": "".join(text)}
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(text)}
+        if calls:
+            message["tool_calls"] = [calls[i] for i in sorted(calls)]
         return {
             "object": "chat.completion",
             "model": self.model,
@@ -325,15 +370,17 @@ class LocalBackend(BackendBase):
             raise BackendError(f"{self.name}: {message}", backend=self.name)
 
     async def complete(self, request: Request) -> Response:
-        """Generate a reply with the embedded model."""
-        body = chat_body(request, self.model)
+        """Generate a reply with the embedded model (tools as :attr:`tool_mode` says)."""
+        request, json_mode = plan_tools(request, self.tool_mode, self.tool_rounds)
+        body = json_tool_body(request, self.model) if json_mode else chat_body(request, self.model)
         body.update(self.extra)
         started = time.perf_counter()
         if self._server is None:
             await self.start()
             started = time.perf_counter()  # model loading is not the call's latency
         data = await self.raw_chat(body)
-        return parse_chat_completion(
+        read = parse_json_reply if json_mode else native_tool_response
+        return read(
             data,
             request,
             backend=self.name,
@@ -350,7 +397,9 @@ class LocalBackend(BackendBase):
         Raises:
             TruncatedResponse: after the last piece, if the reply hit ``max_tokens`` and the
                 request does not allow truncation.
+            UsageError: the request has tools (a stream carries text only).
         """
+        reject_tools_in_stream(request, self.name)
         if self._server is None:
             await self.start()
         body = chat_body(request, self.model)

@@ -1,4 +1,12 @@
-"""``ollama:MODEL``: Ollama's native ``POST /api/chat``, honouring ``OLLAMA_HOST``."""
+"""``ollama:MODEL``: Ollama's native ``POST /api/chat``, honouring ``OLLAMA_HOST``.
+
+Tool calling: ``tools`` as ``{"type": "function", "function": {...}}``; the reply's
+``message.tool_calls`` are ``{"function": {"name", "arguments"}}`` with the arguments as a
+JSON *object* (recent versions add an ``id``; older ones none, so ids are made up then);
+results go back as ``role: tool`` messages naming the tool (``tool_name``) and the call
+(``tool_call_id``). Ollama has no ``tool_choice``: ``none`` leaves the tools out of the
+request, and ``required`` is enforced on the reply (no call is a ``BadResponse``).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +16,23 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from smesh.backends._http import DEFAULT_MAX_RESPONSE_BYTES, HTTPBackend, decode_line, require
-from smesh.backends.base import Request, Response, TruncatedResponse, finish_response
+from smesh.backends.base import (
+    Request,
+    Response,
+    TruncatedResponse,
+    finish_response,
+    reject_tools_in_stream,
+    result_text,
+)
+from smesh.backends.openai import openai_tools, parse_tool_calls
+from smesh.backends.toolcalls import (
+    AssistantTurn,
+    ToolResult,
+    arguments_object,
+)
 from smesh.errors import BadResponse, UsageError
 
-__all__ = ["DEFAULT_HOST", "OllamaBackend", "create", "ollama_url"]
+__all__ = ["DEFAULT_HOST", "OllamaBackend", "create", "ollama_messages", "ollama_url"]
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 
@@ -32,6 +53,36 @@ def ollama_url(host: str | None = None) -> str:
     # A server bound to every interface is reached on loopback.
     hostport = hostport.replace("0.0.0.0", "127.0.0.1", 1)
     return f"{scheme}://{hostport}{slash}{path}".rstrip("/")
+
+
+def ollama_messages(request: Request) -> list[dict[str, Any]]:
+    """The conversation in ``/api/chat``'s shape, the system prompt first."""
+    out: list[dict[str, Any]] = []
+    if request.system:
+        out.append({"role": "system", "content": request.system})
+    for turn in request.messages:
+        if isinstance(turn, AssistantTurn) and turn.tool_calls:
+            calls = []
+            for index, call in enumerate(turn.tool_calls):
+                function = {
+                    "index": index,
+                    "name": call.name,
+                    "arguments": arguments_object(call.arguments),
+                }
+                calls.append({"id": call.id, "type": "function", "function": function})
+            out.append({"role": "assistant", "content": turn.text, "tool_calls": calls})
+        elif isinstance(turn, ToolResult):
+            out.append(
+                {
+                    "role": "tool",
+                    "content": result_text(turn),
+                    "tool_name": turn.name,
+                    "tool_call_id": turn.call_id,
+                }
+            )
+        else:
+            out.append({"role": turn.role, "content": turn.content})
+    return out
 
 
 class OllamaBackend(HTTPBackend):
@@ -86,12 +137,14 @@ class OllamaBackend(HTTPBackend):
             options["stop"] = list(request.stop)
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": request.chat_messages(),
+            "messages": ollama_messages(request),
             "stream": False,
             "options": options,
         }
         if request.json_schema is not None:
             body["format"] = request.json_schema
+        if request.tools and request.tool_choice != "none":
+            body["tools"] = openai_tools(request.tools)
         if self.keep_alive is not None:
             body["keep_alive"] = self.keep_alive
         return body
@@ -109,6 +162,7 @@ class OllamaBackend(HTTPBackend):
             raise BadResponse(f"{self.name}: message content is not text", backend=self.name)
         if data.get("done") is False:
             raise BadResponse(f"{self.name}: reply not done (streaming?)", backend=self.name)
+        calls = parse_tool_calls(message.get("tool_calls"), request, backend=self.name)
         reported = data.get("model")
         return finish_response(
             request,
@@ -119,10 +173,16 @@ class OllamaBackend(HTTPBackend):
             output_tokens=_int(data.get("eval_count")),
             latency_s=latency,
             finish_reason=str(data.get("done_reason") or "stop"),
+            tool_calls=calls,
         )
 
     async def stream(self, request: Request) -> AsyncIterator[str]:
-        """Yield the reply as Ollama's newline-delimited JSON chunks arrive."""
+        """Yield the reply as Ollama's newline-delimited JSON chunks arrive.
+
+        Raises:
+            UsageError: the request has tools (a stream carries text only).
+        """
+        reject_tools_in_stream(request, self.name)
         body = self.body(request)
         body["stream"] = True
         finish = "stop"

@@ -4,6 +4,12 @@ Speaks ``POST {base}/chat/completions``. ``OPENAI_BASE_URL`` points it at vLLM, 
 LM Studio or the embedded model's own endpoint; ``OPENAI_API_KEY`` is optional for local
 servers. ``openrouter:`` is the same protocol with OpenRouter's URL and
 ``OPENROUTER_API_KEY``.
+
+Tool calling uses the Chat Completions shape: ``tools`` as ``{"type": "function",
+"function": {name, description, parameters}}`` and ``tool_choice``; the reply's
+``message.tool_calls`` carry ``{"id", "type": "function", "function": {"name",
+"arguments"}}`` with the arguments as JSON *text*; results go back as ``role: tool``
+messages with the ``tool_call_id`` they answer.
 """
 
 from __future__ import annotations
@@ -14,7 +20,14 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from smesh.backends._http import DEFAULT_MAX_RESPONSE_BYTES, HTTPBackend, decode_line, require
-from smesh.backends.base import Request, Response, TruncatedResponse, finish_response
+from smesh.backends.base import (
+    Request,
+    Response,
+    TruncatedResponse,
+    finish_response,
+    reject_tools_in_stream,
+)
+from smesh.backends.toolcalls import ToolCall, ToolSpec, wire_call
 from smesh.errors import AuthenticationFailed, BadResponse, UsageError
 
 __all__ = [
@@ -24,7 +37,9 @@ __all__ = [
     "chat_body",
     "create_openai",
     "create_openrouter",
+    "openai_tools",
     "parse_chat_completion",
+    "parse_tool_calls",
 ]
 
 OPENAI_URL = "https://api.openai.com/v1"
@@ -47,7 +62,62 @@ def chat_body(request: Request, model: str) -> dict[str, Any]:
             "type": "json_schema",
             "json_schema": {"name": "reply", "schema": request.json_schema},
         }
+    if request.tools:
+        body["tools"] = openai_tools(request.tools)
+        body["tool_choice"] = request.tool_choice
     return body
+
+
+def openai_tools(specs: tuple[ToolSpec, ...]) -> list[dict[str, Any]]:
+    """Tool specs in the Chat Completions ``tools`` shape."""
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": spec.name,
+                "description": spec.description,
+                "parameters": spec.parameters,
+            },
+        }
+        for spec in specs
+    ]
+
+
+def parse_tool_calls(raw: object, request: Request, *, backend: str) -> tuple[ToolCall, ...]:
+    """``message.tool_calls`` as :class:`ToolCall` values.
+
+    Arguments that are not a JSON object stay raw text (the tool loop tells the model);
+    a call without a function name, or in another shape, is a :class:`BadResponse`.
+    """
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise BadResponse(f"{backend}: malformed reply: tool_calls is not a list", backend=backend)
+    turn = 1 + sum(1 for t in request.messages if t.role == "assistant")
+    calls: list[ToolCall] = []
+    for index, item in enumerate(raw):
+        function = item.get("function") if isinstance(item, dict) else None
+        if not isinstance(function, dict):
+            raise BadResponse(
+                f"{backend}: malformed tool call #{index + 1}: no function object",
+                backend=backend,
+            )
+        kind = item.get("type", "function")
+        if kind != "function":
+            raise BadResponse(
+                f"{backend}: unsupported tool call type {kind!r} (only function tools are sent)",
+                backend=backend,
+            )
+        calls.append(
+            wire_call(
+                item.get("id"),
+                function.get("name"),
+                function.get("arguments"),
+                backend=backend,
+                fallback_id=f"call_{turn}_{index}",
+            )
+        )
+    return tuple(calls)
 
 
 def parse_chat_completion(
@@ -69,6 +139,7 @@ def parse_chat_completion(
         content = ""
     if not isinstance(content, str):
         raise BadResponse(f"{backend}: message content is not text", backend=backend)
+    calls = parse_tool_calls(message.get("tool_calls"), request, backend=backend)
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
     assert isinstance(usage, dict)
     finish = choice.get("finish_reason") or "stop"
@@ -82,6 +153,7 @@ def parse_chat_completion(
         output_tokens=_int(usage.get("completion_tokens")),
         latency_s=latency_s,
         finish_reason=str(finish),
+        tool_calls=calls,
     )
 
 
@@ -156,7 +228,12 @@ class OpenAIBackend(HTTPBackend):
         )
 
     async def stream(self, request: Request) -> AsyncIterator[str]:
-        """Yield the reply as server-sent events arrive (``stream: true``)."""
+        """Yield the reply as server-sent events arrive (``stream: true``).
+
+        Raises:
+            UsageError: the request has tools (a stream carries text only).
+        """
+        reject_tools_in_stream(request, self.name)
         if self._missing_key:
             raise AuthenticationFailed(
                 f"{self.name}: no API key; set {self.key_variable}", backend=self.name

@@ -39,8 +39,8 @@ _BUILTINS: dict[str, str] = {
     "openrouter": "smesh.backends.openai:create_openrouter",
     "ollama": "smesh.backends.ollama:create",
     "anthropic": "smesh.backends.anthropic:create",
-    "scripted": "smesh.testing.backends:create_scripted",
-    "function": "smesh.testing.backends:create_function",
+    "scripted": "smesh.backends.doubles:create_scripted",
+    "function": "smesh.backends.doubles:create_function",
 }
 
 _registered: dict[str, BackendFactory] = {}

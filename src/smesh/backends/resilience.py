@@ -29,13 +29,13 @@ from smesh.backends.base import (
     Response,
     TruncatedResponse,
     aclose_backend,
-    estimate_tokens,
 )
 from smesh.clock import Clock
 from smesh.errors import (
     BackendError,
     BackendTimeout,
     BackendUnavailable,
+    CircuitOpen,
     RateLimited,
     UsageError,
 )
@@ -64,18 +64,6 @@ class MonotonicClock:
     def now(self) -> float:
         """Return ``time.monotonic()``."""
         return time.monotonic()
-
-
-class CircuitOpen(BackendUnavailable):
-    """The circuit breaker is open: calls fail fast until it half-opens.
-
-    Attributes:
-        retry_in: seconds until the breaker lets a trial call through.
-    """
-
-    def __init__(self, message: str, *, retry_in: float, backend: str | None = None) -> None:
-        super().__init__(message, backend=backend)
-        self.retry_in = retry_in
 
 
 class Wrapper(BackendBase):
@@ -448,7 +436,7 @@ class RateLimit(Wrapper):
 
     async def complete(self, request: Request) -> Response:
         """Wait for budget, call the wrapped backend, then settle the token estimate."""
-        prompt = sum(estimate_tokens(m["content"]) for m in request.chat_messages())
+        prompt = request.estimated_prompt_tokens()
         reserved = await self.limiter.acquire(prompt + request.max_tokens, backend=self.name)
         try:
             response = await self.inner.complete(request)

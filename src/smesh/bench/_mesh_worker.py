@@ -74,9 +74,11 @@ def _raw_echo(args: argparse.Namespace, connect: list[str]) -> Any:
 
 def _mesh(args: argparse.Namespace) -> Any:
     from smesh.mesh import MeshConfig, MeshField
+    from smesh.mesh.limits import Limits
 
     listen = tuple(args.listen) or ("tcp/127.0.0.1:0",)
-    config = MeshConfig(mesh=args.name, listen=listen, connect=tuple(args.connect))
+    limits = Limits.generous() if args.generous else Limits()
+    config = MeshConfig(mesh=args.name, listen=listen, connect=tuple(args.connect), limits=limits)
     return MeshField(config)
 
 
@@ -98,8 +100,9 @@ async def mesh_sink(args: argparse.Namespace) -> None:
 def _echo_events(field: Any) -> Any:
     def on_event(event: Any) -> None:
         if event.type == "emit":
-            field.emit("pong", event.signal.payload, origin="echo", ttl=5.0)
+            field.emit("pong", event.signal.payload, origin=echo, ttl=5.0)
 
+    echo = field.agent_name("echo")
     return on_event
 
 
@@ -131,9 +134,10 @@ async def mesh_hold(args: argparse.Namespace) -> None:
     field = _mesh(args)
     await field.astart()
     if args.count:
+        holder = field.agent_name("holder")
         with field.batch():
             for i in range(args.count):
-                field.emit("held", {"i": i}, origin="holder", ttl=3600.0)
+                field.emit("held", {"i": i}, origin=holder, ttl=3600.0)
     deadline = time.monotonic() + args.timeout
     # ready once it holds every signal, each batch with its signature (a late joiner
     # only takes signed batches)
@@ -158,6 +162,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=0)
     parser.add_argument("--expect", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--generous", action="store_true", help="limits no workload reaches")
     args = parser.parse_args()
     role = args.role
     if role == "raw-sink":

@@ -19,10 +19,13 @@ from typing import Any
 
 from smesh.agents import Agent, FunctionAgent, Judgement, Settings, TaskSpec, Team, VerifySpec
 from smesh.agents.agent import WorkContext
+from smesh.backends import FunctionBackend
+from smesh.backends.base import Request
+from smesh.backends.toolcalls import AssistantTurn, ToolCall, ToolResult
 from smesh.bench import BenchResult
+from smesh.bench.tools import measure, noop
 from smesh.clock import SystemClock
 from smesh.field import Field
-from smesh.testing import FunctionBackend
 
 __all__ = ["run"]
 
@@ -34,17 +37,29 @@ def _echo(request: Any) -> str:
     return "ok"
 
 
-async def w1_handoff(jobs: int) -> list[float]:
+def _echo_or_call(request: Request) -> Any:
+    """Calls the tool once when one is offered, then answers."""
+    if request.tools and not isinstance(request.messages[-1], ToolResult):
+        return AssistantTurn(tool_calls=(ToolCall(id="", name="noop", arguments={"n": 1}),))
+    return "ok"
+
+
+async def w1_handoff(jobs: int, *, worker_tool: bool = False) -> list[float]:
     """planner → worker → reviewer, one LLM call each, each output the next one's input;
-    ``jobs`` chains in sequence. Returns seconds per chain."""
-    backend = FunctionBackend(_echo, name="zero")
+    ``jobs`` chains in sequence. Returns seconds per chain.
+
+    With ``worker_tool`` the worker has a no-op tool and calls it once (two LLM calls:
+    the call, then the answer), through the agent's tool loop.
+    """
+    backend = FunctionBackend(_echo_or_call if worker_tool else _echo, name="zero")
     starts: dict[int, float] = {}
     spans: list[float] = []
     team: Team
 
     class Stage(Agent):
         def __init__(self, id: str, skill: str, nxt: str | None) -> None:
-            super().__init__(id, backend=backend, skills={skill: 1.0})
+            tools = [noop] if worker_tool and skill == "work" else None
+            super().__init__(id, backend=backend, skills={skill: 1.0}, tools=tools)
             self.nxt = nxt
 
         async def perform(self, ctx: WorkContext) -> Any:
@@ -207,7 +222,7 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def run(*, quick: bool = False, progress: Progress = None) -> list[BenchResult]:
-    """Run W1–W4 and the import benchmark."""
+    """Run W1–W4, the tool-loop figures and the import benchmark."""
 
     def say(name: str) -> None:
         if progress is not None:
@@ -232,6 +247,23 @@ def run(*, quick: bool = False, progress: Progress = None) -> list[BenchResult]:
         "planner→worker→reviewer chain, zero-latency LLM",
     )
     add("w1_handoff_p99_ms", _pct(spans, 0.99) * 1e3, "ms", None, "p99 of the same")
+    say("tools")
+    spans = asyncio.run(w1_handoff(60 if quick else 200, worker_tool=True))
+    spans = spans[5:] or spans
+    add(
+        "tool_loop_w1_ms",
+        statistics.median(spans) * 1e3,
+        "ms",
+        None,
+        "the same chain, the worker calling a no-op tool once (4 LLM calls)",
+    )
+    add(
+        "tool_call_overhead_us",
+        asyncio.run(measure("noop", 1, 100 if quick else 1000)),
+        "µs",
+        50.0,
+        "tool loop around a no-op tool, per call (scripted model)",
+    )
     say("w2_fanout")
     add(
         "w2_fanout_makespan_s",

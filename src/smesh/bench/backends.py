@@ -87,14 +87,13 @@ async def _measure(quick: bool, progress: Callable[[str], None]) -> list[BenchRe
         # more than the 2 % we look for, so each call's own generation time (the server's
         # prompt_ms + predicted_ms) is subtracted from its wall time: what is left is the
         # time spent outside llama.cpp, for the direct call and for the backend layer.
-        server = backend._server  # the very server the backend drives
         request = _request("Explain recursion in one sentence.", 16)
         body = chat_body(request, backend.model)
         body.update(backend.extra)
         direct_wall, direct_extra, wrapped_extra = [], [], []
         for _ in range(6 if quick else 20):
             started = time.perf_counter()
-            data = server.handle_chat_completions(dict(body))
+            data = backend.direct_chat(body)
             wall = time.perf_counter() - started
             direct_wall.append(wall)
             direct_extra.append(wall - _server_seconds(data))

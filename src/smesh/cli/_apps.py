@@ -1,14 +1,13 @@
 """How the ``review``, ``swarm`` and ``code`` commands run their app: the run flags they
-share (parsed once into a :class:`RunFlags`), the backend's life cycle, the journal and
-the live progress view."""
+share (parsed once into a :class:`RunFlags`), the run's session (preflight, backend,
+journal, Ctrl-C; see :mod:`smesh.cli._session`) and the live progress view."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,12 +17,21 @@ from rich.markup import escape
 from rich.table import Table
 
 from smesh.agents.board import TaskBoard, TaskState
+from smesh.agents.preflight import check_output_file
 from smesh.agents.runtime import Budget
 from smesh.apps.options import RunOptions
-from smesh.cli._common import err_console
-from smesh.journal import DEFAULT_JOURNAL, Journal
+from smesh.cli._common import (
+    backend_options,
+    embedded_options,
+    err_console,
+    journal_option,
+    live_view,
+    plain,
+)
+from smesh.cli._session import open_backend, resume_notes, session
+from smesh.cli._stop import RunWatch, run_async
 
-__all__ = ["ProgressView", "RunFlags", "app_backend", "run_app", "run_options"]
+__all__ = ["ProgressView", "RunFlags", "run_app", "run_options"]
 
 T = TypeVar("T")
 
@@ -37,11 +45,20 @@ class RunFlags:
         journal: where the run's journal lives (``--journal``), opened when it starts.
         options: the app's run options from the other flags: the budget (``--max-calls``,
             ``--max-seconds``), ``--seed`` and the run to continue (``--resume``).
+        threads: ``--threads`` of the embedded model (None: the default).
+        slots: ``--slots`` of the embedded model (None: the default).
     """
 
     backend: str
     journal: Path
     options: RunOptions
+    threads: int | None = None
+    slots: int | None = None
+
+    @property
+    def resume_id(self) -> str | None:
+        """The run to continue (``--resume``), None for a new run."""
+        return self.options.run_id if self.options.resume else None
 
     @classmethod
     def parse(
@@ -53,6 +70,8 @@ class RunFlags:
         seed: int,
         journal_path: Path,
         resume_id: str | None,
+        threads: int | None = None,
+        slots: int | None = None,
     ) -> RunFlags:
         """The value of the parsed command-line flags. A budget not given is fitted to
         the app's planned work (``fit_budget``): the scans estimate theirs, ``code``
@@ -64,7 +83,9 @@ class RunFlags:
             resume=resume_id is not None,
             fit_budget=max_calls is None or max_seconds is None,
         )
-        return cls(backend=backend, journal=journal_path, options=options)
+        return cls(
+            backend=backend, journal=journal_path, options=options, threads=threads, slots=slots
+        )
 
 
 _RUN_FLAGS = (
@@ -84,34 +105,33 @@ _RUN_FLAGS = (
         "--max-seconds",
         type=click.FloatRange(min=1),
         default=None,
-        help="Hard budget on wall time (default: fitted to the planned work; 1800 for code).",
+        help="Hard budget on wall time (default: fitted to the planned work; 1800 for code); "
+        "in-flight generations are stopped when it runs out.",
     ),
     click.option("--seed", type=int, default=0, show_default=True, help="Seed of the RNGs."),
-    click.option(
-        "--journal",
-        "journal_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=DEFAULT_JOURNAL,
-        show_default=True,
-        help="SQLite journal of the run.",
-    ),
+    journal_option("SQLite journal of the run."),
     click.option(
         "--resume",
         "resume_id",
         metavar="RUN_ID",
-        help="Continue an interrupted run from the journal without redoing finished work.",
+        help="Continue a stopped, interrupted or crashed run without redoing finished work "
+        "(same path and agents; `smesh runs` lists runs). On a finished run, with --out: "
+        "write its report again without asking the model.",
     ),
 )
 
 
 def run_options(func: Callable[..., T]) -> Callable[..., T]:
-    """Add the run flags of every app command (backend, budgets, seed, journal, resume);
-    the command receives them as one ``run`` argument, a :class:`RunFlags`."""
+    """Add the run flags of every app command (backend, threads, slots, budgets, seed,
+    journal, resume); the command receives them as one ``run`` argument, a
+    :class:`RunFlags`."""
 
     @functools.wraps(func)
     def command(
         *args: Any,
         backend: str,
+        threads: int | None,
+        slots: int | None,
         max_calls: int | None,
         max_seconds: float | None,
         seed: int,
@@ -126,34 +146,15 @@ def run_options(func: Callable[..., T]) -> Callable[..., T]:
             seed=seed,
             journal_path=journal_path,
             resume_id=resume_id,
+            threads=threads,
+            slots=slots,
         )
         return func(*args, run=run, **kwargs)
 
-    decorated: Callable[..., T] = command
+    decorated: Callable[..., T] = embedded_options(command)
     for option in reversed(_RUN_FLAGS):
         decorated = option(decorated)
     return decorated
-
-
-@contextlib.asynccontextmanager
-async def app_backend(spec: str | None, *, quiet: bool) -> AsyncIterator[Any]:
-    """Resolve, start and (always) close the backend named ``spec`` (None: no backend)."""
-    if spec is None:
-        yield None
-        return
-    from smesh.backends import resolve_backend
-    from smesh.backends.base import aclose_backend
-
-    backend = resolve_backend(spec)
-    try:
-        start = getattr(backend, "start", None)
-        if start is not None:
-            if not quiet:
-                err_console.print(f"[dim]backend {backend.name}: loading…[/dim]")
-            await start()
-        yield backend
-    finally:
-        await aclose_backend(backend)
 
 
 class ProgressView:
@@ -187,7 +188,7 @@ class ProgressView:
             else:
                 row[0] += 1
         for kind, row in rows.items():
-            table.add_row(kind, *map(str, row))
+            table.add_row(plain(kind), *map(str, row))
         captions = [c for c in (self.plan, self.extra() if self.extra else "") if c]
         if captions:
             table.caption = escape(" · ".join(captions))
@@ -217,7 +218,7 @@ class ProgressView:
         if not enabled:
             yield
             return
-        with Live(self._render(), console=err_console, refresh_per_second=4) as live:
+        with live_view(self._render()) as live:
             self._live = live
             try:
                 yield
@@ -232,26 +233,51 @@ def run_app(
     *,
     view: ProgressView,
     quiet: bool,
+    app: str,
+    args: Mapping[str, Any],
     model: bool = True,
-) -> T:
-    """Run an app: open the journal and (when ``model``) the backend, hand ``body`` the
-    backend and the run's options bound to the journal and the view, show the view
-    unless ``quiet``, and close everything."""
+) -> tuple[T, RunWatch]:
+    """Run an app: check what can be checked before anything loads (the journal path, a
+    resumed run's arguments, the backend's probe), start the backend (when ``model``),
+    record the run in the journal, hand ``body`` the backend and the run's options bound
+    to the journal and the view, show the view unless ``quiet``, and close everything.
+
+    Returns:
+        what ``body`` returned, and the run's watch (its board: what finished).
+
+    Raises:
+        Interrupted: Ctrl-C stopped the run (its stop line is printed).
+    """
+    check_output_file(run.journal, "--journal")
+    resume_id = run.resume_id
+    if resume_id is not None:
+        resume_notes(run.journal, resume_id, app=app, args=args)
+    options = backend_options(run.backend, run.threads, run.slots) if model else {}
+    watch = RunWatch()
+    watch.run_id = resume_id
+    budget = run.options.budget
+
+    def started(board: TaskBoard) -> None:
+        view.on_start(board)
+        watch.on_start(board)
 
     async def go() -> T:
-        journal = Journal(run.journal)
-        try:
-            async with app_backend(run.backend if model else None, quiet=quiet) as backend:
-                view.quiet = quiet
-                options = run.options.replace(
-                    journal=journal,
-                    on_change=view.on_change,
-                    on_start=view.on_start,
-                    on_plan=view.on_plan,
-                )
-                with view.shown(not quiet):
-                    return await body(backend, options)
-        finally:
-            journal.close()
+        view.quiet = quiet
+        async with (
+            open_backend(run.backend if model else None, options=options, quiet=quiet) as backend,
+            session(
+                run.journal, app=app, args=args, resume_id=resume_id, watch=watch, budget=budget
+            ) as (journal, run_id),
+        ):
+            bound = run.options.replace(
+                journal=journal,
+                run_id=run_id,
+                on_change=view.on_change,
+                on_start=started,
+                on_plan=view.on_plan,
+            )
+            with view.shown(not quiet):
+                return await body(backend, bound)
 
-    return asyncio.run(go())
+    result = run_async(go(), describe=watch.interrupted)
+    return result, watch

@@ -1,5 +1,6 @@
 """How the ``review``, ``swarm`` and ``code`` commands deliver their report: the report
-flags (``--format``, ``--out``, ``--json``), writing it, and the closing lines on stderr."""
+flags (``--format``, ``--out``, ``--json``), writing it, the closing lines on stderr and
+the exit code."""
 
 from __future__ import annotations
 
@@ -11,10 +12,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import msgspec
 from rich.table import Table
 
+from smesh.agents.preflight import check_output_file
 from smesh.apps.common import ScanReport, Summary
-from smesh.cli._common import err_console
+from smesh.cli._common import err_console, esc, plain, wrote_json
+from smesh.cli._session import exit_code, finish_line, stored_report
+from smesh.cli._stop import RunWatch
+from smesh.errors import ConfigurationError
 
 __all__ = [
     "ReportFlags",
@@ -23,6 +29,7 @@ __all__ = [
     "emit_report",
     "report_options",
     "summary_table",
+    "with_run_totals",
 ]
 
 T = TypeVar("T")
@@ -46,17 +53,65 @@ class ReportFlags:
         """No live view and no closing lines: a machine reads stdout."""
         return self.format != "text" and self.out is None
 
+    def check(self) -> None:
+        """Fail before the run, not after it, if ``--out`` cannot be written."""
+        if self.out is not None:
+            check_output_file(self.out)
+
     def deliver(
-        self, report: R, renderers: Mapping[str, Callable[[R], str]], *, journal: Path
+        self,
+        report: R,
+        renderers: Mapping[str, Callable[[R], str]],
+        *,
+        run: Any,
+        watch: RunWatch,
     ) -> int:
         """Write ``report`` in the chosen format and, unless quiet, the closing lines;
-        return the exit status (1 when an analyzer failed: not a clean scan)."""
-        emit_report(renderers[self.format](report), self.out)
+        return the exit status: 1 when the run ended with failed or unfinished work or an
+        analyzer failed (not a complete scan), else 0.
+
+        Args:
+            report: the app's report.
+            renderers: format -> renderer.
+            run: the run's :class:`~smesh.cli._apps.RunFlags`.
+            watch: the run's watch (what finished).
+        """
+        report = with_run_totals(report, run)
+        emit_report(renderers[self.format](report), self.out, json=self.format != "text")
         if not self.quiet:
-            closing(report.summary, what="findings agreed", journal=journal)
+            closing(report.summary, what="findings agreed", journal=run.journal)
         for failure in report.analyzer_failures:
             click.echo(f"smesh: analyzer failed: {failure}", err=True)
-        return 1 if report.analyzer_failures else 0
+        settings = run.options.settings
+        line = finish_line(
+            watch, report.summary.stopped_by, run.options.budget, settings.idle_timeout_s
+        )
+        if line is not None:
+            click.echo(line, err=True)
+        return exit_code(watch, failures=len(report.analyzer_failures))
+
+
+def with_run_totals(report: T, run: Any) -> T:
+    """``report`` with its summary's time, calls and tokens summed over every session of
+    a resumed run (as the journal keeps them), so a resumed report never shows only the
+    last session's."""
+    resume_id = run.resume_id
+    summary = getattr(report, "summary", None)
+    if resume_id is None or not isinstance(summary, Summary):
+        return report
+    stored = stored_report(run.journal, resume_id)
+    if not stored:
+        return report
+    totals = {
+        key: stored[key]
+        for key in ("duration_s", "llm_calls", "tokens")
+        if isinstance(stored.get(key), int | float)
+    }
+    if not totals:
+        return report
+    return msgspec.structs.replace(  # type: ignore[type-var]
+        report, summary=msgspec.structs.replace(summary, **totals)
+    )
 
 
 def report_options(formats: Sequence[str]) -> Callable[[Callable[..., T]], Callable[..., T]]:
@@ -95,7 +150,8 @@ def report_options(formats: Sequence[str]) -> Callable[[Callable[..., T]], Calla
 
 def summary_table(summary: Summary, *, what: str) -> Table:
     """The closing numbers as a small table."""
-    table = Table(title=f"Run {summary.run_id} ({summary.stopped_by})", title_justify="left")
+    title = f"Run {esc(summary.run_id)} ({esc(summary.stopped_by)})"
+    table = Table(title=title, title_justify="left")
     table.add_column("")
     table.add_column("", justify="right")
     rows = [
@@ -106,7 +162,7 @@ def summary_table(summary: Summary, *, what: str) -> Table:
         (what, f"{summary.consensus} of {summary.total}"),
     ]
     for name, value in rows:
-        table.add_row(name, value)
+        table.add_row(plain(name), plain(value))
     return table
 
 
@@ -114,20 +170,23 @@ def closing(summary: Summary, *, what: str, journal: Path, notes: Sequence[str] 
     """The closing lines on stderr: the numbers, ``notes``, and how to resume the run."""
     err_console.print(summary_table(summary, what=what))
     for note in notes:
-        err_console.print(note)
-    err_console.print(f"journal: {journal} · resume with --resume {summary.run_id}")
+        err_console.print(plain(note))
+    err_console.print(plain(f"journal: {journal} · resume with --resume {summary.run_id}"))
 
 
-def emit_report(text: str, out: Path | None) -> None:
-    """Write the report to ``out``, or print it on stdout."""
+def emit_report(text: str, out: Path | None, *, json: bool = False) -> None:
+    """Write the report to ``out``, or print it on stdout (``json``: it is the command's
+    one JSON document)."""
     if out is None:
         click.echo(text, nl=not text.endswith("\n"))
+        if json:
+            wrote_json()
         return
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
     except OSError as exc:
-        raise click.UsageError(f"cannot write {str(out)!r}: {exc.strerror}") from None
+        raise ConfigurationError(f"cannot write {str(out)!r}: {exc.strerror}") from None
 
 
 def dumps(data: Any) -> str:

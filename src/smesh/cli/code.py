@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
 
+from smesh.agents.preflight import check_output_dir
 from smesh.apps.options import RunOptions
 from smesh.cli._apps import ProgressView, RunFlags, run_app, run_options
-from smesh.cli._common import console, err_console
-from smesh.cli._report import closing, dumps, emit_report
+from smesh.cli._common import console, err_console, esc, exit_code_help, plain
+from smesh.cli._report import closing, dumps, emit_report, with_run_totals
+from smesh.cli._session import exit_code, finish_line
+
+if TYPE_CHECKING:
+    from smesh.apps.code import CodeReport
 
 
-@click.command("code")
+@click.command("code", epilog=exit_code_help)
 @click.argument("brief")
 @click.option(
     "--out",
@@ -62,7 +67,7 @@ def command(
     unsafe_local_exec: bool,
     as_json: bool,
     run: RunFlags,
-) -> None:
+) -> int:
     """Build a small Python project from BRIEF with an architect, coders, a tester and a
     reviewer.
 
@@ -71,16 +76,22 @@ def command(
     pass and the reviewer approves, and goes back with feedback otherwise. Without a
     working sandbox the command refuses to run (exit 2) unless --unsafe-local-exec.
     """
-    from smesh.apps.code import CodeReport, run_code
+    from smesh.apps.code import run_code
     from smesh.sandbox import Limits, Sandbox
 
     if not brief.strip():
         raise click.UsageError("the brief is empty")
-    if out.exists() and not out.is_dir():
-        raise click.UsageError(f"--out {str(out)!r} is not a directory")
-    Sandbox(unsafe_local_exec=unsafe_local_exec).check()  # exit 2 before any model loads
+    check_output_dir(out)  # exit 2 before any model loads: a file, /proc/x, /etc/passwd/sub
+    Sandbox(unsafe_local_exec=unsafe_local_exec).check()
     if unsafe_local_exec and not Sandbox().isolated:
         err_console.print("warning: no sandbox here; generated tests run unsandboxed")
+    args = {
+        "brief": brief,
+        "out": str(out.resolve()),
+        "coders": coders,
+        "rounds": rounds,
+        "backend": run.backend,
+    }
 
     async def body(model: Any, options: RunOptions) -> CodeReport:
         return await run_code(
@@ -94,22 +105,36 @@ def command(
             unsafe_local_exec=unsafe_local_exec,
         )
 
-    report = run_app(body, run, view=ProgressView("code"), quiet=as_json)
+    report, watch = run_app(
+        body, run, view=ProgressView("code"), quiet=as_json, app="code", args=args
+    )
+    report = with_run_totals(report, run)
+    settings = run.options.settings
+    line = finish_line(
+        watch, report.summary.stopped_by, run.options.budget, settings.idle_timeout_s
+    )
     if as_json:
-        emit_report(dumps(report.contract()), None)
-        return
-    table = Table(title=f"Project in {report.out}", title_justify="left")
+        emit_report(dumps(report.contract()), None, json=True)
+    else:
+        _print(report, run)
+    if line is not None:
+        click.echo(line, err=True)
+    return exit_code(watch)
+
+
+def _print(report: CodeReport, run: RunFlags) -> None:
+    table = Table(title=f"Project in {esc(report.out)}", title_justify="left")
     for col in ("module", "status", "tests", "review", "attempts", "coder"):
         table.add_column(col)
     for m in report.modules:
         status = "[green]accepted[/green]" if m.status == "accepted" else "[red]failed[/red]"
         table.add_row(
-            m.name,
+            plain(m.name),
             status,
             f"{m.tests_passed}/{m.tests_run}",
-            m.review,
+            plain(m.review),
             str(m.attempts),
-            m.coder or "-",
+            plain(m.coder or "-"),
         )
     console.print(table)
     trust = ", ".join(f"{k} {v:.2f}" for k, v in report.summary.trust.items()) or "-"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 from collections.abc import Callable, Sequence
@@ -11,8 +10,21 @@ import click
 import msgspec
 from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
+from rich.text import Text
 
-from smesh.cli._common import console, err_console, print_json
+from smesh.cli._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    backend_options,
+    console,
+    embedded_options,
+    err_console,
+    esc,
+    exit_code_help,
+    plain,
+    print_json,
+)
+from smesh.cli._stop import run_async
 from smesh.errors import (
     AuthenticationFailed,
     BackendUnavailable,
@@ -84,7 +96,13 @@ def _failure(spec: str, prompt_id: str, error: BaseException) -> CompareResult:
 
 
 async def _run_backend(
-    spec: str, prompts: dict[str, str], *, max_tokens: int, timeout: float
+    spec: str,
+    prompts: dict[str, str],
+    *,
+    max_tokens: int,
+    timeout: float,
+    threads: int | None = None,
+    slots: int | None = None,
 ) -> list[CompareResult]:
     from smesh.backends import (
         Request,
@@ -94,7 +112,7 @@ async def _run_backend(
     )
 
     try:
-        backend = resolve_backend(spec)
+        backend = resolve_backend(spec, **backend_options(spec, threads, slots, strict=False))
     except SmeshError as exc:
         return [_failure(spec, pid, exc) for pid in prompts]
     results: list[CompareResult] = []
@@ -146,18 +164,33 @@ def run_compare(
     max_tokens: int = 160,
     timeout: float = 120.0,
     progress: Callable[[str], None] | None = None,
+    threads: int | None = None,
+    slots: int | None = None,
 ) -> list[CompareResult]:
-    """Run every prompt on every backend, one backend at a time (so timings don't mix)."""
+    """Run every prompt on every backend, one backend at a time (so timings don't mix).
+
+    ``threads`` and ``slots`` apply to the embedded model (``local``) only. Ctrl-C stops
+    the call in flight and ends the comparison (:class:`~smesh.cli._stop.Interrupted`).
+    """
 
     async def main() -> list[CompareResult]:
         out: list[CompareResult] = []
         for spec in specs:
             if progress is not None:
                 progress(spec)
-            out.extend(await _run_backend(spec, prompts, max_tokens=max_tokens, timeout=timeout))
+            out.extend(
+                await _run_backend(
+                    spec,
+                    prompts,
+                    max_tokens=max_tokens,
+                    timeout=timeout,
+                    threads=threads,
+                    slots=slots,
+                )
+            )
         return out
 
-    return asyncio.run(main())
+    return run_async(main())
 
 
 def _table(results: list[CompareResult]) -> Table:
@@ -176,22 +209,21 @@ def _table(results: list[CompareResult]) -> Table:
         if r.ok:
             answer = " ".join(r.answer.split())[:80]
             table.add_row(
-                r.backend,
-                r.prompt_id,
+                plain(r.backend),
+                plain(r.prompt_id),
                 f"{r.latency_s:.2f}",
                 str(r.input_tokens),
                 str(r.output_tokens),
                 f"{r.tokens_per_s:.1f}",
-                answer,
+                plain(answer),
             )
         else:
-            table.add_row(
-                r.backend, r.prompt_id, "-", "-", "-", "-", f"[red]unavailable:[/red] {r.error}"
-            )
+            reason = Text.assemble(("unavailable: ", "red"), str(r.error))
+            table.add_row(plain(r.backend), plain(r.prompt_id), "-", "-", "-", "-", reason)
     return table
 
 
-@click.command("compare")
+@click.command("compare", epilog=exit_code_help)
 @click.option(
     "--backends",
     "backends",
@@ -219,13 +251,21 @@ def _table(results: list[CompareResult]) -> Table:
     show_default=True,
     help="Seconds allowed per call.",
 )
+@embedded_options
 @click.option("--json", "as_json", is_flag=True, help='Print {"results": [...]} as JSON.')
 def command(
-    backends: str | None, prompts: tuple[str, ...], max_tokens: int, timeout: float, as_json: bool
-) -> None:
+    backends: str | None,
+    prompts: tuple[str, ...],
+    max_tokens: int,
+    timeout: float,
+    threads: int | None,
+    slots: int | None,
+    as_json: bool,
+) -> int:
     """Run the same prompts on every available backend: latency, tokens, tok/s.
 
-    A backend that cannot be used is listed with its reason instead of stopping the run.
+    A backend that cannot be used is listed with its reason instead of stopping the run;
+    the command then exits 1 (every answer obtained: 0).
     """
     specs = [s.strip() for s in backends.split(",") if s.strip()] if backends else None
     chosen = (
@@ -247,9 +287,15 @@ def command(
             chosen,
             max_tokens=max_tokens,
             timeout=timeout,
-            progress=lambda spec: bar.update(task, description=f"running {spec}"),
+            progress=lambda spec: bar.update(task, description=f"running {esc(spec)}"),
+            threads=threads,
+            slots=slots,
         )
     if as_json:
         print_json({"results": [r.to_json() for r in results]})
     else:
         console.print(_table(results))
+    failed = sorted({r.backend for r in results if not r.ok})
+    if failed:
+        click.echo(f"smesh: some prompts got no answer from {', '.join(failed)}", err=True)
+    return EXIT_FAILED if failed else EXIT_OK

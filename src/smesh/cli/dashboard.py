@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from smesh.journal import DEFAULT_JOURNAL
+from smesh.agents.journal import DEFAULT_JOURNAL
 
 _UI_MODULES = ("starlette", "uvicorn", "prometheus_client")
 

@@ -5,14 +5,26 @@ Imports nothing of zenoh or cryptography until a command runs: ``smesh --help`` 
 
 from __future__ import annotations
 
-import asyncio
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
 
-from smesh.cli._common import console, err_console, print_json
+from smesh.cli._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    backend_options,
+    console,
+    embedded_options,
+    err_console,
+    esc,
+    exit_code_help,
+    plain,
+    print_json,
+)
+from smesh.cli._stop import run_async
 
 if TYPE_CHECKING:
     from smesh.apps.peer import PeerReport
@@ -35,8 +47,8 @@ def init_ca(directory: Path, name: str, days: int) -> None:
     from smesh.mesh.pki import init_ca as make_ca
 
     cert = make_ca(directory, name=name, days=days)
-    console.print(f"CA certificate: {cert}")
-    console.print(f"CA key:         {directory / 'ca.key'} (keep it private)")
+    console.print(plain(f"CA certificate: {cert}"))
+    console.print(plain(f"CA key:         {directory / 'ca.key'} (keep it private)"))
 
 
 @command.command("issue")
@@ -69,9 +81,9 @@ def issue(node: str, ca_dir: Path, out: Path | None, hosts: tuple[str, ...], day
     creds = make_cert(
         node, ca=ca_dir, out=out, hosts=hosts or ("localhost", "127.0.0.1"), days=days
     )
-    console.print(f"certificate: {creds.cert}")
-    console.print(f"key:         {creds.key} (also the node's signing key)")
-    console.print(f"node id:     {Identity.load(creds.key).node_id}")
+    console.print(plain(f"certificate: {creds.cert}"))
+    console.print(plain(f"key:         {creds.key} (also the node's signing key)"))
+    console.print(plain(f"node id:     {Identity.load(creds.key).node_id}"))
 
 
 @command.command("id")
@@ -100,15 +112,15 @@ def peers(connect: str, mesh_name: str, timeout: float, as_json: bool) -> None:
     if as_json:
         print_json(found)
         return
-    table = Table(title=f"Mesh peers seen from {connect}", title_justify="left")
+    table = Table(title=f"Mesh peers seen from {esc(connect)}", title_justify="left")
     table.add_column("mesh")
     table.add_column("node")
     for peer in found:
-        table.add_row(peer.mesh, peer.node)
+        table.add_row(plain(peer.mesh), plain(peer.node))
     console.print(table)
 
 
-@click.command("node")
+@click.command("node", epilog=exit_code_help)
 @click.option("--listen", multiple=True, help="Endpoint to accept peers on (repeatable).")
 @click.option("--connect", multiple=True, help="Endpoint of a peer to connect to (repeatable).")
 @click.option("--mesh", "mesh_name", default="smesh", show_default=True, help="Mesh name.")
@@ -155,6 +167,7 @@ def peers(connect: str, mesh_name: str, timeout: float, as_json: bool) -> None:
     default=None,
     help="Run the whole agents demo over this many local node processes and report.",
 )
+@embedded_options
 @click.option("--json", "as_json", is_flag=True, help="Print the node's report as JSON.")
 def node_command(
     listen: tuple[str, ...],
@@ -172,8 +185,10 @@ def node_command(
     max_seconds: float,
     idle_timeout: float,
     split: int | None,
+    threads: int | None,
+    slots: int | None,
     as_json: bool,
-) -> None:
+) -> int:
     """Run a mesh peer: a full replica of the field, hosting some of the demo's agents.
 
     Run three of them (one with --post), or `smesh node --split 3`, and the agents demo is
@@ -183,13 +198,22 @@ def node_command(
     from smesh.mesh.pki import load_credentials
     from smesh.mesh.transport import MeshConfig
 
+    # the embedded model of this node and of the nodes it starts reads these
+    for variable, value in backend_options(backend, threads, slots).items():
+        os.environ[f"SMESH_{variable.upper()}"] = str(value)
     if split is not None:
-        reports = asyncio.run(run_split(split, backend=backend, timeout_s=max_seconds + 60))
+        _note_scripted(backend)
+        reports = run_async(run_split(split, backend=backend, timeout_s=max_seconds + 60))
         if as_json:
             print_json(reports)
         else:
             _print_split(reports)
-        return
+        done = all(
+            t["status"] == "accepted"
+            for r in reports
+            for t in (r.get("run") or {}).get("tasks", [])
+        )
+        return EXIT_OK if done and reports else EXIT_FAILED
 
     tls = None
     if tls_ca is not None:
@@ -208,18 +232,32 @@ def node_command(
         idle_timeout_s=idle_timeout,
     )
 
+    if agents:
+        _note_scripted(backend)
+
     def ready(field: MeshField) -> None:
         if not as_json:
             err_console.print(
-                f"[dim]node {field.node_id} joined mesh {mesh_name} "
+                f"[dim]node {esc(field.node_id)} joined mesh {esc(mesh_name)} "
                 f"(caught up in {field.late_join_ms or 0:.1f} ms)[/dim]"
             )
 
-    report = asyncio.run(run_peer(options, on_ready=ready))
+    report = run_async(run_peer(options, on_ready=ready))
     if as_json:
         print_json(_summary(report))
-        return
-    _print(report)
+    else:
+        _print(report)
+    run = report.run
+    return EXIT_FAILED if run is not None and run.accepted < len(run.tasks) else EXIT_OK
+
+
+def _note_scripted(backend: str) -> None:
+    if backend == "scripted":
+        click.echo(
+            "smesh: note: the agents use the scripted backend (no model); "
+            "pass --backend local for the embedded model",
+            err=True,
+        )
 
 
 def _summary(report: PeerReport) -> dict[str, Any]:
@@ -247,12 +285,13 @@ def _summary(report: PeerReport) -> dict[str, Any]:
 def _print(report: PeerReport) -> None:
     run = report.run
     if run is not None:
-        table = Table(title=f"node {report.node[:12]} · run {run.stopped_by}", title_justify="left")
+        title = f"node {esc(report.node[:12])} · run {esc(run.stopped_by)}"
+        table = Table(title=title, title_justify="left")
         for col in ("task", "status", "by", "attempts"):
             table.add_column(col)
         for t in run.tasks:
             status = "[green]accepted[/green]" if t.status == "accepted" else "[red]failed[/red]"
-            table.add_row(t.id, status, t.claimed_by or "-", str(t.attempts))
+            table.add_row(plain(t.id), status, plain(_short(t.claimed_by)), str(t.attempts))
         console.print(table)
     counters = report.mesh.counters
     dropped = sum(v for k, v in counters.items() if k.startswith("dropped_"))
@@ -269,14 +308,24 @@ def _print_split(reports: list[dict[str, Any]]) -> None:
         run = report["run"]
         counters = report["mesh"]["counters"]
         console.print(
-            f"[bold]node {report['node'][:8]}[/bold] ({', '.join(report['agents'])}): "
+            f"[bold]node {esc(report['node'][:8])}[/bold] ({esc(', '.join(report['agents']))}): "
             f"{run['stopped_by']} in {run['duration_s']:.1f} s · published "
             f"{counters.get('published_ops', 0)} ops · applied "
             f"{counters.get('applied_ops', 0)} remote ops"
         )
         for task in run["tasks"]:
             ok = ok and task["status"] == "accepted"
-            console.print(f"    {task['id']}: {task['status']} by {task['claimed_by']}")
+            console.print(
+                plain(f"    {task['id']}: {task['status']} by {_short(task['claimed_by'])}")
+            )
     console.print(
         "every task accepted on every node" if ok else "[red]some task was not accepted[/red]"
     )
+
+
+def _short(name: str | None) -> str:
+    """An agent's mesh name with its node id cut to 8 digits, for people to read."""
+    if name is None:
+        return "-"
+    node, sep, agent = name.partition("/")
+    return f"{node[:8]}/{agent}" if sep and len(node) == 32 else name

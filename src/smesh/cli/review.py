@@ -10,12 +10,13 @@ import click
 
 from smesh.apps.options import RunOptions
 from smesh.cli._apps import ProgressView, RunFlags, run_app, run_options
+from smesh.cli._common import exit_code_help
 from smesh.cli._report import ReportFlags, dumps, report_options
 
 FORMATS = ("text", "json", "markdown", "sarif")
 
 
-@click.command("review")
+@click.command("review", epilog=exit_code_help)
 @click.option(
     "--path",
     "root",
@@ -77,7 +78,9 @@ def command(
     A finding that lacks a second voice is judged blind by one other reviewer. Findings
     whose trust-weighted support passes the quorum are reported as consensus, the ones a
     reviewer disputed are listed apart. --changed REF reviews only what changed since a
-    git ref (with --format sarif, for code-scanning upload in CI).
+    git ref (with --format sarif, for code-scanning upload in CI). Ctrl-C or a spent
+    budget stops the run and prints how to resume it; `--resume RUN --out FILE` writes a
+    finished run's report again without asking the model.
     """
     from smesh.apps.findings import ConsensusRule
     from smesh.apps.reports import review_markdown, review_text
@@ -86,6 +89,15 @@ def command(
     names = [r.strip() for r in reviewers.split(",") if r.strip()]
     reviewer_ids(names)  # unknown lenses are a usage error, before anything loads
     rule = ConsensusRule(quorum=quorum, margin=margin)
+    output.check()
+    args = {
+        "path": str(root.resolve()),
+        "reviewers": names,
+        "ext": sorted(extensions),
+        "max_files": max_files,
+        "changed": changed,
+        "backend": run.backend,
+    }
 
     only = None
     if changed is not None:
@@ -105,11 +117,13 @@ def command(
             options=options,
         )
 
-    report = run_app(body, run, view=ProgressView("review"), quiet=output.quiet)
+    report, watch = run_app(
+        body, run, view=ProgressView("review"), quiet=output.quiet, app="review", args=args
+    )
     renderers: dict[str, Callable[[ReviewReport], str]] = {
         "text": review_text,
         "json": lambda r: dumps(r.contract()),
         "markdown": review_markdown,
         "sarif": lambda r: dumps(review_sarif(r)),
     }
-    return output.deliver(report, renderers, journal=run.journal)
+    return output.deliver(report, renderers, run=run, watch=watch)

@@ -15,8 +15,8 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from smesh.cli._common import console, print_json
-from smesh.errors import InvalidSignal
+from smesh.cli._common import console, plain, print_json
+from smesh.errors import InvalidValue
 from smesh.sim import SimConfig, SimResult, SimTick, run_simulation
 from smesh.topology import TOPOLOGIES
 
@@ -38,7 +38,9 @@ def _check_plot_path(path: Path) -> None:
         raise click.UsageError("--plot needs matplotlib: pip install 'smesh[plot]'")
 
 
-def _stats_table(step: SimTick | None) -> Table:
+def _stats_table(step: SimTick | None, totals: dict[str, int]) -> Table:
+    """The live line: coverage and live signals now; reinforcements, expiries and relays
+    counted since the start (a tick's own are mostly 0), as the summary counts them."""
     table = Table(show_header=True, header_style="bold", box=None)
     for name in ("coverage", "active", "reinforcements", "expired", "relays", "max hops"):
         table.add_column(name, justify="right")
@@ -46,9 +48,9 @@ def _stats_table(step: SimTick | None) -> Table:
         table.add_row(
             f"{step.coverage:.1%}",
             str(step.active_signals),
-            str(step.reinforcements),
-            str(step.expired),
-            str(step.relays),
+            str(totals["reinforcements"]),
+            str(totals["expired"]),
+            str(totals["relays"]),
             str(step.max_hops),
         )
     return table
@@ -202,10 +204,13 @@ def command(
     )
     try:
         config = config.validated()
-    except InvalidSignal as exc:
+    except InvalidValue as exc:
         raise click.UsageError(str(exc)) from None
     recorder = None
     if record_path is not None:
+        from smesh.agents.preflight import check_output_file
+
+        check_output_file(record_path, "--record")
         from smesh.dashboard.simrec import SimRecorder
 
         recorder = SimRecorder(record_path, config)
@@ -240,13 +245,19 @@ def command(
         TextColumn("[bold]tick"), BarColumn(), MofNCompleteColumn(), console=console
     )
     task = progress.add_task("sim", total=ticks)
+    totals = {"reinforcements": 0, "expired": 0, "relays": 0}
     with Live(
-        Group(progress, _stats_table(None)), console=console, transient=False, refresh_per_second=12
+        Group(progress, _stats_table(None, totals)),
+        console=console,
+        transient=False,
+        refresh_per_second=12,
     ) as live:
 
         def on_tick(step: SimTick) -> None:
+            for key in totals:
+                totals[key] += getattr(step, key)
             progress.update(task, completed=step.tick)
-            live.update(Group(progress, _stats_table(step)))
+            live.update(Group(progress, _stats_table(step, totals)))
             if delay:
                 time.sleep(delay)
 
@@ -255,7 +266,7 @@ def command(
     console.print(_summary(result))
     if recorder is not None:
         recorder.finish(result)
-        console.print(f"recorded as run {recorder.run_id} in {record_path}")
+        console.print(plain(f"recorded as run {recorder.run_id} in {record_path}"))
     if plot_path is not None:
         write_plot(result, plot_path)
-        console.print(f"plot written to {plot_path}")
+        console.print(plain(f"plot written to {plot_path}"))

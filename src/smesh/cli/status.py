@@ -12,7 +12,7 @@ import click
 from rich.table import Table
 
 from smesh._version import __version__
-from smesh.cli._common import console, print_json
+from smesh.cli._common import console, esc, plain, print_json
 
 # part -> (distribution to report, module to import, what it enables)
 _PARTS: dict[str, tuple[str, str, str]] = {
@@ -104,8 +104,8 @@ def command(as_json: bool, mesh: str | None) -> None:
         print_json(report)
         return
     console.print(
-        f"[bold]smesh[/bold] {report['version']} · Python {report['python']} "
-        f"({report['implementation']}) · {report['platform']}"
+        f"[bold]smesh[/bold] {esc(report['version'])} · Python {esc(report['python'])} "
+        f"({esc(report['implementation'])}) · {esc(report['platform'])}"
     )
     table = Table(title="Parts", title_justify="left")
     table.add_column("part")
@@ -118,7 +118,7 @@ def command(as_json: bool, mesh: str | None) -> None:
             if info["works"]
             else ("[red]broken[/red]" if info["installed"] else "[dim]not installed[/dim]")
         )
-        table.add_row(name, mark, info["version"] or "-", _PARTS[name][2])
+        table.add_row(plain(name), mark, plain(info["version"] or "-"), plain(_PARTS[name][2]))
     console.print(table)
     backends = report.get("backends")
     if backends:
@@ -130,22 +130,24 @@ def command(as_json: bool, mesh: str | None) -> None:
         for name, info in backends.items():
             verified = info.get("verified")
             btable.add_row(
-                name,
+                plain(name),
                 "[green]yes[/green]" if info.get("available") else "[red]no[/red]",
                 "-" if verified is None else ("yes" if verified else "no"),
-                str(info.get("detail", "")),
+                plain(info.get("detail", "")),
             )
         console.print(btable)
     mesh_info = report.get("mesh")
     if mesh_info:
         peers = mesh_info.get("peers")
-        line = f"mesh: zenoh {mesh_info['zenoh']} · cryptography {mesh_info['cryptography']}"
+        line = (
+            f"mesh: zenoh {esc(mesh_info['zenoh'])} · cryptography {esc(mesh_info['cryptography'])}"
+        )
         if mesh_info.get("error"):
-            line += f" · [red]{mesh_info['error']}[/red]"
+            line += f" · [red]{esc(mesh_info['error'])}[/red]"
         elif peers is None:
             line += " · peers: pass --mesh ENDPOINT of a running node"
         else:
-            line += f" · {len(peers)} peer(s) seen from {mesh_info['connect']}"
+            line += f" · {len(peers)} peer(s) seen from {esc(mesh_info['connect'])}"
         console.print(line)
         for peer in peers or ():
-            console.print(f"  {peer['mesh']}/{peer['node']}")
+            console.print(plain(f"  {peer['mesh']}/{peer['node']}"))

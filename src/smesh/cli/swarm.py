@@ -10,12 +10,13 @@ import click
 
 from smesh.apps.options import RunOptions
 from smesh.cli._apps import ProgressView, RunFlags, run_app, run_options
+from smesh.cli._common import exit_code_help
 from smesh.cli._report import ReportFlags, dumps, report_options
 
 FORMATS = ("text", "json", "sarif")
 
 
-@click.command("swarm")
+@click.command("swarm", epilog=exit_code_help)
 @click.option(
     "--path",
     "root",
@@ -73,7 +74,8 @@ def command(
     analyzers count as independent, and a flow the analysis proves constant or sanitized
     is never consensus.
     An analyzer that fails (error exit, unreadable output, timeout) is reported on stderr
-    and in the JSON report (analyzer_failures), and the command exits 1.
+    and in the JSON report (analyzer_failures), and the command exits 1. Ctrl-C or a
+    spent budget stops the run and prints how to resume it.
     """
     from smesh.apps.analyzers import make_analyzer
     from smesh.apps.reports import swarm_text
@@ -86,6 +88,17 @@ def command(
         make_analyzer(tool)
     if not names and not tools:
         raise click.UsageError("nothing to run: no specialists and no analyzers")
+    output.check()
+    args = {
+        "path": str(root.resolve()),
+        "specialists": names,
+        "analyzers": tools,
+        "consensus": consensus,
+        "ext": sorted(extensions),
+        "max_files": max_files,
+        "changed": changed,
+        "backend": run.backend if names else None,
+    }
 
     only = None
     if changed is not None:
@@ -107,10 +120,18 @@ def command(
         )
 
     # analyzers alone need no model: the backend is not even loaded
-    report = run_app(body, run, view=ProgressView("swarm"), quiet=output.quiet, model=bool(names))
+    report, watch = run_app(
+        body,
+        run,
+        view=ProgressView("swarm"),
+        quiet=output.quiet,
+        model=bool(names),
+        app="swarm",
+        args=args,
+    )
     renderers: dict[str, Callable[[SwarmReport], str]] = {
         "text": swarm_text,
         "json": lambda r: dumps(r.contract()),
         "sarif": lambda r: dumps(swarm_sarif(r)),
     }
-    return output.deliver(report, renderers, journal=run.journal)
+    return output.deliver(report, renderers, run=run, watch=watch)

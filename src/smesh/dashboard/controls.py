@@ -105,7 +105,7 @@ class JournalControls:
         self.clock = clock or SystemClock()
 
     def submit(self, control: Control, now: float | None = None) -> dict[str, Any]:
-        from smesh.journal import Journal
+        from smesh.agents.journal import Journal
 
         when = self.clock.now() if now is None else now
         with Journal(self.path) as journal:

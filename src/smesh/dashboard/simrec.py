@@ -58,7 +58,7 @@ class SimRecorder:
     to :func:`smesh.sim.run_simulation`, then call :meth:`finish`)."""
 
     def __init__(self, path: str | Path, config: SimConfig, run_id: str | None = None) -> None:
-        from smesh.journal import Journal
+        from smesh.agents.journal import Journal
 
         self.journal = Journal(path)
         self.config = config

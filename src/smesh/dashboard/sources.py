@@ -5,7 +5,7 @@ Following a run costs one ``PRAGMA data_version`` per poll while nothing changes
 indexed range query per table (``run_id = ? AND seq > ?``) when something did.
 
 :class:`DashboardFeed` is the in-process source: it subscribes to a live field and takes
-the runtime's actions through the same calls a :class:`smesh.journal.Journal` takes
+the runtime's actions through the same calls a :class:`smesh.agents.journal.Journal` takes
 (``attach``, ``action``, ``flush``, ``finish``), so a run can hand it to anything that
 journals. Its callbacks only append to a deque; the dashboard's loop does the work.
 

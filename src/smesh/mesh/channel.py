@@ -8,9 +8,12 @@ first of them, so that Ed25519 (tens of microseconds) stays off the path of each
 and one signature covers many. A node alone (no peer keys) signs each batch itself.
 
 Receiving, a batch is accepted on the strength of the MAC addressed to us, or of its
-signature (its own, or a note's) when it has no MAC for us; each ``(signer, epoch, seq)``
-only once. Replicas keep each batch with what signs it (:mod:`smesh.mesh.store`) and serve
-exactly that to late joiners, who verify every signature themselves.
+signature (its own, or a note's) when it has no MAC for us (it waits for it, bounded: see
+:mod:`smesh.mesh.pending`); then only from a signer the mesh admits (on a mesh with a CA, one
+whose certificate we hold: :mod:`smesh.mesh.members`), each ``(signer, epoch, seq)`` only
+once, and within the signer's quota (:mod:`smesh.mesh.quota`). Replicas keep each batch with
+what signs it (:mod:`smesh.mesh.store`) and serve exactly that to late joiners
+(:mod:`smesh.mesh.sync`), who verify every signature themselves.
 
 Runs on zenoh's threads (and the signer's); it keeps its own locks and never touches the
 replica, which :class:`smesh.mesh.field.MeshField` owns.
@@ -22,24 +25,26 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import msgspec
 
 from smesh.mesh.auth import Keyring
-from smesh.mesh.codec import Codec, DroppedMessage
+from smesh.mesh.codec import Codec, DroppedMessage, op_count
 from smesh.mesh.identity import Identity, node_id_of
+from smesh.mesh.members import Members
+from smesh.mesh.pending import PendingBatches
+from smesh.mesh.quota import Quotas
 from smesh.mesh.replica import Counters, ReplayGuard
 from smesh.mesh.transport import MeshConfig, Transport
 from smesh.mesh.wire import (
     MAX_NOTE_IDS,
+    MAX_OPS,
     VERSION,
     Hello,
     Op,
     Opened,
     Sealed,
     SigNote,
-    SyncReply,
     batch_id_of,
     encode,
     note_message,
@@ -47,11 +52,10 @@ from smesh.mesh.wire import (
     signed_message,
 )
 
-__all__ = ["Cover", "LiveChannel"]
+__all__ = ["Accepted", "Cover", "LiveChannel"]
 
-_REPLY_CHUNK = 1 << 20  # bytes of batches per sync-reply message
-_PENDING_S = 5.0  # how long a batch with no MAC for us waits for its signature
-_PENDING_MAX = 4096
+_HELLO_GAP = 0.1  # at least this long between two hellos we say in reply to newcomers
+_PRECHECK_BYTES = 16 * 1024  # MAC'd batches above this are checked against the quota first
 
 
 class Cover(msgspec.Struct, frozen=True):
@@ -61,6 +65,23 @@ class Cover(msgspec.Struct, frozen=True):
     verified: bool
 
 
+class Accepted(msgspec.Struct, frozen=True):
+    """A live batch that authenticated and fits its signer's quota; its operations are
+    decoded later, by :meth:`LiveChannel.open`.
+
+    Attributes:
+        sealed: the batch.
+        batch_id: its id.
+        signer: its signer's node id.
+        count: how many operations it holds.
+    """
+
+    sealed: Sealed
+    batch_id: str
+    signer: str
+    count: int
+
+
 class LiveChannel:
     """A node's end of the live channel.
 
@@ -68,26 +89,45 @@ class LiveChannel:
         identity: this node's signing identity.
         config: the mesh config.
         counters: where to count what is dropped and why.
+        members: who may speak (default: a mesh without a CA, anyone).
+        cert: this node's certificate (DER) to show in its hello, on a mesh with a CA.
     """
 
-    def __init__(self, identity: Identity, config: MeshConfig, counters: Counters) -> None:
+    def __init__(
+        self,
+        identity: Identity,
+        config: MeshConfig,
+        counters: Counters,
+        *,
+        members: Members | None = None,
+        cert: bytes = b"",
+    ) -> None:
         self.identity = identity
         self.config = config
         self.counters = counters
+        self.members = members if members is not None else Members()
+        self._certified = self.members.required  # signers need a certificate
         self.codec = Codec(config.mesh, max_bytes=config.max_message_bytes)
         self.epoch = time.time_ns()
-        self.keyring = Keyring(identity, config.mesh, self.epoch)
+        limits = config.limits
+        self.keyring = Keyring(
+            identity, config.mesh, self.epoch, cert=cert, limits=limits, counters=counters
+        )
         self.transport: Transport | None = None
+        self.pending = PendingBatches(limits, counters)
+        self.quotas = Quotas(limits)
+        #: called with the node id of every peer whose hello was new (on a zenoh thread)
+        self.on_hello: Callable[[str], None] | None = None
         self._node_ids: dict[bytes, str] = {}
         self._seq = itertools.count()
         self._replay = ReplayGuard()
-        self._lock = threading.Lock()
-        self._pending: dict[str, tuple[Sealed, float]] = {}  # batch id -> (batch, since)
-        # the signer
+        # the signer (it also says hello again every hello_interval_s)
         self._cond = threading.Condition()
         self._unsigned: list[bytes] = []
         self._first_unsigned = 0.0
         self._last_note = -1e9
+        self._last_hello = -1e9
+        self._next_hello = float("inf")
         self._stopping = False
         self._signer: threading.Thread | None = None
         self._on_note: Callable[[SigNote], None] | None = None
@@ -169,17 +209,30 @@ class LiveChannel:
 
     def _sign_loop(self) -> None:
         interval, delay = self.config.sign_interval_s, self.config.sign_delay_s
+        hello_every = self.config.limits.hello_interval_s
+        with self._cond:  # the first hello goes out on announce (or as asked already)
+            self._next_hello = min(self._next_hello, time.monotonic() + hello_every)
         while True:
+            hello = False
             with self._cond:
-                while not self._unsigned and not self._stopping:
-                    self._cond.wait()
-                if not self._unsigned:
-                    return  # stopping, nothing left
-                due = max(self._last_note + interval, self._first_unsigned + delay)
-                wait = due - time.monotonic()
-                if wait > 0 and not self._stopping:
-                    self._cond.wait(wait)
-                    continue
+                while True:
+                    now = time.monotonic()
+                    if now >= self._next_hello and not self._stopping:
+                        self._next_hello = now + hello_every
+                        hello = True
+                        break
+                    if self._unsigned:
+                        due = max(self._last_note + interval, self._first_unsigned + delay)
+                        if due <= now or self._stopping:
+                            break
+                        self._cond.wait(min(due, self._next_hello) - now)
+                    elif self._stopping:
+                        return  # stopping, nothing left
+                    else:
+                        self._cond.wait(self._next_hello - now)
+            if hello:  # peers keep our key only while we keep saying hello
+                self.say_hello()
+                continue
             note = self.sign_pending()
             if note is not None and self._on_note is not None:
                 try:
@@ -191,13 +244,27 @@ class LiveChannel:
         """Publish this node's signed key-agreement key."""
         transport = self.transport
         if transport is not None:
+            self._last_hello = time.monotonic()
             transport.publish(encode(self.keyring.hello))
+
+    def hello_soon(self) -> None:
+        """Say hello again shortly: at once, unless we did less than ``_HELLO_GAP`` ago
+        (then at the end of that gap), so that a burst of newcomers, real or not, costs one
+        hello per gap rather than one each."""
+        with self._cond:
+            due = max(time.monotonic(), self._last_hello + _HELLO_GAP)
+            if due < self._next_hello:
+                self._next_hello = due
+                self._cond.notify()
+        if self._signer is None:  # no signer thread (not started): say it now
+            self.say_hello()
 
     # -- receiving -------------------------------------------------------------------------
 
-    def receive(self, data: bytes) -> list[Opened | Cover]:
-        """Authenticate one live-channel message: batches to apply now, and signature notes
-        to keep (nothing for a hello, a parked batch, or something dropped and counted)."""
+    def receive(self, data: bytes) -> list[Accepted | Cover]:
+        """Authenticate one live-channel message: batches to apply (:meth:`open` decodes
+        their operations), and signature notes to keep (nothing for a hello, a parked
+        batch, or something dropped and counted)."""
         self.counters.add("received")
         try:
             envelope = self.codec.envelope(data)
@@ -216,62 +283,80 @@ class LiveChannel:
 
     def _hello(self, hello: Hello) -> None:
         try:
-            fresh = self.keyring.learn(hello, self.codec.verifier)
+            fresh = self.keyring.learn(hello, self.codec.verifier, self.members)
         except ValueError:
             raise DroppedMessage("bad_hello", "hello with a bad signature or key") from None
+        except DroppedMessage as exc:  # its certificate does not admit it
+            raise DroppedMessage("hello_" + exc.reason, str(exc), node=exc.node) from None
         if fresh:
             self.counters.add("peer_keys")
-            self.say_hello()  # so that the newcomer learns our key in turn
+            self.hello_soon()  # so that the newcomer learns our key in turn
+            if self.on_hello is not None:
+                self.on_hello(self.node_id(hello.signer))
 
-    def _batch(self, sealed: Sealed, *, signed: bool = False) -> Opened | None:
+    def _batch(self, sealed: Sealed, *, signed: bool = False) -> Accepted | None:
         signer = self.node_id(sealed.signer)
+        count = op_count(sealed.ops)
+        if count > MAX_OPS:
+            raise DroppedMessage("oversize", f"batch of {count} operations", node=signer)
+        size = len(sealed.ops)
+        mine = None if sealed.sig or signed else self.keyring.mine(sealed.macs)
+        # a signer over its quota loses the batch before it costs a signature check or a
+        # long hash (read-only: a batch forged in its name spends nothing of its quota); a
+        # short one with a MAC for us is cheaper to check than to pre-check
+        costly = mine is None or size > _PRECHECK_BYTES
+        if costly and not self.quotas.affords(signer, count, size):
+            self.counters.add("dropped_quota_ops", count)
+            raise DroppedMessage("quota", f"{signer} is over its quota", node=signer)
+        # one that will wait for a signature pays, unauthenticated, a budget shared by all
+        # such batches, before it costs a hash
+        if not (sealed.sig or signed or mine) and not self.pending.admits(size):
+            raise DroppedMessage("pending_rate", "too many unsigned bytes", node=signer)
         message, batch_id = self.codec.message(sealed)
         if sealed.sig:
-            self.codec.verify(sealed)
+            self.codec.check(sealed, message, signer)
         elif not signed:
-            verdict = self.keyring.check(signer, sealed.epoch, message, sealed.macs)
+            verdict = self.keyring.check(signer, sealed.epoch, message, mine)
             if verdict is False:
                 raise DroppedMessage("bad_mac", f"batch from {signer} with a bad MAC", node=signer)
             if verdict is None:  # no MAC for us (yet): wait for its signature note
-                self._park(batch_id, sealed)
+                self.pending.park(batch_id, sealed)
                 return None
             self.counters.add("mac_ok")
+        if self._certified and not self.members.knows(signer):
+            raise DroppedMessage("uncertified", f"batch from uncertified {signer}", node=signer)
         if not self._replay.accept(signer, sealed.epoch, sealed.seq):
             raise DroppedMessage("replay", "replayed batch", node=signer)
-        return Opened(sealed, batch_id, signer, self.codec.ops(sealed, signer))
+        if not self.quotas.take(signer, count, size):  # authenticated: now it pays
+            self.counters.add("dropped_quota_ops", count)
+            raise DroppedMessage("quota", f"{signer} is over its quota", node=signer)
+        return Accepted(sealed, batch_id, signer, count)
 
-    def _park(self, batch_id: str, sealed: Sealed) -> None:
-        now = time.monotonic()
-        stale = 0
-        with self._lock:
-            pending = self._pending
-            # oldest first (insertion order): drop what waited too long, or the oldest when full
-            while pending:
-                oldest = next(iter(pending))
-                if now - pending[oldest][1] <= _PENDING_S and len(pending) < _PENDING_MAX:
-                    break
-                del pending[oldest]
-                stale += 1
-            pending[batch_id] = (sealed, now)
-        if stale:
-            self.counters.add("dropped_unsigned", stale)
+    def open(self, accepted: Accepted) -> Opened:
+        """Decode an accepted batch's operations (on the thread that applies them, so that
+        a large batch holds up no other signer's on the zenoh thread).
 
-    def _note(self, note: SigNote) -> list[Opened | Cover]:
-        with self._lock:
-            parked = [self._pending.pop(raw.hex(), None) for raw in note.ids]
-        waiting = [entry[0] for entry in parked if entry is not None]
+        Raises:
+            DroppedMessage: malformed operations, or not as many as its header said.
+        """
+        sealed, signer = accepted.sealed, accepted.signer
+        ops = self.codec.ops(sealed, signer)
+        if len(ops) != accepted.count:
+            raise DroppedMessage("malformed", "operations of another count", node=signer)
+        return Opened(sealed, accepted.batch_id, signer, ops)
+
+    def _note(self, note: SigNote) -> list[Accepted | Cover]:
+        waiting = self.pending.take(note.ids)
         if not waiting:
             # it signs batches we already applied on their MACs: checked when first used
             return [Cover(note, verified=False)]
         try:
             self.codec.verify_note(note)  # it decides batches we hold back: check now
         except DroppedMessage:
-            now = time.monotonic()
-            with self._lock:  # a forged note must not cost the genuine one its batches
-                for sealed in waiting:
-                    self._pending[self.codec.message(sealed)[1]] = (sealed, now)
+            # a forged note must not cost the genuine one its batches
+            self.pending.put_back([(self.codec.message(b)[1], b) for b in waiting])
             raise
-        out: list[Opened | Cover] = []
+        out: list[Accepted | Cover] = []
         for sealed in waiting:
             if sealed.signer != note.signer or sealed.epoch != note.epoch:
                 self.counters.add("dropped_bad_signature")
@@ -285,70 +370,3 @@ class LiveChannel:
                 out.append(opened)
         self.counters.add("signed_by_note", len(out))
         return [*out, Cover(note, verified=True)]
-
-    # -- late joiners ----------------------------------------------------------------------
-
-    def answer(self, query: Any, batches: list[Sealed], notes: list[SigNote]) -> None:
-        """Reply to a sync query with ``batches`` and the ``notes`` that sign them."""
-        transport = self.transport
-        if transport is None:
-            return
-        chunk: list[Sealed] = []
-        size = number = 0
-        for sealed in batches:
-            chunk.append(sealed)
-            size += len(sealed.ops) + 160
-            if size >= _REPLY_CHUNK:
-                transport.reply(query, encode(SyncReply(VERSION, chunk)), number)
-                chunk, size, number = [], 0, number + 1
-        # the notes go last: a joiner checks every batch once it has all the replies
-        transport.reply(query, encode(SyncReply(VERSION, chunk, notes)), number)
-        self.counters.add("sync_answers")
-
-    def fetch(self, peer: str = "*") -> tuple[list[Opened], list[SigNote]]:
-        """Ask replicas for their batches; verify every signature (each one once).
-
-        Returns the verified batches, and the verified notes (to keep with them).
-        """
-        transport = self.transport
-        if transport is None:
-            return [], []
-        batches: dict[bytes, Sealed] = {}
-        notes: dict[bytes, SigNote] = {}
-        for data in transport.fetch(peer):
-            try:
-                reply = self.codec.reply(data)
-            except DroppedMessage as exc:
-                self.counters.add("dropped_" + exc.reason)
-                continue
-            for sealed in reply.batches:
-                batches.setdefault(sealed.ops + sealed.signer + sealed.sig, sealed)
-            for note in reply.notes:
-                notes.setdefault(note.sig, note)
-        covered: set[tuple[bytes, int, bytes]] = set()
-        good: list[SigNote] = []
-        for note in notes.values():
-            try:
-                self.codec.verify_note(note)
-            except DroppedMessage as exc:
-                self.counters.add("dropped_" + exc.reason)
-                continue
-            good.append(note)
-            covered.update((note.signer, note.epoch, raw) for raw in note.ids)
-        opened: dict[str, Opened] = {}
-        for sealed in batches.values():
-            try:
-                _, batch_id = self.codec.message(sealed)
-                if batch_id in opened:
-                    continue
-                if sealed.sig:
-                    batch_id, signer = self.codec.verify(sealed)
-                elif (sealed.signer, sealed.epoch, bytes.fromhex(batch_id)) in covered:
-                    signer = self.node_id(sealed.signer)
-                else:
-                    raise DroppedMessage("unsigned", "a synced batch that nothing signs")
-                opened[batch_id] = Opened(sealed, batch_id, signer, self.codec.ops(sealed, signer))
-            except DroppedMessage as exc:
-                self.counters.add("dropped_" + exc.reason)
-        self.counters.add("synced_batches", len(opened))
-        return list(opened.values()), good

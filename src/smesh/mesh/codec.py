@@ -18,6 +18,7 @@ from smesh.mesh.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Verifier, nod
 from smesh.mesh.wire import (
     _ADDRESS,
     _MAX_NAME,
+    MAX_CERT_BYTES,
     MAX_MESSAGE_BYTES,
     MAX_NOTE_IDS,
     MAX_OPS,
@@ -37,7 +38,7 @@ from smesh.mesh.wire import (
 )
 from smesh.signal import Signal, compute_address
 
-__all__ = ["Codec", "DroppedMessage", "check_mark", "signal_of"]
+__all__ = ["Codec", "DroppedMessage", "check_mark", "op_count", "signal_of"]
 
 _decode_sealed = msgspec.msgpack.Decoder(Sealed).decode
 _decode_envelope = msgspec.msgpack.Decoder(Envelope).decode
@@ -51,6 +52,23 @@ class DroppedMessage(InvalidMessage):
     def __init__(self, reason: str, message: str, *, node: str | None = None) -> None:
         super().__init__(message, node=node)
         self.reason = reason
+
+
+def op_count(body: bytes) -> int:
+    """How many operations a batch's encoding holds, from its msgpack array header alone.
+
+    Raises:
+        DroppedMessage: the encoding does not start with an array.
+    """
+    if body:
+        head = body[0]
+        if 0x90 <= head <= 0x9F:
+            return head & 0x0F
+        if head == 0xDC and len(body) >= 3:
+            return int.from_bytes(body[1:3], "big")
+        if head == 0xDD and len(body) >= 5:
+            return int.from_bytes(body[1:5], "big")
+    raise DroppedMessage("malformed", "operations that are not a list")
 
 
 def _finite(value: float) -> bool:
@@ -154,6 +172,8 @@ class Codec:
             len(message.ids) > MAX_NOTE_IDS or any(len(i) != 16 for i in message.ids)
         ):
             raise DroppedMessage("malformed", "signature note with malformed ids")
+        if isinstance(message, Hello) and len(message.cert) > MAX_CERT_BYTES:
+            raise DroppedMessage("malformed", "hello with an oversized certificate")
         return message
 
     def verify_note(self, note: SigNote) -> str:
@@ -207,7 +227,26 @@ class Codec:
             raise DroppedMessage("malformed", f"malformed sync reply: {exc}") from None
         if reply.v != VERSION:
             raise DroppedMessage("version", f"sync reply of version {reply.v} dropped")
+        if any(len(cert) > MAX_CERT_BYTES for cert in reply.certs) or not (
+            -1 <= reply.next < 2**63
+        ):
+            raise DroppedMessage("malformed", "sync reply with a bad certificate or cursor")
         return reply
+
+    def check(self, sealed: Sealed, message: bytes, signer: str) -> None:
+        """Check a batch's own signature over ``message`` (from :meth:`message`).
+
+        Raises:
+            DroppedMessage: another version, a malformed signature, or a bad one.
+        """
+        if sealed.v != VERSION:
+            raise DroppedMessage("version", f"batch of version {sealed.v} dropped")
+        if len(sealed.sig) != SIGNATURE_BYTES:
+            raise DroppedMessage("malformed", "batch with a malformed signature")
+        if not self.verifier.verify(sealed.signer, sealed.sig, message):
+            raise DroppedMessage(
+                "bad_signature", f"batch from {signer} with a bad signature", node=signer
+            )
 
     def verify(self, sealed: Sealed) -> tuple[str, str]:
         """Check a batch's version and signature; return its id and its signer's node id.

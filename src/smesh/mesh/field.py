@@ -26,40 +26,45 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from typing import Any
-
-import msgspec
 
 from smesh.clock import Clock, SystemClock
-from smesh.errors import InvalidSignal, NotPermitted, SignalNotFound, SmeshError
+from smesh.errors import SmeshError
 from smesh.mesh.channel import LiveChannel
 from smesh.mesh.identity import Identity
 from smesh.mesh.inbound import Inbound, ReplicaPort
-from smesh.mesh.merge import EmitRecord, Entry, MarkRecord, merge_op
+from smesh.mesh.local import LocalReplica
+from smesh.mesh.members import Members
+from smesh.mesh.presence import Presence
 from smesh.mesh.provenance import Provenance, check_link, trace
-from smesh.mesh.replica import MeshStats
-from smesh.mesh.replica_field import ReplicaField
+from smesh.mesh.replica import Counters, MeshStats
+from smesh.mesh.sync import Sync
 from smesh.mesh.transport import MeshConfig, PeerLink, Transport
-from smesh.mesh.wire import Op, ReinforceOp, RenewOp, WithdrawOp, emit_op
-from smesh.signal import Signal
 
 __all__ = ["MeshField"]
 
 _log = logging.getLogger(__name__)
 
 
-class MeshField(ReplicaField):
+class MeshField(LocalReplica):
     """A field replicated over a zenoh mesh.
+
+    Agent names are scoped under the node: the origin and reinforcer names of every
+    operation this node publishes must be ``<node id>/<agent>`` (:meth:`agent_name`), and
+    every receiver drops the operations of another node that are not (see
+    :mod:`smesh.mesh.identity`). So a signal's origin and reinforcers, on every replica,
+    name the node that signed them.
 
     Args:
         config: how to join the mesh (default: mesh ``smesh``, no endpoints).
-        identity: this node's signing key (default: a fresh one).
+        identity: this node's signing key (default: a fresh one; with TLS, it must be the
+            key the node's certificate names).
         clock: time source; must be wall time shared by all peers (the default).
         history: how many expired or withdrawn signals to keep.
+
+    Raises:
+        UsageError: with TLS, the certificate does not name ``identity``'s key.
     """
 
     def __init__(
@@ -71,37 +76,38 @@ class MeshField(ReplicaField):
         history: int = 1000,
     ) -> None:
         config = config if config is not None else MeshConfig()
+        self.config = config
+        self.identity = identity if identity is not None else Identity.generate()
+        tls = config.tls
+        self.members = Members(tls.ca if tls else None, allow=config.allow)
+        cert = self.members.own(self.identity.public_key, tls.cert) if tls else b""
+        channel = LiveChannel(self.identity, config, Counters(), members=self.members, cert=cert)
         super().__init__(
             clock if clock is not None else SystemClock(),
+            channel=channel,
+            max_batch=config.max_batch,
             history=history,
             gc_grace_s=config.gc_grace_s,
             max_skew_s=config.max_skew_s,
+            held_ops=config.limits.signer_held_ops,
         )
-        self.config = config
-        self.identity = identity if identity is not None else Identity.generate()
-        self.node_id = self.identity.node_id
-        self.channel = LiveChannel(self.identity, self.config, self.counters)
-        self.codec = self.channel.codec
+        self.codec = channel.codec
+        self.sync = Sync(channel)
         self.late_join_ms: float | None = None
-        self._depth = 0
-        self._batching = 0
-        self._outbox: list[Op] = []
-        self._unsealed: list[EmitRecord | MarkRecord] = []
-        self._flush_scheduled = False
-        self._peers: dict[str, float] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: int | None = None
+        self._presence = Presence(channel.keyring.knows, config.limits, self.counters)
         self._transport: Transport | None = None
         self._synced = False
         port = ReplicaPort(
             loop=lambda: self._loop,
             apply=self._apply_remote,
+            apply_part=self._apply_part,
             keep_notes=self._keep_notes,
             servable=self._servable,
             peer_joined=self._peer_joined,
+            peer_greeted=self._peer_greeted,
             peer_left=self._peer_left,
         )
-        self.inbound = Inbound(port, self.channel, self.counters)
+        self.inbound = Inbound(port, self.channel, self.sync, self.counters)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -133,7 +139,7 @@ class MeshField(ReplicaField):
         try:
             await asyncio.to_thread(self._open_transport)
             started = time.perf_counter()
-            synced = await asyncio.to_thread(self.channel.fetch)
+            synced = await asyncio.to_thread(self.sync.fetch)
             self.inbound.apply_synced(synced)
             self.late_join_ms = (time.perf_counter() - started) * 1e3
             await asyncio.to_thread(self._announce)
@@ -162,7 +168,7 @@ class MeshField(ReplicaField):
 
     def _catch_up(self) -> None:
         started = time.perf_counter()
-        self.inbound.apply_synced(self.channel.fetch())
+        self.inbound.apply_synced(self.sync.fetch())
         self.late_join_ms = (time.perf_counter() - started) * 1e3
 
     def close(self) -> None:
@@ -179,7 +185,7 @@ class MeshField(ReplicaField):
             transport.close()
         self.inbound.join(self.config.sync_timeout_s + 1.0)
         with self._lock:
-            self._peers.clear()  # a closed field sees no one
+            self._presence.clear()  # a closed field sees no one
 
     @property
     def closed(self) -> bool:
@@ -202,195 +208,25 @@ class MeshField(ReplicaField):
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    # -- local operations ------------------------------------------------------------------
-
-    def _enter(self) -> None:
-        self._lock.acquire()
-        self._depth += 1
-
-    def _exit(self) -> None:
-        self._depth -= 1
-        outer = self._depth == 0
-        pending = len(self._outbox)
-        self._lock.release()
-        if outer and pending >= self.config.max_batch:
-            self.flush()  # a full batch goes out at once, even inside batch()
-        elif outer and pending and not self._batching:
-            if self._loop is None:
-                self.flush()
-            elif not self._flush_scheduled:
-                self._flush_scheduled = True
-                if threading.get_ident() == self._loop_thread:
-                    self._loop.call_soon(self._flush_soon)
-                else:
-                    self._loop.call_soon_threadsafe(self._flush_soon)
-
-    @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
-        """Group the operations inside into as few signed batches as possible."""
-        with self._lock:
-            self._batching += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._batching -= 1
-                done = self._batching == 0
-            if done:
-                self.flush()
-
-    def _local(self, address: str, op: Op, signal: Signal | None, by: str | None) -> None:
-        entry = self._entry(address)
-        record = merge_op(entry, op, self.node_id, None, signal)
-        if record is not None:
-            self._outbox.append(op)
-            self._unsealed.append(record)
-        self._settle(address, entry, by, local=True)
-
-    def emit(self, signal: Signal | str, payload: Any = None, /, **options: Any) -> Signal:
-        """As :meth:`Field.emit`; the emit is also published to the mesh.
-
-        Raises:
-            InvalidSignal: as for a local field, or a custom decay (it cannot travel).
-        """
-        if not isinstance(signal, Signal):
-            signal = self.new_signal(signal, payload, **options)
-        elif payload is not None or options:
-            raise InvalidSignal("emit(Signal) takes no payload or options")
-        self._enter()
-        try:
-            address = signal.address
-            live = self._held(address)
-            if live is not None and live.is_expired(self.clock.now()):
-                # past its expiry, not yet ticked: gone, as in a local field; this is new
-                self._settle(address, self._entry(address), None, local=True)
-                live = None
-            if live is not None and (
-                signal.origin == live.origin or signal.origin in live.reinforcers
-            ):
-                return live  # a local field would count nothing either
-            entry = self._entries.get(address)
-            if entry is None:  # the common case: a new address, nothing to merge
-                op = emit_op(signal)
-                record = EmitRecord(signal, self.node_id, None)
-                self._entries[address] = Entry(record)
-                self._outbox.append(op)
-                self._unsealed.append(record)
-                self._admit(signal, local=True)
-                return signal
-            cut = self._state(address, entry).cut
-            if signal.created_at <= cut:  # a re-emit must come after its withdrawal
-                signal = msgspec.structs.replace(signal, created_at=_after(cut, signal.created_at))
-            self._local(address, emit_op(signal), signal, signal.origin)
-            current = self._held(address)
-            return current if current is not None else signal
-        finally:
-            self._exit()
-
-    def emit_many(self, signals: Iterable[Signal]) -> int:
-        """Emit many signals in as few batches as possible; return how many were new."""
-        fresh = 0
-        with self.batch():
-            for signal in signals:
-                new = self._held(signal.address) is None
-                self.emit(signal)
-                fresh += new
-        return fresh
-
-    def reinforce(self, address: str, *, by: str) -> bool:
-        """As :meth:`Field.reinforce`; the reinforcement is signed and published."""
-        self._enter()
-        try:
-            signal = self._get_live(address)
-            if by == signal.origin or by in signal.reinforcers:
-                return False
-            now = self.clock.now()
-            self._local(address, ReinforceOp(address=address, by=by, at=now), None, by)
-            return True
-        finally:
-            self._exit()
-
-    def _own(self, address: str, by: str, action: str) -> tuple[Signal, Entry]:
-        signal = self._get_live(address)
-        if signal.is_expired(self.clock.now()):  # gone, as in a local field: expire it now
-            self._settle(address, self._entry(address), None, local=True)
-            raise SignalNotFound(f"no live signal at address {address}", signal=address)
-        if by != signal.origin:
-            raise NotPermitted(
-                f"{by} cannot {action} a signal emitted by {signal.origin}",
-                node=by,
-                signal=address,
-            )
-        entry = self._entry(address)
-        state = self._state(address, entry)
-        if state.record is None or state.record.signer != self.node_id:
-            signer = state.record.signer if state.record is not None else "?"
-            raise NotPermitted(
-                f"only node {signer}, which emitted it, may {action} this signal",
-                node=self.node_id,
-                signal=address,
-            )
-        return signal, entry
-
-    def withdraw(self, address: str, *, by: str) -> Signal:
-        """As :meth:`Field.withdraw`; the withdrawal is published as a tombstone.
-
-        Raises:
-            SignalNotFound: no live signal has this address.
-            NotPermitted: ``by`` is not its origin, or another node emitted it.
-        """
-        self._enter()
-        try:
-            signal, entry = self._own(address, by, "withdraw")
-            # the tombstone must cover every operation this replica has seen
-            at = max(self.clock.now(), entry.latest_time())
-            self._local(address, WithdrawOp(address=address, by=by, at=at), None, by)
-            return signal
-        finally:
-            self._exit()
-
-    def renew(self, address: str, *, by: str) -> Signal:
-        """As :meth:`Field.renew`; the renewal is published.
-
-        Raises:
-            SignalNotFound: no live signal has this address.
-            NotPermitted: ``by`` is not its origin, or another node emitted it.
-        """
-        self._enter()
-        try:
-            signal, _ = self._own(address, by, "renew")
-            now = self.clock.now()
-            self._local(address, RenewOp(address=address, by=by, at=now), None, by)
-            current = self._held(address)
-            return current if current is not None else signal
-        finally:
-            self._exit()
-
-    def tick(self, now: float | None = None) -> list[Signal]:
-        """As :meth:`Field.tick`, and forget operations of long-dead signals."""
-        self._enter()
-        try:
-            if now is None:
-                now = self.clock.now()
-            expired = super().tick(now)
-            self._collect(now)
-            return expired
-        finally:
-            self._exit()
-
-    expire = tick
-
     # -- what Inbound may do (its port) ----------------------------------------------------
 
     def _peer_joined(self, node: str) -> bool:
-        """Record a present peer; True if it is new to a synced field (ask it for its
-        replica: it may hold what we missed)."""
+        """A peer's liveliness token appeared; True if it is newly confirmed (it said hello
+        too) to a synced field: ask it for its replica, it may hold what we missed."""
+        if self._closed:
+            return False
+        self.channel.keyring.present(node, True)
+        with self._lock:
+            confirmed = self._presence.token(node, self.clock.now())
+        return self._synced and confirmed
+
+    def _peer_greeted(self, node: str) -> bool:
+        """A peer said a new hello; True if that confirms it to a synced field."""
         if self._closed:
             return False
         with self._lock:
-            known = node in self._peers
-            self._peers[node] = self.clock.now()
-        return self._synced and not known
+            confirmed = self._presence.greeted(node)
+        return self._synced and confirmed
 
     def _peer_left(self, node: str) -> bool:
         """Forget a departed peer and lapse its leases; False once closed."""
@@ -398,46 +234,19 @@ class MeshField(ReplicaField):
             return False
         self._enter()
         try:
-            self._peers.pop(node, None)
+            self._presence.gone(node)
             self._lapse(node, self.config.lease_kinds)
         finally:
             self._exit()
         return True
 
-    # -- publishing ------------------------------------------------------------------------
-
-    def _flush_soon(self) -> None:
-        self._flush_scheduled = False
-        if not self._closed:
-            with contextlib.suppress(SmeshError):
-                self.flush()
-
-    def flush(self) -> int:
-        """Seal, sign and publish the queued operations now; return how many went out."""
-        with self._lock:
-            ops, self._outbox = self._outbox, []
-            records, self._unsealed = self._unsealed, []
-            self._flush_scheduled = False
-        if not ops:
-            return 0
-        step = self.config.max_batch
-        for start in range(0, len(ops), step):
-            chunk = ops[start : start + step]
-            batch_id, sealed = self.channel.send(chunk)
-            with self._lock:
-                self._store.add(batch_id, sealed)
-                for record in records[start : start + step]:
-                    record.batch = batch_id
-            self.counters.add("published_batches")
-            self.counters.add("published_ops", len(chunk))
-        return len(ops)
-
     # -- introspection ---------------------------------------------------------------------
 
     def peers(self) -> list[str]:
-        """Node ids of the peers currently present (their liveliness tokens are up)."""
+        """Node ids of the peers present: their liveliness tokens are up and they said
+        hello lately (see :mod:`smesh.mesh.presence`)."""
         with self._lock:
-            return sorted(self._peers)
+            return self._presence.peers(self.clock.now())
 
     def links(self) -> list[PeerLink]:
         """This node's live zenoh links."""
@@ -450,7 +259,7 @@ class MeshField(ReplicaField):
             return MeshStats(
                 node=self.node_id,
                 mesh=self.config.mesh,
-                peers=sorted(self._peers),
+                peers=self._presence.peers(self.clock.now()),
                 live=len(self),
                 entries=len(self._entries),
                 batches=len(self._store),
@@ -488,8 +297,3 @@ class MeshField(ReplicaField):
             if proof is None or not check_link(address, link, proof, self.channel):
                 return False
         return True
-
-
-def _after(cut: float, when: float) -> float:
-    """The first float after ``cut`` (and not before ``when``)."""
-    return max(when, math.nextafter(cut, math.inf))

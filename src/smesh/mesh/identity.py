@@ -5,8 +5,12 @@ but the message to check it, because every message carries the signer's 32-byte 
 and the node id is a hash of that key. Nobody can claim a node id without holding its key.
 
 The same key can serve as the node's TLS key: :func:`smesh.mesh.pki.issue` writes an
-Ed25519 key that :meth:`Identity.load` reads, so the peer that a TLS handshake authenticates
-and the signer of the signals it sends are one node.
+Ed25519 key that :meth:`Identity.load` reads, and a certificate that names the node id.
+
+Agent names on a mesh are scoped under the node that hosts them: ``<node id>/<agent>``
+(:func:`agent_name`). A node may speak only for its own agents: receivers drop any
+operation whose origin or reinforcer is not scoped under the node that signed it, so every
+name in a replica is authenticated by the key that signed it (:func:`speaks_for`).
 """
 
 from __future__ import annotations
@@ -21,16 +25,49 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from smesh.errors import UsageError
 
-__all__ = ["PUBLIC_KEY_BYTES", "SIGNATURE_BYTES", "Identity", "Verifier", "node_id_of"]
+__all__ = [
+    "PUBLIC_KEY_BYTES",
+    "SIGNATURE_BYTES",
+    "Identity",
+    "Verifier",
+    "agent_name",
+    "node_id_of",
+    "node_of",
+    "speaks_for",
+]
 
 PUBLIC_KEY_BYTES = 32
 SIGNATURE_BYTES = 64
+NODE_ID_CHARS = 32
 _ID_PERSON = b"smesh-node-id"
+_HEX = frozenset("0123456789abcdef")
 
 
 def node_id_of(public_key: bytes) -> str:
     """The node id for a raw Ed25519 public key: 32 hex digits (128 bits) of blake2b."""
     return blake2b(public_key, digest_size=16, person=_ID_PERSON).hexdigest()
+
+
+def agent_name(node_id: str, agent: str) -> str:
+    """The mesh-wide name of agent ``agent`` hosted by ``node_id``: ``<node id>/<agent>``."""
+    return f"{node_id}/{agent}"
+
+
+def speaks_for(node_id: str, name: str) -> bool:
+    """Whether ``name`` is one of ``node_id``'s agents (``<node id>/<something>``)."""
+    return (
+        name.startswith(node_id)
+        and name[NODE_ID_CHARS : NODE_ID_CHARS + 1] == "/"
+        and (len(name) > NODE_ID_CHARS + 1)
+    )
+
+
+def node_of(name: str) -> str | None:
+    """The node id an agent name is scoped under, or None for a name scoped under none."""
+    head = name[:NODE_ID_CHARS]
+    if len(name) > NODE_ID_CHARS + 1 and name[NODE_ID_CHARS] == "/" and set(head) <= _HEX:
+        return head
+    return None
 
 
 class Identity:

@@ -110,6 +110,13 @@ class Entry:
             if mark.batch is not None:
                 yield mark.batch
 
+    def signers(self) -> Iterator[str]:
+        """The signer of each operation here (one per operation)."""
+        for _origin, _created_at, signer in self.emits:
+            yield signer
+        for _tag, _by, _at, signer in self.marks:
+            yield signer
+
     def latest_time(self) -> float:
         """The latest timestamp of any operation here (a withdrawal must cover them all)."""
         latest = -float("inf")

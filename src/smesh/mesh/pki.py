@@ -4,8 +4,10 @@
 certificate for one node, signed by that CA, usable both to accept connections and to open
 them (zenoh peers do both). The node's TLS key is also its signing identity: the key in
 ``NODE.key`` is the Ed25519 key whose public half names the node (see
-:mod:`smesh.mesh.identity`), so the peer a TLS handshake authenticates and the signer of the
-signals it sends are one and the same.
+:mod:`smesh.mesh.identity`), and the certificate says so twice: its subject key is that key,
+and a subject alternative name ``smesh:node:<node id>`` (:func:`node_uri`) names the node.
+A node shows its certificate in its signed hello; every receiver checks it against the CA
+and binds the signer to it (:mod:`smesh.mesh.members`).
 
 Peers verify each other against the CA only, not against host names: a mesh is a set of
 nodes, not of DNS names, and access control (optional) goes by the certificate's common name.
@@ -26,12 +28,29 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from smesh.errors import UsageError
+from smesh.mesh.identity import node_id_of
 
-__all__ = ["CA_CERT", "CA_KEY", "NodeCredentials", "init_ca", "issue", "load_credentials"]
+__all__ = [
+    "CA_CERT",
+    "CA_KEY",
+    "NODE_URI",
+    "NodeCredentials",
+    "init_ca",
+    "issue",
+    "load_credentials",
+    "node_uri",
+]
 
 CA_CERT = "ca.pem"
 CA_KEY = "ca.key"
+#: the scheme of the subject alternative name that binds a certificate to a node id
+NODE_URI = "smesh:node:"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+def node_uri(node_id: str) -> str:
+    """The subject alternative name (a URI) that binds a certificate to ``node_id``."""
+    return NODE_URI + node_id
 
 
 class NodeCredentials(msgspec.Struct, frozen=True, kw_only=True):
@@ -112,8 +131,10 @@ def init_ca(directory: str | Path, *, name: str = "smesh mesh CA", days: int = 3
     return cert_path
 
 
-def _san(name: str, hosts: tuple[str, ...]) -> x509.SubjectAlternativeName:
-    entries: list[x509.GeneralName] = [x509.DNSName(name)] if "_" not in name else []
+def _san(name: str, node_id: str, hosts: tuple[str, ...]) -> x509.SubjectAlternativeName:
+    entries: list[x509.GeneralName] = [x509.UniformResourceIdentifier(node_uri(node_id))]
+    if "_" not in name:
+        entries.append(x509.DNSName(name))
     for host in hosts:
         try:
             entries.append(x509.IPAddress(ipaddress.ip_address(host)))
@@ -130,7 +151,8 @@ def issue(
     hosts: tuple[str, ...] = ("localhost", "127.0.0.1"),
     days: int = 825,
 ) -> NodeCredentials:
-    """Issue a certificate for ``node`` signed by the CA in ``ca``.
+    """Issue a certificate for ``node`` signed by the CA in ``ca``, with a fresh Ed25519 key
+    that is both its TLS key and its signing identity (named in the certificate).
 
     Args:
         node: the node name; becomes the certificate's common name.
@@ -190,7 +212,7 @@ def issue(
             ),
             critical=False,
         )
-        .add_extension(_san(node, hosts), critical=False)
+        .add_extension(_san(node, node_id_of(public.public_bytes_raw()), hosts), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),

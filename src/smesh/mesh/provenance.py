@@ -4,8 +4,8 @@ A signal's provenance is the emit that gives it its content and origin, one oper
 reinforcer (a reinforcement, or a concurrent emit of the same content), and the renewal
 that set its age, each with the node that signed it and the batch that carries it. Anyone
 holding the replica's batches can re-check the chain: each batch verifies (its own
-signature, or a signature note that lists it), under the link's node key, and carries the
-link's operation.
+signature, or a signature note that lists it), under the link's node key, carries the
+link's operation, and that operation names an agent of the signing node.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import msgspec
 
 from smesh.errors import InvalidSignal
 from smesh.mesh.codec import DroppedMessage, signal_of
+from smesh.mesh.identity import speaks_for
 from smesh.mesh.merge import Entry, Resolved
 from smesh.mesh.wire import EmitOp, Op, ReinforceOp, RenewOp, Sealed, SigNote, WithdrawOp
 from smesh.signal import Signal
@@ -115,7 +116,7 @@ def check_link(
         ops = codec.ops(sealed, signer)
     except DroppedMessage:
         return False
-    if batch_id != link.batch or signer != link.node:
+    if batch_id != link.batch or signer != link.node or not speaks_for(signer, link.by):
         return False
     return any(_carries(op, address, link) for op in ops)
 

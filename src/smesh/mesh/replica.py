@@ -13,6 +13,7 @@ import msgspec
 __all__ = ["Counters", "MeshStats", "ReplayGuard"]
 
 _WINDOW = 1024  # how many recent sequence numbers per signer are remembered
+_MAX_SIGNERS = 65536  # signers whose windows are kept (least recently new forgotten first)
 
 
 class Counters:
@@ -58,17 +59,22 @@ class ReplayGuard:
     arrive out of order within the window (several routes, several threads).
     """
 
-    __slots__ = ("_lock", "_windows")
+    __slots__ = ("_capacity", "_lock", "_windows")
 
-    def __init__(self) -> None:
+    def __init__(self, capacity: int = _MAX_SIGNERS) -> None:
         self._lock = threading.Lock()
         self._windows: dict[str, _Window] = {}
+        self._capacity = capacity
 
     def accept(self, signer: str, epoch: int, seq: int) -> bool:
         """Record ``(epoch, seq)`` for ``signer``; False if it is a replay."""
         with self._lock:
             window = self._windows.get(signer)
             if window is None or epoch > window.epoch:
+                if window is None and len(self._windows) >= self._capacity:
+                    # bounded: signers are only those whose batches authenticated, but
+                    # fresh keys cost nothing on a mesh without a CA
+                    del self._windows[next(iter(self._windows))]
                 self._windows[signer] = _Window(epoch, seq)
                 return True
             if epoch < window.epoch:

@@ -6,8 +6,11 @@
 field in line with it through :class:`~smesh.field.Field`'s extension points (insert,
 replace, discard, tally, publish) and delivers the same :class:`~smesh.field.FieldEvent`\\ s
 a local field would. Verified remote batches are merged here too
-(:meth:`ReplicaField._apply_remote`). Operations of signals that are gone are kept a grace
-period (late messages, tombstones), then swept, with the batches nothing refers to any more.
+(:meth:`ReplicaField._apply_remote`), each operation only if it names an agent of the node
+that signed it (``<node>/<agent>``: see :func:`smesh.mesh.identity.speaks_for`) and while
+that signer holds fewer than ``held_ops`` operations here. Operations of signals that are
+gone are kept a grace period (late messages, tombstones), then swept, with the batches
+nothing refers to any more.
 
 Every public read takes the field's re-entrant lock: without an event loop, remote
 operations are applied on zenoh's threads. The core :class:`~smesh.field.Field` stays free
@@ -29,14 +32,16 @@ from smesh.field import Field, FieldEvent, FieldStats, Sensed, Subscription
 from smesh.mesh.codec import check_mark, signal_of
 from smesh.mesh.merge import EmitRecord, Entry, Resolved, materialize, merge_op, resolve, tombstone
 from smesh.mesh.replica import Counters
-from smesh.mesh.store import BatchStore
-from smesh.mesh.wire import EmitOp, Op, Opened, Sealed, SigNote
+from smesh.mesh.store import BatchStore, Page
+from smesh.mesh.wire import EmitOp, Op, Opened, ReinforceOp, SigNote
 from smesh.signal import Signal
 
 __all__ = ["ReplicaField"]
 
 _log = logging.getLogger(__name__)
 _SWEEP_S = 5.0  # how often unreferenced batches are dropped
+#: most remote operations merged under the lock at once (and on the loop in one go)
+APPLY_SLICE = 256
 
 
 class ReplicaField(Field):
@@ -47,20 +52,31 @@ class ReplicaField(Field):
         history: how many expired or withdrawn signals to keep.
         gc_grace_s: how long the operations of a dead signal are kept.
         max_skew_s: how far ahead of our clock a remote timestamp may be.
+        held_ops: most operations of one remote signer kept at once.
+        counters: where to count (default: new counters).
 
     For subclasses (protected): the replica's state, guarded by ``_lock`` (re-entrant):
     ``_entries`` (address → :class:`~smesh.mesh.merge.Entry`), ``_store`` (the signed
     :class:`~smesh.mesh.store.BatchStore`), ``_closed`` (set once it takes no more);
     :meth:`_enter`/:meth:`_exit` bracket a change; :meth:`_entry` and :meth:`_state` read
     an address's operations; :meth:`_settle` and :meth:`_admit` apply a change to the
-    field; :meth:`_apply_remote`, :meth:`_lapse`, :meth:`_keep_notes` and
-    :meth:`_servable` are the remote side, which :class:`~smesh.mesh.inbound.Inbound`
+    field; :meth:`_apply_remote`, :meth:`_apply_part`, :meth:`_lapse`, :meth:`_keep_notes`
+    and :meth:`_servable` are the remote side, which :class:`~smesh.mesh.inbound.Inbound`
     reaches through its port.
     """
 
-    def __init__(self, clock: Clock, *, history: int, gc_grace_s: float, max_skew_s: float) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        history: int,
+        gc_grace_s: float,
+        max_skew_s: float,
+        held_ops: int = 100_000,
+        counters: Counters | None = None,
+    ) -> None:
         super().__init__(clock, history=history)
-        self.counters = Counters()
+        self.counters = counters if counters is not None else Counters()
         self._lock = threading.RLock()
         self._entries: dict[str, Entry] = {}
         self._store = BatchStore()
@@ -68,6 +84,8 @@ class ReplicaField(Field):
         self._gc: list[tuple[float, str]] = []  # heap of (when to look again, address)
         self._gc_grace_s = gc_grace_s
         self._max_skew_s = max_skew_s
+        self._held_ops = held_ops
+        self._held_by: dict[str, int] = {}  # remote signer -> operations of it kept here
         self._next_sweep = 0.0
         self._closed = False  # set by a subclass when it stops: late batches are ignored
 
@@ -196,66 +214,98 @@ class ReplicaField(Field):
     # -- the remote side -------------------------------------------------------------------
 
     def _apply_remote(self, batches: list[Opened]) -> None:
-        """Merge verified remote batches into the replica (nothing once closed)."""
+        """Merge verified remote batches into the replica (nothing once closed), a slice of
+        operations at a time: the lock is never held for a whole large batch."""
+        for opened in batches:
+            count = len(opened.ops)
+            for start in range(0, count, APPLY_SLICE):
+                self._apply_part(opened, start, min(count, start + APPLY_SLICE))
+
+    def _apply_part(self, opened: Opened, start: int, stop: int) -> None:
+        """Merge operations ``start:stop`` of a verified remote batch."""
         if self._closed:
             return
         self._enter()
         try:
+            signer = opened.signer
+            ops = opened.ops if start == 0 and stop >= len(opened.ops) else opened.ops[start:stop]
+            held = self._held_by.get(signer, 0)
+            if held >= self._held_ops:  # checked per slice: it may go over by one slice
+                self.counters.add("dropped_held_quota", len(ops))
+                return
             now = self.clock.now()
             horizon = now + self._max_skew_s
-            applied = 0
-            for opened in batches:
-                kept = False
-                for op in opened.ops:
-                    try:
-                        merged = self._merge_remote(op, opened, now, horizon)
-                    except Exception:  # whatever a signer sent, the replica stays up
-                        self.counters.add("dropped_error")
-                        _log.exception("unexpected error merging an operation")
-                        continue
-                    if merged:
-                        kept = True
-                        applied += 1
-                if kept:
-                    self._store.add(opened.batch_id, opened.sealed)
-            self.counters.add("applied_ops", applied)
+            speaker = signer + "/"  # names it may speak for: "<its node id>/..."
+            applied = fresh = 0
+            for op in ops:
+                try:
+                    merged = self._merge_remote(op, opened, now, horizon, speaker)
+                except Exception:  # whatever a signer sent, the replica stays up
+                    self.counters.add("dropped_error")
+                    _log.exception("unexpected error merging an operation")
+                    continue
+                if merged:
+                    applied += 1
+                    fresh += merged - 1
+            if fresh:
+                self._held_by[signer] = held + fresh
+            if applied:
+                self._store.add(opened.batch_id, opened.sealed)
+                self.counters.add("applied_ops", applied)
         finally:
             self._exit()
 
-    def _merge_remote(self, op: Op, opened: Opened, now: float, horizon: float) -> bool:
+    def _merge_remote(
+        self, op: Op, opened: Opened, now: float, horizon: float, speaker: str
+    ) -> int:
+        """Merge one remote operation: 0 if it changed nothing (or was dropped), 1 if it
+        merged into a record kept already, 2 if it added a record."""
         signal: Signal | None = None
         try:
             if isinstance(op, EmitOp):
+                origin = op.origin
+                # only for its own agents (see smesh.mesh.identity.speaks_for)
+                if not (origin.startswith(speaker) and len(origin) > len(speaker)):
+                    self.counters.add("dropped_foreign_origin")
+                    return 0
                 signal = signal_of(op)
                 if signal.created_at > horizon:
                     self.counters.add("dropped_skew")
-                    return False
+                    return 0
                 expires = self._expires_at(signal)
                 if expires <= now:
                     self.counters.add("stale_ops")  # expired in flight: nothing to do
-                    return False
+                    return 0
                 address = signal.address
                 if address not in self._entries:  # the common case: a new signal
                     # (no entry means nothing held: every held signal has its entry)
-                    record = EmitRecord(signal, opened.signer, opened.batch_id)
-                    self._entries[address] = Entry(record)
+                    self._entries[address] = Entry(
+                        EmitRecord(signal, opened.signer, opened.batch_id)
+                    )
                     self._admit(signal, local=False, expires_at=expires)
-                    return True
+                    return 2
             else:
                 check_mark(op)
+                by = op.by
+                if not (by.startswith(speaker) and len(by) > len(speaker)):
+                    reinforce = isinstance(op, ReinforceOp)
+                    self.counters.add(
+                        "dropped_foreign_reinforcer" if reinforce else "dropped_foreign_name"
+                    )
+                    return 0
                 if op.at > horizon:
                     self.counters.add("dropped_skew")
-                    return False
+                    return 0
                 address = op.address
         except (InvalidSignal, RecursionError):
             self.counters.add("dropped_invalid_op")
-            return False
+            return 0
         entry = self._entry(address)
+        size = len(entry)
         if merge_op(entry, op, opened.signer, opened.batch_id, signal) is None:
-            return False
-        by = op.origin if isinstance(op, EmitOp) else op.by
-        self._settle(address, entry, by, local=False)
-        return True
+            return 0
+        self._settle(address, entry, op.origin if isinstance(op, EmitOp) else op.by, local=False)
+        return 2 if len(entry) > size else 1
 
     def _lapse(self, node: str, kinds: Iterable[str]) -> int:
         """Lapse the leases (signals of ``kinds``) that ``node`` emitted: it left the mesh.
@@ -286,24 +336,24 @@ class ReplicaField(Field):
             for note in notes:
                 self._store.cover(note, verified=verified)
 
-    def _servable(self, check: Callable[[SigNote], bool]) -> tuple[list[Sealed], list[SigNote]]:
-        """The signed batches to hand a late joiner, and the notes they need.
+    def _servable(self, check: Callable[[SigNote], bool], after: int, max_bytes: int) -> Page:
+        """One page of the signed batches to hand a late joiner, and the notes they need.
 
         Notes not checked yet (they arrived after their batches were applied on MACs) are
         checked here with ``check``, outside the lock, the first time they serve as
         evidence; a bad one is dropped with the batches that rely on it.
         """
         with self._lock:
-            batches, notes, unchecked = self._store.servable()
-        if not unchecked:
-            return batches, notes
-        verdicts = {note.sig: check(note) for note in notes if note.sig in unchecked}
+            page = self._store.page(after, max_bytes)
+        if not page.unchecked:
+            return page
+        verdicts = {note.sig: check(note) for note in page.notes if note.sig in page.unchecked}
         with self._lock:
             for key, ok in verdicts.items():
                 self._store.verified(key, ok)
             if not all(verdicts.values()):
-                batches, notes, _ = self._store.servable()
-        return batches, notes
+                page = self._store.page(after, max_bytes)
+        return page
 
     # -- forgetting ------------------------------------------------------------------------
 
@@ -311,6 +361,16 @@ class ReplicaField(Field):
         entry = self._entries.get(address)
         if entry is not None:
             heapq.heappush(self._gc, (entry.latest() + self._gc_grace_s, address))
+
+    def _release(self, entry: Entry) -> None:
+        """The operations of a forgotten entry no longer count against their signers."""
+        held = self._held_by
+        for signer in entry.signers():
+            left = held.get(signer, 0) - 1
+            if left > 0:
+                held[signer] = left
+            else:
+                held.pop(signer, None)
 
     def _collect(self, now: float) -> None:
         """Drop the operations of signals dead for ``gc_grace_s``, and unreferenced batches."""
@@ -326,6 +386,7 @@ class ReplicaField(Field):
                 continue
             del self._entries[address]
             self._lapsed.pop(address, None)
+            self._release(entry)
         if now >= self._next_sweep:
             self._next_sweep = now + _SWEEP_S
             keep: set[str] = set()

@@ -32,10 +32,11 @@ import msgspec
 import zenoh
 
 from smesh.errors import TransportError, UsageError
+from smesh.mesh.limits import Limits
 from smesh.mesh.pki import NodeCredentials
 from smesh.mesh.wire import MAX_MESSAGE_BYTES
 
-__all__ = ["MeshConfig", "PeerLink", "Transport", "zenoh_config"]
+__all__ = ["MeshConfig", "PeerLink", "Transport", "query_cursor", "zenoh_config"]
 
 _MESH_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _LOG_ONCE = threading.Lock()
@@ -64,6 +65,8 @@ class MeshConfig(msgspec.Struct, frozen=True, kw_only=True):
             :mod:`smesh.mesh.channel`).
         sign_delay_s: a batch sent with MACs is signed no sooner than this after it.
         max_message_bytes: the largest inbound message accepted.
+        limits: the bounds on what peers may make this node hold or do (see
+            :class:`~smesh.mesh.limits.Limits`).
     """
 
     mesh: str = "smesh"
@@ -80,6 +83,7 @@ class MeshConfig(msgspec.Struct, frozen=True, kw_only=True):
     sign_interval_s: float = 0.02
     sign_delay_s: float = 0.005
     max_message_bytes: int = MAX_MESSAGE_BYTES
+    limits: Limits = msgspec.field(default_factory=Limits)
 
     def __post_init__(self) -> None:
         if not _MESH_NAME.match(self.mesh):
@@ -166,6 +170,15 @@ def zenoh_config(config: MeshConfig) -> zenoh.Config:
             ),
         )
     return zc
+
+
+def query_cursor(query: Any) -> int:
+    """The cursor a sync query asks from (``?after=N``; 0: from the start)."""
+    try:
+        value = query.parameters.get("after")
+        return max(0, int(value)) if value else 0
+    except (ValueError, TypeError, AttributeError):
+        return 0
 
 
 def _init_logging() -> None:
@@ -270,17 +283,23 @@ class Transport:
         """Answer a sync query with one chunk."""
         query.reply(f"{self._root}/sync/{self.node_id}/{chunk}", data)
 
-    def fetch(self, peer: str = "*", *, timeout_s: float | None = None) -> Iterator[bytes]:
-        """Ask replicas (all, or one peer's) for their batches; yield each reply's bytes.
+    def fetch(
+        self, peer: str = "*", *, after: int = 0, timeout_s: float | None = None
+    ) -> Iterator[tuple[str, bytes]]:
+        """Ask replicas (all, or one peer's) for their batches kept after cursor ``after``;
+        yield ``(replica's node id, bytes)`` for each reply.
 
         Blocks until every replica answered or the timeout passed.
         """
         session = self._session
         if session is None:
             return
+        selector = f"{self._root}/sync/{peer}/**"
+        if after:
+            selector += f"?after={after}"
         try:
             replies = session.get(
-                f"{self._root}/sync/{peer}/**",
+                selector,
                 target=zenoh.QueryTarget.ALL,
                 consolidation=zenoh.QueryConsolidation(zenoh.ConsolidationMode.NONE),
                 timeout=timeout_s if timeout_s is not None else self.config.sync_timeout_s,
@@ -288,7 +307,8 @@ class Transport:
             for reply in replies:
                 sample = reply.ok
                 if sample is not None:
-                    yield sample.payload.to_bytes()
+                    parts = str(sample.key_expr).split("/")
+                    yield (parts[3] if len(parts) > 4 else ""), sample.payload.to_bytes()
         except zenoh.ZError as exc:  # e.g. the session closed under us
             raise TransportError(f"sync query failed: {exc}", node=self.node_id) from None
 

@@ -32,6 +32,7 @@ from smesh.mesh.identity import Identity
 from smesh.signal import Signal
 
 __all__ = [
+    "MAX_CERT_BYTES",
     "MAX_MESSAGE_BYTES",
     "MAX_OPS",
     "VERSION",
@@ -67,6 +68,8 @@ _DOMAIN = b"smesh/1"
 _NOTE = b"smesh-note/1"
 #: most batch ids one signature note covers
 MAX_NOTE_IDS = 4096
+#: largest certificate a hello or a sync reply may carry (an Ed25519 one is ~400 bytes)
+MAX_CERT_BYTES = 4096
 
 _Decays = Exponential | Linear | Sigmoid | Step
 
@@ -147,13 +150,16 @@ class SigNote(msgspec.Struct, array_like=True, frozen=True, tag=2):
 
 
 class Hello(msgspec.Struct, array_like=True, frozen=True, tag=3):
-    """A node's key-agreement key for one process start, signed by its identity."""
+    """A node's key-agreement key for one process start, signed by its identity, with the
+    certificate (DER) that binds its key to the mesh CA, on a mesh that has one (see
+    :mod:`smesh.mesh.members`; the certificate is signed by the CA, not by the node)."""
 
     v: int
     signer: bytes
     epoch: int
     kx: bytes
     sig: bytes
+    cert: bytes = b""
 
 
 Envelope = Sealed | SigNote | Hello
@@ -161,11 +167,19 @@ Envelope = Sealed | SigNote | Hello
 
 class SyncReply(msgspec.Struct, array_like=True, frozen=True):
     """One chunk of a replica's answer to a late joiner: batches with their signatures,
-    each either its own ``sig`` or one of the ``notes`` listing its id."""
+    each either its own ``sig`` or one of the ``notes`` listing its id.
+
+    An answer is paged: the last chunk of a page carries the notes and the certificates of
+    its signers (on a mesh with a CA), and ``next``, the cursor to ask the next page from
+    (-1: that was all). ``busy``: the replica serves no more now; ask again shortly.
+    """
 
     v: int
     batches: list[Sealed]
     notes: list[SigNote] = []
+    certs: list[bytes] = []
+    next: int = -1
+    busy: bool = False
 
 
 class Opened(msgspec.Struct, frozen=True):

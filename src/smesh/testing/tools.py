@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from smesh.testing.backends import UnconsumedReplies, UnexpectedCall
+from smesh.backends.doubles import UnconsumedReplies, UnexpectedCall
 from smesh.tools.base import EMPTY_PARAMETERS, CallContext, Tool
 from smesh.tools.messages import AssistantTurn, ToolCall, ToolSpec, Turn
 

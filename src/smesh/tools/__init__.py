@@ -6,7 +6,8 @@
 * :class:`EffectLedger` (:class:`SQLiteEffectLedger`, :class:`MemoryEffectLedger`) makes
   ``side_effect=True`` calls happen once across a crash and resume.
 * Built-ins: :class:`FileTools` (read-only files under a root), :class:`SQLiteQueryTool`
-  (read-only SQL), :class:`MCPTools` (any MCP server's tools; ``smesh[mcp]``).
+  (read-only SQL), :class:`PythonTool` (snippets in the sandbox), :class:`MCPTools` (any
+  MCP server's tools; ``smesh[mcp]``).
 """
 
 from __future__ import annotations
@@ -39,11 +40,13 @@ from smesh.tools.toolset import ToolGrant, ToolSet
 if TYPE_CHECKING:
     from smesh.tools.files import FileTools
     from smesh.tools.mcp import MCPTools
+    from smesh.tools.python_runner import PythonTool
     from smesh.tools.sqlite_query import SQLiteQueryTool
 
 _LAZY = {
     "FileTools": "smesh.tools.files",
     "MCPTools": "smesh.tools.mcp",
+    "PythonTool": "smesh.tools.python_runner",
     "SQLiteQueryTool": "smesh.tools.sqlite_query",
 }
 
@@ -71,6 +74,7 @@ __all__ = [
     "MCPTools",
     "MemoryEffectLedger",
     "ModelFn",
+    "PythonTool",
     "Reconciled",
     "SQLiteEffectLedger",
     "SQLiteQueryTool",

@@ -77,6 +77,23 @@ def _decode_args(raw: dict[str, Any] | str, name: str) -> dict[str, Any]:
     return value
 
 
+#: JSON Schema keywords a small model copies from a tool's schema into its arguments
+#: (Qwen2.5-Coder-0.5B adds ``"required": ["sql"], "additionalProperties": false``)
+_SCHEMA_KEYWORDS = frozenset(
+    {"$schema", "additionalProperties", "properties", "required", "title", "type"}
+)
+
+
+def _without_echoed_keywords(raw: dict[str, Any], tool: Tool) -> dict[str, Any]:
+    """``raw`` without schema keywords the tool has no parameter for: echoes of its schema,
+    never arguments (anything else unknown is still refused by validation)."""
+    echoed = [k for k in raw if k in _SCHEMA_KEYWORDS]
+    if not echoed:
+        return raw
+    declared = tool.parameters.get("properties", {})
+    return {k: v for k, v in raw.items() if k in declared or k not in _SCHEMA_KEYWORDS}
+
+
 class _Done(Exception):
     """Internal: the call ended early with this status and message."""
 
@@ -165,7 +182,7 @@ async def execute_call(
         if tool is None:
             raise _Done("unknown", f"no tool named {call.name!r} is available here")
         try:
-            raw = _decode_args(call.arguments, tool.name)
+            raw = _without_echoed_keywords(_decode_args(call.arguments, tool.name), tool)
             args = tool.validate(raw)
         except ToolError as exc:
             raise _Done("invalid", str(exc)) from None

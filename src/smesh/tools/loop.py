@@ -151,12 +151,16 @@ class ToolLoop:
         )
         specs = self.tools.specs()
         records: list[ToolCallRecord] = []
+        used = {c.id for t in turns if isinstance(t, AssistantTurn) for c in t.tool_calls}
         step = 0
         while True:
             step += 1
             reply = await model(tuple(turns), specs)
             if not isinstance(reply, AssistantTurn):
                 raise UsageError(f"a model function returns an AssistantTurn, not {reply!r}")
+            # ids before the turn joins the conversation: the results quote them back, and
+            # a backend refuses a result whose call id no earlier turn made
+            reply = _with_ids(reply, step, used)
             turns.append(reply)
             if reply.is_final:
                 return ToolLoopResult(
@@ -200,8 +204,6 @@ class ToolLoop:
         seen: dict[tuple[str, str], int] = {}
 
         async def one(index: int, call: ToolCall) -> tuple[ToolResult, ToolCallRecord]:
-            if not call.id:
-                call = msgspec.structs.replace(call, id=f"call_{step}_{index}")
             if index >= self.max_calls_per_step:
                 outcome = _skipped(
                     call,
@@ -229,6 +231,26 @@ class ToolLoop:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(one(i, c)) for i, c in enumerate(calls)]
         return [t.result() for t in tasks]
+
+
+def _with_ids(reply: AssistantTurn, step: int, used: set[str]) -> AssistantTurn:
+    """``reply`` with an id on every call (``call_<step>_<index>``, unique in the
+    conversation); ``used`` collects the ids of the conversation."""
+    used.update(c.id for c in reply.tool_calls if c.id)
+    if all(c.id for c in reply.tool_calls):
+        return reply
+    calls: list[ToolCall] = []
+    for index, call in enumerate(reply.tool_calls):
+        if call.id:
+            calls.append(call)
+            continue
+        made, n = f"call_{step}_{index}", 0
+        while made in used:  # an earlier turn (or the model) took it already
+            n += 1
+            made = f"call_{step}_{index}_{n}"
+        used.add(made)
+        calls.append(msgspec.structs.replace(call, id=made))
+    return msgspec.structs.replace(reply, tool_calls=tuple(calls))
 
 
 _sorted_json = msgspec.json.Encoder(order="sorted").encode

@@ -10,6 +10,10 @@ Ollama, ``tool_use``/``tool_result`` blocks for Anthropic).
 
 :class:`ToolCallRecord` is what the loop reports for each call, for the journal and
 ``smesh trace``.
+
+``ToolSpec``, ``ToolCall``, ``AssistantTurn``, ``ToolResult`` and ``Turn`` are defined in
+:mod:`smesh.backends.toolcalls` and :mod:`smesh.backends.base` (the backends carry them in
+their wire formats, and the backends sit below the tools) and re-exported here.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from smesh.backends.base import Message
+from smesh.backends.base import Turn
+from smesh.backends.toolcalls import AssistantTurn, ToolCall, ToolResult, ToolSpec
 
 __all__ = [
     "AssistantTurn",
@@ -30,73 +35,6 @@ __all__ = [
     "Turn",
 ]
 
-
-class ToolSpec(msgspec.Struct, frozen=True, kw_only=True):
-    """What a model is told about one tool.
-
-    Attributes:
-        name: the name the model calls it by (``[A-Za-z0-9_-]{1,64}``, as every provider
-            accepts).
-        description: what it does and when to use it.
-        parameters: JSON Schema of its arguments: an object schema.
-    """
-
-    name: str
-    description: str
-    parameters: dict[str, Any]
-
-
-class ToolCall(msgspec.Struct, frozen=True, kw_only=True):
-    """One tool call a model asked for.
-
-    Attributes:
-        id: the provider's call id (results quote it back); unique within one turn.
-        name: the tool's name.
-        arguments: the decoded arguments, or the raw text when the model produced
-            something that is not a JSON object (the loop answers that with an error
-            result instead of failing).
-    """
-
-    id: str
-    name: str
-    arguments: dict[str, Any] | str = msgspec.field(default_factory=dict)
-
-
-class AssistantTurn(msgspec.Struct, frozen=True, kw_only=True):
-    """A model's reply in a tool loop: text, tool calls, or both.
-
-    Attributes:
-        text: the reply text (the final answer when there are no tool calls).
-        tool_calls: the calls it asks for, in the order it gave them.
-    """
-
-    text: str = ""
-    tool_calls: tuple[ToolCall, ...] = ()
-
-    @property
-    def is_final(self) -> bool:
-        """Whether this turn ends the loop (no tool calls)."""
-        return not self.tool_calls
-
-
-class ToolResult(msgspec.Struct, frozen=True, kw_only=True):
-    """The outcome of one call, as the model will see it.
-
-    Attributes:
-        call_id: the :attr:`ToolCall.id` it answers.
-        name: the tool's name.
-        content: the result as text (JSON for structured values), capped in size.
-        is_error: whether the call failed; ``content`` then says why.
-    """
-
-    call_id: str
-    name: str
-    content: str
-    is_error: bool = False
-
-
-#: One item of a conversation with tools.
-Turn = Message | AssistantTurn | ToolResult
 
 #: How a call ended: ``ok``; ``error`` (the tool raised); ``invalid`` (arguments do not
 #: match the schema); ``unknown`` (no such tool, or not permitted here); ``timeout``;

@@ -1,9 +1,12 @@
 """Resolve tool strings (``files:./docs``, ``sqlite:shop.db``) to tools.
 
 A tool string is ``KIND`` or ``KIND:ARGUMENT``. Built-in kinds: ``files:ROOT`` (read-only
-:class:`~smesh.tools.files.FileTools`) and ``sqlite:PATH`` (a read-only
-:class:`~smesh.tools.sqlite_query.SQLiteQueryTool`). MCP servers need a connection that is
-opened and closed, so they are used through :class:`~smesh.tools.mcp.MCPTools` directly.
+:class:`~smesh.tools.files.FileTools`), ``sqlite:PATH`` (a read-only
+:class:`~smesh.tools.sqlite_query.SQLiteQueryTool`), ``python`` (the sandboxed
+:class:`~smesh.tools.python_runner.PythonTool`; refuses to run where there is no sandbox)
+and ``python:unsafe-local`` (the same, allowed to run unsandboxed where there is none).
+MCP servers need a connection that is opened and closed, so they are used through
+:class:`~smesh.tools.mcp.MCPTools` directly.
 
 Third-party packages add kinds under the ``smesh.tools`` entry-point group::
 
@@ -47,7 +50,15 @@ def _sqlite(argument: str | None, **options: Any) -> Tool:
     return SQLiteQueryTool(argument, **options)
 
 
-_BUILTINS: dict[str, ToolFactory] = {"files": _files, "sqlite": _sqlite}
+def _python(argument: str | None, **options: Any) -> Tool:
+    from smesh.tools.python_runner import PythonTool
+
+    if argument not in (None, "unsafe-local"):
+        raise UsageError(f"the python tool is 'python' or 'python:unsafe-local', not {argument!r}")
+    return PythonTool(unsafe_local_exec=argument == "unsafe-local", **options)
+
+
+_BUILTINS: dict[str, ToolFactory] = {"files": _files, "sqlite": _sqlite, "python": _python}
 
 
 def register_tool_kind(kind: str, factory: ToolFactory, *, replace: bool = False) -> None:

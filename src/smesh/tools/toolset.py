@@ -111,6 +111,12 @@ class ToolGrant(msgspec.Struct, frozen=True):
             raise UsageError("tool names must be a list of names, not one string")
         return cls(frozenset(names))
 
+    @property
+    def names(self) -> list[str] | None:
+        """The permitted names, sorted, as a task's ``tools`` field holds them (None: no
+        limit)."""
+        return None if self.allowed is None else sorted(self.allowed)
+
     def permits(self, name: str) -> bool:
         """Whether a tool called ``name`` may be used under this grant."""
         return self.allowed is None or name in self.allowed

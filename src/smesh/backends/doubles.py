@@ -1,4 +1,9 @@
-"""Backend doubles: :class:`ScriptedBackend` and :class:`FunctionBackend`."""
+"""Backend doubles: :class:`ScriptedBackend` and :class:`FunctionBackend`.
+
+Deterministic stand-ins for a real backend: the fast bulk of the tests runs on them, and so
+does production code that needs a backend whose answers are known in advance (the scripted
+demo, the benchmarks). :mod:`smesh.testing` re-exports them.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from typing import Any
 import msgspec
 
 from smesh.backends.base import BackendBase, Request, Response, estimate_tokens, finish_response
+from smesh.backends.toolcalls import AssistantTurn, ToolCall
 from smesh.errors import UsageError
 
 __all__ = [
@@ -24,8 +30,10 @@ __all__ = [
 ]
 
 #: What a double may answer: text, a JSON-able dict/list (sent as JSON text), a finished
-#: :class:`Response`, or an exception instance to raise.
-Reply = str | dict[str, Any] | list[Any] | Response | BaseException
+#: :class:`Response` (``tool_calls`` included), an :class:`AssistantTurn` (text and tool
+#: calls; calls without an id get ``call_<turn>_<index>``), or an exception instance to raise.
+#: A :class:`ScriptedBackend` also takes a callable of the request returning one of these.
+Reply = str | dict[str, Any] | list[Any] | Response | AssistantTurn | BaseException
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -48,8 +56,17 @@ def _to_response(reply: Reply, request: Request, *, name: str, model: str) -> Re
         raise reply
     if isinstance(reply, Response):
         return reply
-    text = reply if isinstance(reply, str) else json.dumps(reply)
-    prompt = "".join(m["content"] for m in request.chat_messages())
+    calls: tuple[ToolCall, ...] = ()
+    if isinstance(reply, AssistantTurn):
+        turn = 1 + sum(1 for t in request.messages if t.role == "assistant")
+        calls = tuple(
+            c if c.id else msgspec.structs.replace(c, id=f"call_{turn}_{i}")
+            for i, c in enumerate(reply.tool_calls)
+        )
+        text = reply.text
+    else:
+        text = reply if isinstance(reply, str) else json.dumps(reply)
+    prompt = "".join(m["content"] or "" for m in request.chat_messages())
     # finish_response applies the same schema checks a real backend would, so a test that
     # scripts invalid JSON for a schema request sees the same BadResponse.
     return finish_response(
@@ -61,6 +78,7 @@ def _to_response(reply: Reply, request: Request, *, name: str, model: str) -> Re
         output_tokens=estimate_tokens(text),
         latency_s=0.0,
         finish_reason="stop",
+        tool_calls=calls,
     )
 
 
@@ -83,7 +101,7 @@ class ScriptedBackend(BackendBase):
 
     def __init__(
         self,
-        replies: Iterable[Reply] = (),
+        replies: Iterable[Reply | Callable[[Request], Reply]] = (),
         *,
         name: str = "scripted",
         model: str = "scripted",
@@ -92,10 +110,10 @@ class ScriptedBackend(BackendBase):
         self.name = name
         self.model = model
         self.strict = strict
-        self._replies: deque[Reply] = deque(replies)
+        self._replies: deque[Reply | Callable[[Request], Reply]] = deque(replies)
         self.calls: list[Request] = []
 
-    def add(self, *replies: Reply) -> ScriptedBackend:
+    def add(self, *replies: Reply | Callable[[Request], Reply]) -> ScriptedBackend:
         """Queue more replies; returns self so calls chain."""
         self._replies.extend(replies)
         return self
@@ -113,7 +131,10 @@ class ScriptedBackend(BackendBase):
                 f"{self.name}: unexpected call #{len(self.calls)} ({_summary(request)}); "
                 "no scripted reply left"
             )
-        return _to_response(self._replies.popleft(), request, name=self.name, model=self.model)
+        reply = self._replies.popleft()
+        if callable(reply):
+            reply = reply(request)
+        return _to_response(reply, request, name=self.name, model=self.model)
 
     def assert_all_consumed(self) -> None:
         """Raise :class:`UnconsumedReplies` if any canned reply was never asked for."""
