@@ -236,15 +236,19 @@ def flagged_by(item: Item, findings: Sequence[Any]) -> dict[str, bool]:
     }
 
 
-def score(items: Sequence[Item], findings: Sequence[Any]) -> dict[str, Any]:
-    """Per weakness and overall (macro average of the differences, pooled precision)."""
+def item_flags(items: Sequence[Item], findings: Sequence[Any]) -> list[dict[str, bool]]:
+    """:func:`flagged_by` for every item, in order."""
     by_file: dict[str, list[Any]] = {}
     for f in findings:
         by_file.setdefault(f.file, []).append(f)
+    return [flagged_by(item, by_file.get(item.filename, [])) for item in items]
+
+
+def score(items: Sequence[Item], findings: Sequence[Any]) -> dict[str, Any]:
+    """Per weakness and overall (macro average of the differences, pooled precision)."""
     tallies: dict[str, dict[str, Tally]] = {}
     pooled = {s: Tally() for s in SOURCES}
-    for item in items:
-        flags = flagged_by(item, by_file.get(item.filename, []))
+    for item, flags in zip(items, item_flags(items, findings), strict=True):
         counts = tallies.setdefault(item.category, {s: Tally() for s in SOURCES})
         for source in SOURCES:
             counts[source].add(item.positive, flags[source])
@@ -307,8 +311,10 @@ async def run(
     *,
     max_seconds: float | None = None,
     progress: bool = False,
+    threads: int | None = None,
 ) -> dict[str, Any]:
-    """Scan ``items`` with the swarm (bandit, flow and the specialists) and score them."""
+    """Scan ``items`` with the swarm (bandit, flow and the specialists) and score them;
+    ``records`` holds every item's flags (for audits and the bootstrap intervals)."""
     from smesh.agents.runtime import Budget
     from smesh.apps.options import RunOptions
     from smesh.apps.swarm import run_swarm
@@ -319,7 +325,7 @@ async def run(
     else:
         from smesh.backends import resolve_backend
 
-        model = resolve_backend(backend)
+        model = resolve_backend(backend, **({"n_threads": threads} if threads else {}))
         start = getattr(model, "start", None)
         if start is not None:
             await start()
@@ -344,9 +350,15 @@ async def run(
     finally:
         await aclose_backend(model)
     result = score(items, report.findings)
+    records = [
+        {"id": i.id, "category": i.category, "variant": i.variant, **flags}
+        for i, flags in zip(items, item_flags(items, report.findings), strict=True)
+    ]
     result.update(
         {
             "backend": backend,
+            "records": records,
+            "tokens": report.summary.tokens,
             "items": {
                 "positives": sum(i.positive for i in items),
                 "decoys": sum(not i.positive for i in items),

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from smesh.eval.vulns import CORPUS as REAL
 from smesh.eval.vulns import Tally, load_items, main, run
 
 pytest.importorskip("bandit", reason="the scorer runs the real bandit")
@@ -120,3 +121,70 @@ def test_bad_arguments_exit_2(files: tuple[Path, Path], tmp_path: Path) -> None:
     assert main(["--n", "0", "--corpus", str(corpus)]) == 2
     assert main(["--corpus", str(tmp_path / "missing.jsonl")]) == 2
     assert main(["--corpus", str(corpus), "--category", "CWE-1"]) == 2
+
+
+def test_smesh_eval_vulns_is_a_suite_with_the_eval_contract(files: tuple[Path, Path]) -> None:
+    """``smesh eval vulns`` (the registered suite): the eval JSON contract, the four
+    conditions, intervals around each score and every item's flags kept for audit."""
+    from smesh.eval.vulns_suite import evaluate
+
+    corpus, decoys = files
+    result = evaluate(backend="scripted", n=5, seed=0, corpus=corpus, decoys=decoys)
+    assert result.suite == "vulns" and [c.name for c in result.conditions] == [
+        "bandit", "flow", "llm", "consensus",
+    ]  # fmt: skip
+    consensus, bandit = result.condition("consensus"), result.condition("bandit")
+    assert consensus.score == 1.0 and bandit.score == 0.5  # as in test_scores_on_a_known_set
+    for cond in result.conditions:
+        assert cond.ci_low <= cond.score <= cond.ci_high, cond
+    assert bandit.tokens_per_item == 0.0 and consensus.tokens_per_item > 0
+    assert len(result.extra["records"]) == 5 and result.extra["unfinished"] == 0
+    assert result.extra["precision"]["consensus"] == 1.0
+
+
+def test_bootstrap_interval_is_seeded_and_stratified() -> None:
+    from smesh.eval.vulns_suite import bootstrap_macro
+
+    records = [
+        {"category": "CWE-78", "variant": "positive", "x": True},
+        {"category": "CWE-78", "variant": "positive", "x": False},
+        {"category": "CWE-78", "variant": "constant", "x": False},
+        {"category": "CWE-89", "variant": "positive", "x": True},  # no decoy: left out
+    ]
+    low, high = bootstrap_macro(records, "x", seed=1)
+    assert (low, high) == bootstrap_macro(records, "x", seed=1)
+    assert 0.0 <= low <= 0.5 <= high <= 1.0  # TPR in {0, .5, 1}, FPR always 0
+    assert bootstrap_macro([], "x", seed=1) == (0.0, 0.0)
+
+
+def test_a_missing_corpus_is_a_usage_error(tmp_path: Path) -> None:
+    from smesh.errors import UsageError
+    from smesh.eval.vulns_suite import evaluate
+
+    with pytest.raises(UsageError, match="no corpus"):
+        evaluate(backend="scripted", n=1, seed=0, corpus=tmp_path / "none.jsonl")
+
+
+def test_cli_eval_vulns_bad_n_exits_2() -> None:
+    """A bad --n is one line and exit 2, as for every suite."""
+    done = subprocess.run(
+        [sys.executable, "-m", "smesh", "eval", "vulns", "--backend", "scripted", "--n", "0"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(not REAL.is_file(), reason="the shared corpora are not beside the repo")
+def test_cli_eval_vulns_json_on_the_real_corpus() -> None:
+    """``smesh eval vulns --json`` on the shared corpus: exactly one JSON document on
+    stdout, progress on stderr."""
+    done = subprocess.run(
+        [sys.executable, "-m", "smesh", "eval", "vulns", "--backend", "scripted", "--n", "1",
+         "--json"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["suite"] == "vulns" and doc["n"] == 1
+    assert len(doc["extra"]["categories"]) == 8  # the corpus's eight weaknesses
+    assert doc["extra"]["items"]["positives"] == 8
