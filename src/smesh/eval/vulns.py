@@ -419,6 +419,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--decoys", type=Path, default=DECOYS)
     parser.add_argument("--max-seconds", type=float, default=None)
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    parser.add_argument(
+        "--write", type=Path, default=None, help="only write the items' files into this directory"
+    )
     args = parser.parse_args(argv)
     if args.n is not None and args.n < 1:
         print("smesh: --n must be >= 1", file=sys.stderr)
@@ -431,6 +434,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not items:
         print("smesh: no items to score", file=sys.stderr)
         return 2
+    if args.write is not None:  # a project of third-party code to run `smesh swarm` on
+        for item in items:
+            path = args.write / item.filename
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(item.code, encoding="utf-8")
+        print(f"{len(items)} files written to {args.write}", file=sys.stderr)
+        return 0
     result = asyncio.run(
         run(items, args.backend, max_seconds=args.max_seconds, progress=not args.json)
     )
