@@ -55,6 +55,14 @@ class BrokenTestsTeam(Team):
         prompt = request.messages[-1].content
         if agent == "arbiter":
             self.arbitrations.append(prompt)
+            properties = (request.json_schema or {}).get("properties", {})
+            if "returns" in properties:  # the concrete question: which value is returned
+                options = properties["returns"]["enum"]
+                # the test's value is 7 in WRONG_EXPECTATION; the code returns the other
+                test_value = next(o for o in options if o == "7")
+                code_value = next(o for o in options if o != "7")
+                returns = code_value if self.arbiter == "the test" else test_value
+                return {"reason": "worked out by hand", "returns": returns}
             return {"reason": "worked out by hand", "wrong": self.arbiter}
         if agent == "tester":
             self.prompts.append((agent, prompt))
@@ -114,7 +122,9 @@ def test_two_coders_failing_one_assertion_alike_send_it_to_the_arbiter(tmp_path:
     # coder-1's correct code was rejected once; coder-2's identical failure made the
     # assertion suspect; the arbiter found the test wrong; the test went, the code stayed
     assert (module.status, module.attempts) == ("accepted", 2)
-    assert len(team.arbitrations) == 1 and "== 7" in team.arbitrations[0]
+    # the question is concrete: which of the two values does the call return?
+    [question] = team.arbitrations
+    assert "what does `word_count('python programming')` return: 2 or 7?" in question
     written = (tmp_path / "out" / "tests" / "test_counting.py").read_text()
     assert "test_two_words" not in written and "test_words" in written
     trust = report.summary.trust
@@ -196,3 +206,32 @@ def test_an_import_error_inside_the_module_is_the_coders() -> None:
         "E   ModuleNotFoundError: No module named 'nosuch'",
     )  # fmt: skip
     assert blame(own, "test_m.py", ["f"]) == "tester"
+
+
+def test_disputed_reads_the_failed_equality_either_way_round() -> None:
+    from smesh.apps.testcheck import disputed
+
+    tests = (
+        "from p.m import f\n\n"
+        "def test_a():\n    assert f('a b') == 7, 'case 1'\n\n"
+        "def test_b():\n    assert 'X' == f('x')\n\n"
+        "def test_c():\n    assert len('ab') == 3\n"
+    )
+    a = Case(
+        test="tests/t.py::test_a", phase="call", outcome="failed", line=4,
+        message="AssertionError: case 1\nassert 2 == 7\n +  where 2 = f('a b')",
+    )  # fmt: skip
+    got = disputed(a, tests, ["f"])
+    assert got is not None and (got.call, got.expected, got.actual) == ("f('a b')", "7", "2")
+    b = Case(
+        test="tests/t.py::test_b", phase="call", outcome="failed", line=7,
+        message="AssertionError: assert 'X' == 'x'",
+    )  # fmt: skip
+    got = disputed(b, tests, ["f"])
+    assert got is not None and (got.call, got.expected, got.actual) == ("f('x')", "'X'", "'x'")
+    c = Case(
+        test="tests/t.py::test_c", phase="call", outcome="failed", line=10,
+        message="AssertionError: assert 2 == 3",
+    )  # fmt: skip
+    assert disputed(c, tests, ["f"]) is None  # no call of the interface: no question
+    assert disputed(Case(test="x", phase="call", outcome="failed", line=99), tests, ["f"]) is None

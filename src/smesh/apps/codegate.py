@@ -25,6 +25,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from smesh.agents import Agent, Judgement, TaskSpec, WorkContext
 from smesh.agents.board import TaskBoard, TaskState
 from smesh.agents.protocol import Ruling
@@ -36,6 +38,7 @@ from smesh.apps.testcheck import (
     Case,
     blame,
     check_tests,
+    disputed,
     drop_tests,
     interface_names,
     read_cases,
@@ -130,8 +133,17 @@ class Arbiter(Agent):
         )
 
     async def perform(self, ctx: WorkContext) -> Any:
-        """Ask which side is wrong; returns ``{"wrong": "the test"|"the code", "reason"}``."""
+        """Ask which side is wrong; returns ``{"wrong": "the test"|"the code", "reason"}``.
+
+        When the failure is one equality (``assert f(x) == v``), the question is concrete:
+        which of the two values does ``f(x)`` return by the interface, the test's or the
+        implementations'? A small model computes a value far more reliably than it judges
+        "which is wrong" (asked that, it wrote "the test's expectation is wrong" and
+        answered "the code"). The values are offered in a fixed (sorted) order, so neither
+        side is always first."""
         data = ctx.task.input
+        if data.get("call"):
+            return await self._which_value(data)
         prompt = (
             f"The interface:\n{data['interface']}\n\nThis test:\n```python\n{data['test']}\n```\n"
             f"Two different implementations, written independently, both fail it the same "
@@ -144,6 +156,29 @@ class Arbiter(Agent):
             parsed.get("wrong") if parsed.get("wrong") in ("the test", "the code") else "the code"
         )
         return {"wrong": wrong, "reason": str(parsed.get("reason", ""))[:300]}
+
+    async def _which_value(self, data: dict[str, Any]) -> dict[str, str]:
+        call, expected, actual = data["call"], data["expected"], data["actual"]
+        options = sorted({expected, actual})
+        schema = {
+            "type": "object",
+            "properties": {
+                "reason": {"type": "string", "maxLength": 300},
+                "returns": {"type": "string", "enum": options},
+            },
+            "required": ["reason", "returns"],
+        }
+        prompt = (
+            f"The interface:\n{data['interface']}\n\nBy this interface, what does "
+            f"`{call}` return: {' or '.join(options)}? Work it out by hand, step by step, "
+            'in "reason", then give the value in "returns".'
+        )
+        parsed = (await self.ask(prompt, json_schema=schema)).parsed or {}
+        returns = parsed.get("returns")
+        # no usable answer: the test stands, as when no ruling comes in time
+        wrong = "the test" if returns == actual else "the code"
+        reason = f"{call} returns {returns}: " + str(parsed.get("reason", ""))
+        return {"wrong": wrong, "reason": reason[:300]}
 
 
 class Tester(Gate):
@@ -350,13 +385,19 @@ class Tester(Gate):
         if key in self.rulings:
             return self.rulings[key]
         source = _function_source(tests, case.name)
+        question = disputed(case, tests, interface_names(module["interface"]))
         spec = TaskSpec(
             task_id=f"arbitrate:{task.task_id}:{case.name}",
             skill="arbitrate",
             description=f"is {case.name} or the code wrong?",
             priority=1.0,
             max_attempts=1,
-            input={"interface": module["interface"], "test": source, "failure": case.message},
+            input={
+                "interface": module["interface"],
+                "test": source,
+                "failure": case.message,
+                **(msgspec.to_builtins(question) if question is not None else {}),
+            },
         )
         post_task(self.runtime, spec, self.id)
         board = self.runtime.board

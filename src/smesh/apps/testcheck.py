@@ -171,6 +171,57 @@ def signature(case: Case) -> str:
     return f"{case.name}: {case.message.splitlines()[0] if case.message else case.error}"
 
 
+class Disputed(msgspec.Struct, frozen=True):
+    """One failed equality, as a question with two answers: what does ``call`` return,
+    ``expected`` (the test's value) or ``actual`` (what the implementations returned)?"""
+
+    call: str
+    expected: str
+    actual: str
+
+
+def disputed(case: Case, tests: str, interface: Iterable[str]) -> Disputed | None:
+    """The equality a failed ``assert CALL == VALUE`` (either way round) disputes, from the
+    assertion's line in ``tests`` and the values pytest printed; None when the failure is
+    not such an assertion (then the question stays the test as a whole)."""
+    lines = tests.splitlines()
+    if not 1 <= case.line <= len(lines):
+        return None
+    try:
+        node = ast.parse(lines[case.line - 1].strip()).body[0]
+    except (SyntaxError, IndexError):
+        return None
+    test = node.test if isinstance(node, ast.Assert) else None
+    if not (
+        isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)
+    ):
+        return None
+    names = set(interface)
+
+    def calls_interface(expr: ast.expr) -> bool:
+        return any(
+            isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in names
+            for n in ast.walk(expr)
+        )
+
+    printed = [ln.strip().removeprefix("AssertionError: ") for ln in case.message.splitlines()]
+    shown = next((ln[len("assert ") :] for ln in printed if ln.startswith("assert ")), None)
+    if shown is None or " == " not in shown:
+        return None
+    left_value, right_value = shown.split(" == ", 1)
+    left, right = test.left, test.comparators[0]
+    if calls_interface(left) and not calls_interface(right):
+        call, expected, actual = ast.unparse(left), ast.unparse(right), left_value
+    elif calls_interface(right) and not calls_interface(left):
+        call, expected, actual = ast.unparse(right), ast.unparse(left), right_value
+    else:
+        return None
+    expected, actual = expected.strip(), actual.strip()
+    if not expected or not actual or expected == actual or len(expected) + len(actual) > 400:
+        return None
+    return Disputed(call=call, expected=expected, actual=actual)
+
+
 def interface_names(interface: str) -> list[str]:
     """The functions and classes an interface text promises."""
     return list(dict.fromkeys(re.findall(r"(?:def|class)\s+([A-Za-z_]\w*)", interface)))
