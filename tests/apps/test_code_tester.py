@@ -235,3 +235,27 @@ def test_disputed_reads_the_failed_equality_either_way_round() -> None:
     )  # fmt: skip
     assert disputed(c, tests, ["f"]) is None  # no call of the interface: no question
     assert disputed(Case(test="x", phase="call", outcome="failed", line=99), tests, ["f"]) is None
+
+
+def test_a_test_of_many_asserts_is_split_one_assert_each() -> None:
+    """One wrong expectation among five asserts must not hide the other four (nor fail
+    correct code on every promise): flat tests are split before they run."""
+    source = (
+        "from p.m import f\n\n"
+        "def test_f():\n"
+        '    """Checks f."""\n'
+        "    assert f('') == 0, 'case 1'\n"
+        "    # a comment\n"
+        "    assert f('a b') == 7\n"
+        "    print('done')\n\n"
+        "def test_g():\n"
+        "    x = f('a')\n"
+        "    assert x == 1\n"
+        "    assert x > 0\n"
+    )
+    checked = check_tests(source, "p", "m", ["f"])
+    assert "def test_f_1():\n    assert f('') == 0, 'case 1'\n" in checked.source
+    assert "def test_f_2():\n    assert f('a b') == 7\n" in checked.source
+    assert "def test_f():" not in checked.source
+    assert "def test_g():" in checked.source  # it computes first: kept whole
+    assert checked.problems == []

@@ -294,6 +294,65 @@ def _no_work_at_import(source: str, tree: ast.Module) -> tuple[str, ast.Module, 
         return source, tree, 0
 
 
+def _flat_asserts(node: ast.stmt) -> list[ast.Assert] | None:
+    """The asserts of a test function made of nothing else (docstrings and prints aside),
+    when it has two or more; else None."""
+    if not (
+        isinstance(node, ast.FunctionDef)
+        and node.name.startswith("test")
+        and not node.decorator_list
+        and not (node.args.args or node.args.posonlyargs or node.args.kwonlyargs)
+    ):
+        return None
+    asserts: list[ast.Assert] = []
+    for stmt in node.body:
+        if isinstance(stmt, ast.Assert):
+            asserts.append(stmt)
+        elif not (
+            isinstance(stmt, ast.Expr)
+            and (
+                isinstance(stmt.value, ast.Constant)
+                or (
+                    isinstance(stmt.value, ast.Call)
+                    and isinstance(stmt.value.func, ast.Name)
+                    and stmt.value.func.id == "print"
+                )
+            )
+        ):
+            return None
+    return asserts if len(asserts) >= 2 else None
+
+
+def _one_assert_each(source: str, tree: ast.Module) -> tuple[str, ast.Module]:
+    """Split test functions that are only a list of asserts into one test per assert.
+
+    A small model writes one test with five asserts; the first wrong one hides the
+    others, so one mistaken expectation fails correct code on every promise, and two
+    coders' failures can only be compared, and a suspect assertion judged, one assertion
+    at a time. The split tests are named ``<test>_<n>``."""
+    lines = source.splitlines(keepends=True)
+    changed = False
+    for node in sorted(tree.body, key=lambda n: n.lineno, reverse=True):
+        asserts = _flat_asserts(node)
+        if asserts is None or not isinstance(node, ast.FunctionDef):
+            continue
+        first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+        parts = []
+        for k, stmt in enumerate(asserts, start=1):
+            text = ast.get_source_segment(source, stmt) or ast.unparse(stmt)
+            body = "\n".join("    " + ln.strip() for ln in text.splitlines())
+            parts.append(f"def {node.name}_{k}():\n{body}\n\n\n")
+        lines[first - 1 : node.end_lineno or node.lineno] = parts
+        changed = True
+    if not changed:
+        return source, tree
+    text = "".join(lines)
+    try:
+        return text, ast.parse(text)
+    except SyntaxError:  # an assert spread over lines that did not survive: keep it whole
+        return source, tree
+
+
 def check_tests(source: str, package: str, module: str, interface: Sequence[str]) -> TestsCheck:
     """Check a generated test file before it runs, and add the imports it forgot.
 
@@ -313,6 +372,7 @@ def check_tests(source: str, package: str, module: str, interface: Sequence[str]
     if not tests:
         return TestsCheck(source, ["the file has no test functions"], [])
     source, tree, moved = _no_work_at_import(source, tree)
+    source, tree = _one_assert_each(source, tree)
     target = f"{package}.{module}"
     imports_module = any(
         (isinstance(n, ast.ImportFrom) and n.module == target)
