@@ -44,8 +44,11 @@ GOOD_TESTS = (
 class BrokenTestsTeam(Team):
     """The scripted team, with the tester's successive test files and the arbiter's view."""
 
-    def __init__(self, tests: list[str], *, arbiter: str = "the test") -> None:
+    def __init__(
+        self, tests: list[str], *, arbiter: str = "the test", different: bool = True
+    ) -> None:
         super().__init__(("counting",))
+        self.different = different
         self.tests = list(tests)
         self.arbiter = arbiter
         self.arbitrations: list[str] = []
@@ -67,6 +70,10 @@ class BrokenTestsTeam(Team):
         if agent == "tester":
             self.prompts.append((agent, prompt))
             return fence(self.tests.pop(0) if len(self.tests) > 1 else self.tests[0])
+        if agent == "coder-2" and self.different:  # an independent, equivalent implementation
+            return fence(
+                "def word_count(text: str) -> int:\n    return sum(1 for _ in text.split())\n"
+            )
         return super().__call__(request)
 
 
@@ -259,3 +266,21 @@ def test_a_test_of_many_asserts_is_split_one_assert_each() -> None:
     assert "def test_f():" not in checked.source
     assert "def test_g():" in checked.source  # it computes first: kept whole
     assert checked.problems == []
+
+
+def test_the_same_code_failing_twice_is_not_two_voices(tmp_path: Path) -> None:
+    """Two coders who wrote the same code (docstrings and hints aside) are one piece of
+    evidence: their alike failure sends nothing to the arbiter, the test stands."""
+    team = BrokenTestsTeam([WRONG_EXPECTATION], different=False)
+    report = build(tmp_path, team)
+    [module] = report.modules
+    assert team.arbitrations == [] and module.status == "failed"
+
+
+def test_same_code_ignores_docstrings_comments_and_hints() -> None:
+    from smesh.apps.codegate import same_code
+
+    a = 'def f(x: int) -> int:\n    """Doc."""\n    # note\n    return x + 1\n'
+    b = "def f(x):\n    return x+1\n"
+    assert same_code(a) == same_code(b)
+    assert same_code(b) != same_code("def f(x):\n    return 1 + x\n")

@@ -307,7 +307,9 @@ class Tester(Gate):
                 else:
                     tests = self._without(data, tests, {c.name for c in mine})
                 continue
-            wrong = await self._suspects(task, tests, failing, coder, attempt, module)
+            wrong = await self._suspects(
+                task, tests, failing, coder, attempt, module, str(output["code"])
+            )
             if not wrong:
                 break
             tests = self._without(data, tests, wrong)
@@ -343,15 +345,27 @@ class Tester(Gate):
         coder: str,
         attempt: int,
         module: dict[str, Any],
+        code: str,
     ) -> set[str]:
-        """The failed assertions the arbiter found wrong (two coders failed them alike)."""
+        """The failed assertions the arbiter found wrong (two coders failed them alike).
+
+        Two failures count as independent only when the implementations differ: the same
+        model often writes the same code twice, and the same code failing twice is one
+        piece of evidence, not two (measured: two identical ``slugify`` that dropped the
+        spaces sent a right test to the arbiter, which sided with the code)."""
         names = interface_names(module["interface"])
         wrong: set[str] = set()
+        state = self.runtime.board.tasks.get(task.task_id)
+        mine = same_code(code)
         for case in failing:
             if blame(case, f"test_{module['name']}.py", names) != "assertion":
                 continue
             seen = self.failed_as.setdefault((task.task_id, signature(case)), {})
-            others = {c: a for c, a in seen.items() if c != coder}
+            others = {
+                c: a
+                for c, a in seen.items()
+                if c != coder and state is not None and same_code(_code_of(state, a)) != mine
+            }
             seen.setdefault(coder, attempt)
             if not others:
                 continue
@@ -414,6 +428,38 @@ class Tester(Gate):
             await asyncio.sleep(0.1)
         self.rulings[key] = ruling
         return ruling
+
+
+def _code_of(state: TaskState, attempt: int) -> str:
+    result = state.result(attempt)
+    output = result.output if result is not None else None
+    return str(output.get("code", "")) if isinstance(output, dict) else ""
+
+
+def same_code(code: str) -> str:
+    """A key equal for two implementations that differ only in docstrings, comments,
+    formatting and type hints."""
+    import ast
+
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return " ".join(code.split())
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            body.pop(0)  # a docstring
+        if isinstance(node, ast.arg):
+            node.annotation = None
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            node.returns = None
+    return ast.dump(tree)
 
 
 def _function_source(source: str, name: str) -> str:
