@@ -284,3 +284,11 @@ def test_same_code_ignores_docstrings_comments_and_hints() -> None:
     b = "def f(x):\n    return x+1\n"
     assert same_code(a) == same_code(b)
     assert same_code(b) != same_code("def f(x):\n    return 1 + x\n")
+
+
+def test_a_copy_of_the_module_pasted_into_the_tests_is_removed() -> None:
+    """A test file that defines the function it tests would test its own copy."""
+    source = "from p.m import f\n\ndef f(x):\n    return 0\n\ndef test_f():\n    assert f(1) == 2\n"
+    checked = check_tests(source, "p", "m", ["f"])
+    assert "def f(" not in checked.source and "def test_f():" in checked.source
+    assert checked.source.startswith("from p.m import f\n") and checked.problems == []

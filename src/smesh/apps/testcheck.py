@@ -353,6 +353,31 @@ def _one_assert_each(source: str, tree: ast.Module) -> tuple[str, ast.Module]:
         return source, tree
 
 
+def _no_copies(source: str, tree: ast.Module, interface: Sequence[str]) -> tuple[str, ast.Module]:
+    """The file without its own top-level definitions of names the module promises.
+
+    A small model pastes the module into its test file: the definition shadows the import,
+    and the tests then test the tester's copy, never the coder's code."""
+    promised = set(interface)
+    drop = [
+        n
+        for n in tree.body
+        if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+        and n.name in promised
+    ]
+    if not drop:
+        return source, tree
+    lines = source.splitlines(keepends=True)
+    for node in sorted(drop, key=lambda n: n.lineno, reverse=True):
+        first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+        del lines[first - 1 : node.end_lineno or node.lineno]
+    text = "".join(lines)
+    try:
+        return text, ast.parse(text)
+    except SyntaxError:
+        return source, tree
+
+
 def check_tests(source: str, package: str, module: str, interface: Sequence[str]) -> TestsCheck:
     """Check a generated test file before it runs, and add the imports it forgot.
 
@@ -373,6 +398,7 @@ def check_tests(source: str, package: str, module: str, interface: Sequence[str]
         return TestsCheck(source, ["the file has no test functions"], [])
     source, tree, moved = _no_work_at_import(source, tree)
     source, tree = _one_assert_each(source, tree)
+    source, tree = _no_copies(source, tree, interface)
     target = f"{package}.{module}"
     imports_module = any(
         (isinstance(n, ast.ImportFrom) and n.module == target)
