@@ -1,9 +1,12 @@
 """A scripted "model" that knows the planted issues of the samples (tests only).
 
-It answers the scan prompts of ``review`` and ``swarm`` with exactly the planted issues of
-the chunk it is shown (for the asking lens), and judges a finding ``agree`` when it is a
-planted issue and ``disagree`` otherwise. Extra false positives can be planted per lens to
-exercise disputes.
+``review`` and ``swarm`` ask their lenses focused questions about one line each (see
+:mod:`smesh.apps.questions`): the region of the file first, then ``<lens> check, line
+N: ...`` and a choice of answers whose first one confirms the problem. The oracle confirms
+exactly when a planted issue of the asking lens (its category, or a CWE of its specialty)
+lies within the tolerance of that line, and a judge (a prompt with ``Reported:``) agrees
+on the same condition. Extra false positives can be planted per lens: the oracle then
+confirms that check as a scanner (but, knowing the truth, rejects it as a judge).
 """
 
 from __future__ import annotations
@@ -24,25 +27,38 @@ EXPECTED: dict[str, Any] = json.loads((SAMPLES / "EXPECTED.json").read_text())
 ISSUES: list[dict[str, Any]] = EXPECTED["issues"]
 TOLERANCE: int = EXPECTED["line_tolerance"]
 
-_SCAN = re.compile(r"^File (\S+) \((\w+)\), lines (\d+)-(\d+):", re.M)
-_JUDGE = re.compile(r"reported this (\S+) issue in (\S+), line (\d+)")
+_REGION = re.compile(r"^File (\S+) \((\w+)\), lines (\d+)-(\d+):", re.M)
+_CHECK = re.compile(r"^(\S+) check, line (\d+):", re.M)
+_CLAIM = re.compile(r"^Reported as (\S+):", re.M)
 
 
 def canonical(cwe: int) -> int:
     return CWE_ALIASES.get(cwe, cwe)
 
 
-def _lens_of(request: Request) -> tuple[str, tuple[int, ...]]:
-    for lens in (*LENSES.values(), *SPECIALISTS.values()):
-        if request.system == lens.role:
-            return lens.name, lens.cwes
-    raise AssertionError(f"unknown role {request.system!r}")
-
-
 def _issue_file(path: str, issue: dict[str, Any]) -> bool:
     return (
         issue["file"] == path or issue["file"].endswith("/" + path) or path.endswith(issue["file"])
     )
+
+
+def planted(path: str, line: int, lens: str) -> bool:
+    """Whether a planted issue of ``lens`` (a lens name, or a finding label: a review
+    category or ``CWE-n``) lies near ``line`` of ``path``."""
+    specialty = SPECIALISTS.get(lens)
+    for issue in ISSUES:
+        if not _issue_file(path, issue) or abs(issue["line"] - line) > TOLERANCE:
+            continue
+        if lens.startswith("CWE-"):
+            if canonical(int(lens[4:])) in {canonical(c) for c in issue["cwes"]}:
+                return True
+        elif specialty is not None and specialty.cwes:
+            wanted = {canonical(c) for c in specialty.cwes}
+            if wanted & {canonical(c) for c in issue["cwes"]}:
+                return True
+        elif lens in LENSES and issue["category"] == lens:
+            return True
+    return False
 
 
 class Oracle:
@@ -54,71 +70,58 @@ class Oracle:
         self.root = root
         self.false_positives = false_positives or {}
         self.scans: list[tuple[str, str]] = []
+        self.checks: list[tuple[str, str, int]] = []
         self.judged: list[tuple[str, str, int, str]] = []
 
-    def _line(self, path: str, number: int) -> str:
-        target = self.root if self.root.is_file() else self.root / path
-        return target.read_text().splitlines()[number - 1]
+    def _planted_fp(self, lens: str, path: str, line: int) -> bool:
+        return any(
+            _issue_file(path, fp) and abs(fp["line"] - line) <= TOLERANCE
+            for fp in self.false_positives.get(lens, [])
+        )
 
     def __call__(self, request: Request) -> dict[str, Any]:
         prompt = request.messages[-1].content
-        name, cwes = _lens_of(request)
-        judge = _JUDGE.search(prompt)
-        if judge is not None:
-            label, path, line = judge.group(1), judge.group(2), int(judge.group(3))
-            ok = any(self._matches(i, path, label, line) for i in ISSUES)
-            self.judged.append((name, path, line, "agree" if ok else "disagree"))
-            return {
-                "verdict": "agree" if ok else "disagree",
-                "reason": "planted" if ok else "not an issue",
-            }
-        scan = _SCAN.search(prompt)
-        assert scan is not None, prompt
-        path, start, end = scan.group(1), int(scan.group(3)), int(scan.group(4))
-        self.scans.append((name, path))
-        found: list[dict[str, Any]] = []
-        for issue in ISSUES:
-            if not _issue_file(path, issue) or not start <= issue["line"] <= end:
-                continue
-            if cwes:
-                picked = [c for c in issue["cwes"] if c in cwes]
-                if not picked:
-                    continue
-                extra: dict[str, Any] = {"cwe": picked[0]}
-            elif issue["category"] == name:
-                extra = {}
-            else:
-                continue
-            found.append(
-                {
-                    **extra,
-                    "line": issue["line"],
-                    "code": self._line(path, issue["line"]).strip(),
-                    "severity": issue["severity"],
-                    "message": issue["what"],
-                }
-            )
-        for fp in self.false_positives.get(name, []):
-            if _issue_file(path, fp) and start <= fp["line"] <= end:
-                found.append(
-                    {
-                        "line": fp["line"],
-                        "code": self._line(path, fp["line"]).strip(),
-                        "severity": "low",
-                        "message": fp["what"],
-                    }
-                )
-        return {"findings": found}
-
-    @staticmethod
-    def _matches(issue: dict[str, Any], path: str, label: str, line: int) -> bool:
-        if not _issue_file(path, issue) or abs(issue["line"] - line) > TOLERANCE:
-            return False
-        if label.startswith("CWE-"):
-            return canonical(int(label[4:])) in {canonical(c) for c in issue["cwes"]}
-        return bool(issue["category"] == label)
+        region = _REGION.search(prompt)
+        check = _CHECK.search(prompt)
+        assert region is not None and check is not None, prompt
+        path, lens, line = region.group(1), check.group(1), int(check.group(2))
+        properties = (request.json_schema or {})["properties"]
+        options = properties["answer"]["enum"]
+        answer: dict[str, Any] = {}
+        if "source_line" in properties:
+            answer["source_line"] = properties["source_line"]["enum"][0]
+        claim = _CLAIM.search(prompt)
+        if claim is not None:
+            truth = planted(path, line, claim.group(1))  # judged by what was reported
+            self.judged.append((lens, path, line, "agree" if truth else "disagree"))
+            ok = truth
+        else:
+            if (lens, path) not in self.scans:
+                self.scans.append((lens, path))
+            self.checks.append((lens, path, line))
+            ok = planted(path, line, lens) or self._planted_fp(lens, path, line)
+        answer["reason"] = "planted" if ok else "not an issue"
+        answer["answer"] = options[0] if ok else options[1]
+        return answer
 
 
 def oracle_backend(root: Path, **options: Any) -> tuple[FunctionBackend, Oracle]:
     oracle = Oracle(root, **options)
     return FunctionBackend(oracle, name="oracle"), oracle
+
+
+def as_planted(found: set[tuple[str, int, str]]) -> set[tuple[str, int, str]]:
+    """``(file, line, category)`` findings mapped onto the planted issue within the
+    tolerance: a finding is filed at the sink's line (the query executed), which may be a
+    line or two from where the issue was planted (the query built)."""
+    out = set()
+    for file, line, category in found:
+        match = [
+            (i["file"], i["line"], i["category"])
+            for i in ISSUES
+            if i["file"] == file
+            and i["category"] == category
+            and abs(i["line"] - line) <= TOLERANCE
+        ]
+        out.add(match[0] if match else (file, line, category))
+    return out

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from _coders import Team
-from _oracle import ISSUES, SAMPLES, Oracle
+from _oracle import ISSUES, SAMPLES, Oracle, as_planted
 
 from smesh.backends import register_backend
 from smesh.cli import main
@@ -50,7 +50,7 @@ def test_review_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None
     agreed = {
         (f["file"], f["line_start"], f["category"]) for f in doc["findings"] if f["consensus"]
     }
-    assert agreed == {(i["file"], i["line"], i["category"]) for i in ISSUES}
+    assert as_planted(agreed) == {(i["file"], i["line"], i["category"]) for i in ISSUES}
     assert doc["summary"]["run_id"]
 
 
@@ -153,7 +153,8 @@ def test_swarm_json_and_sarif(
     assert code == 0
     log = json.loads(sarif.read_text())
     validate_sarif(log)
-    assert {r["properties"]["support"][0] for r in log["runs"][0]["results"]} == {"bandit"}
+    # no model: the two default analyzers, bandit and the flow analysis, report alone
+    assert {r["properties"]["support"][0] for r in log["runs"][0]["results"]} == {"bandit", "flow"}
 
 
 def test_code_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -203,3 +204,18 @@ def test_bad_arguments_exit_2_with_one_line(
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("smesh: error:"), err
     assert "Traceback" not in out + err
+
+
+def test_swarm_says_before_it_starts_when_the_budget_cannot_hold_the_plan(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    pytest.importorskip("bandit")
+    _, out, err = smesh(
+        capsys, "swarm", "--path", str(SAMPLES), "--backend", "oracle", "--json",
+        "--max-seconds", "1", "--max-calls", "3", "--journal", str(tmp_path / "j.db"),
+    )  # fmt: skip
+    assert "will not finish within its budget" in err
+    assert "LLM work against a budget of 1 s" in err and "calls against a budget of 3" in err
+    doc = json.loads(out)  # stdout is still exactly one JSON document
+    assert doc["plan"]["checks"] == 10
+    assert doc["summary"]["llm_calls"] <= 3

@@ -161,6 +161,10 @@ async def run_tool(
 
 
 _BANDIT_SEVERITY = {"LOW": "low", "MEDIUM": "medium", "HIGH": "high"}
+#: rules bandit files under a CWE other than the weakness they describe (eval and exec
+#: under OS command injection, yaml.load under input validation): findings are keyed by
+#: CWE, so these are re-filed where a specialist of that weakness meets them
+BANDIT_RULE_CWE: dict[str, int] = {"B307": 94, "B102": 94, "B506": 502}
 #: bandit's import-only warnings (B4xx blacklist imports) and asserts: the call-site rules
 #: already catch the real uses, so these are skipped unless asked for
 BANDIT_DEFAULT_SKIPS: tuple[str, ...] = ("B101", "B403", "B404")
@@ -257,7 +261,7 @@ def parse_bandit(out: bytes) -> list[RawFinding]:
                 file=path,
                 line_start=int(item.get("line_number", lines[0])),
                 line_end=int(max(lines)),
-                cwe=int(cwe.get("id", 0) or 0),
+                cwe=BANDIT_RULE_CWE.get(str(item.get("test_id", "")), int(cwe.get("id", 0) or 0)),
                 severity=_BANDIT_SEVERITY.get(str(item.get("issue_severity")), "medium"),
                 rule=str(item.get("test_id", "")),
                 message=str(item.get("issue_text", "")).strip(),
@@ -267,8 +271,14 @@ def parse_bandit(out: bytes) -> list[RawFinding]:
     return findings
 
 
+def _flow() -> Analyzer:
+    from smesh.apps.flowcheck import FlowAnalyzer  # it builds on this module
+
+    return FlowAnalyzer()
+
+
 #: analyzer name -> factory
-ANALYZERS: dict[str, Callable[[], Analyzer]] = {"bandit": BanditAnalyzer}
+ANALYZERS: dict[str, Callable[[], Analyzer]] = {"bandit": BanditAnalyzer, "flow": _flow}
 
 
 def register_analyzer(name: str, factory: Callable[[], Analyzer]) -> None:

@@ -8,14 +8,18 @@ view of the host), and the reviewer approves or asks
 for changes. A module is accepted only when the tests pass *and* the review approves; a
 rejection sends it back, with both verifiers' feedback, for a bounded number of rounds.
 Decisions move the coder's trust, which scales its next bids, so it changes who gets the
-next module. At the end the accepted code and its tests are written to the output
-directory and the whole suite is run there once more.
+next module. The tester is tested too (see :mod:`smesh.apps.codegate`): tests that break
+on their own or that an arbiter finds wrong are the tester's failures, not the coder's.
+At the end the accepted code and its tests are written to the output directory and the
+whole suite is run there once more: a module whose tests do not pass there is reported
+``failed``, so "every module accepted" means the project's own pytest passes.
 """
 
 from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +27,17 @@ import msgspec
 
 from smesh.agents import Agent, Judgement, TaskSpec, VerifySpec, WorkContext
 from smesh.agents.board import TaskBoard, TaskState
-from smesh.agents.protocol import Ruling
+from smesh.apps.codegate import REVIEWER, WORKDIR, Arbiter, Gate, Tester, latest_code
 from smesh.apps.common import Summary, summarize
 from smesh.apps.demo import extract_code
 from smesh.apps.options import RunOptions
 from smesh.apps.scan import post_task
 from smesh.backends.base import Backend
 from smesh.errors import UsageError
-from smesh.sandbox import Limits, Sandbox, TestRun, run_pytest
+from smesh.sandbox import Limits, Sandbox, run_pytest
 from smesh.trust import TrustTable
 
-__all__ = ["CodeModule", "CodeReport", "run_code"]
+__all__ = ["DEFAULT_CALLS", "DEFAULT_SECONDS", "CodeModule", "CodeReport", "run_code"]
 
 PLAN_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -64,10 +68,10 @@ REVIEW_SCHEMA: dict[str, Any] = {
     },
     "required": ["verdict", "reason"],
 }
-TESTER = "tester"
-REVIEWER = "reviewer"
 ARCHITECT = "architect"
-WORKDIR = ".smesh-work"
+#: the budget of a coding run when the command line gives none (it plans nothing ahead)
+DEFAULT_CALLS = 400
+DEFAULT_SECONDS = 1800.0
 
 
 class CodeModule(msgspec.Struct, frozen=True, kw_only=True):
@@ -89,14 +93,19 @@ class CodeReport(msgspec.Struct, frozen=True, kw_only=True):
     modules: list[CodeModule]
     summary: Summary
     package: str = ""
+    tester_failures: list[str] = []
 
     def contract(self) -> dict[str, Any]:
-        """The ``--json`` document: ``{"out", "modules": [...], "summary": {...}}``."""
-        return {
+        """The ``--json`` document: ``{"out", "modules": [...], "summary": {...}}``, plus
+        ``"tester_failures"`` (the tester's own broken or wrong tests) when there were any."""
+        doc: dict[str, Any] = {
             "out": self.out,
             "modules": msgspec.to_builtins(self.modules),
             "summary": msgspec.to_builtins(self.summary),
         }
+        if self.tester_failures:
+            doc["tester_failures"] = list(self.tester_failures)
+        return doc
 
 
 def identifier(text: str, fallback: str) -> str:
@@ -169,9 +178,19 @@ def _overview(plan: dict[str, Any]) -> str:
 
 
 class Coder(Agent):
-    """Writes one module from its interface (and, on a retry, the reviewers' feedback)."""
+    """Writes one module from its interface (and, on a retry, the reviewers' feedback).
 
-    def __init__(self, id: str, backend: Backend) -> None:
+    A rejected module goes to a coder who has not tried it yet, when there is one: a
+    second, independent implementation is what tells a wrong test from wrong code (see
+    :mod:`smesh.apps.codegate`).
+
+    Args:
+        id: node id.
+        backend: the model.
+        peers: the ids of every coder of the run.
+    """
+
+    def __init__(self, id: str, backend: Backend, peers: Sequence[str] = ()) -> None:
         super().__init__(
             id,
             backend=backend,
@@ -179,6 +198,16 @@ class Coder(Agent):
             skills={"code": 0.9},
             max_tokens=900,
         )
+        self.peers = [p for p in peers if p != id]
+
+    def score(self, task: TaskState, now: float) -> float:
+        """As any agent's, but none for a retry of a module this coder wrote while a
+        coder who has not tried it exists (it will bid when it is free)."""
+        base = super().score(task, now)
+        tried = {r.origin for r in task.results.values()}
+        if self.id in tried and any(p not in tried for p in self.peers):
+            return 0.0
+        return base
 
     async def perform(self, ctx: WorkContext) -> Any:
         """Write the module; returns ``{"file", "code"}``."""
@@ -200,120 +229,7 @@ class Coder(Agent):
         return {"file": f"{plan['package']}/{module['name']}.py", "code": code}
 
 
-class _Gate(Agent):
-    """A verifier of the code gate: a module is accepted when the tester *and* the
-    reviewer approve, and rejected as soon as either rejects (whatever their trust)."""
-
-    def settle(self, task: TaskState, attempt: int) -> Ruling | None:
-        ballots = task.ballots(attempt)
-        approvers = set(ballots.get("approve", ()))
-        if ballots.get("reject"):
-            return Ruling("rejected", "votes")
-        if {TESTER, REVIEWER} <= approvers:
-            return Ruling("accepted", "votes")
-        return None
-
-
-def workspace(out: Path, board: TaskBoard, task: TaskState, output: Any) -> Path:
-    """A fresh directory inside ``out`` holding the package as it stands, with the
-    candidate ``output`` for ``task`` in place."""
-    data = task.spec.input
-    package = data["package"]
-    attempt = task.attempt
-    work = out / WORKDIR / f"{data['module']['name']}-{attempt}"
-    shutil.rmtree(work, ignore_errors=True)
-    (work / package).mkdir(parents=True)
-    (work / package / "__init__.py").write_text("", encoding="utf-8")
-    for other in board.tasks.values():
-        if other is task or not other.spec.task_id.startswith("module:"):
-            continue
-        latest = _latest_code(other)
-        if latest is not None:
-            (work / latest["file"]).write_text(latest["code"], encoding="utf-8")
-    (work / output["file"]).write_text(output["code"], encoding="utf-8")
-    return work
-
-
-def _latest_code(task: TaskState) -> dict[str, str] | None:
-    """The accepted output of a module task, else its latest output with code."""
-    outputs = [(attempt, task.result(attempt)) for attempt in sorted(task.results, reverse=True)]
-    for attempt, result in outputs:
-        output = result.output if result is not None else None
-        decision = task.decision(attempt)
-        accepted = decision is not None and decision.verdict == "accepted"
-        if accepted and isinstance(output, dict) and output.get("code"):
-            return output
-    for _, result in outputs:
-        output = result.output if result is not None else None
-        if isinstance(output, dict) and output.get("code"):
-            return output
-    return None
-
-
-class Tester(_Gate):
-    """Writes pytest tests for a module (once, kept in ``out/tests``) and runs them."""
-
-    def __init__(
-        self, backend: Backend, *, out: Path, limits: Limits, sandbox: Sandbox | None = None
-    ) -> None:
-        super().__init__(
-            TESTER,
-            backend=backend,
-            role="You are a test engineer. You write small, correct pytest tests.",
-            verifies={"code": 1.0},
-            max_tokens=700,
-        )
-        self.out = out
-        self.limits = limits
-        self.sandbox = sandbox or Sandbox(limits=limits)
-        self.runs: dict[tuple[str, int], TestRun] = {}
-
-    async def _tests_for(self, data: dict[str, Any], code: str) -> str:
-        module = data["module"]
-        path = self.out / "tests" / f"test_{module['name']}.py"
-        if path.is_file() and path.read_text(encoding="utf-8").strip():
-            try:
-                compile(path.read_text(encoding="utf-8"), str(path), "exec")
-                return path.read_text(encoding="utf-8")
-            except SyntaxError:
-                pass  # a broken test file is written again
-        prompt = (
-            f"Write pytest tests for the module {data['package']}/{module['name']}.py.\n"
-            f"Purpose: {module['purpose']}\nInterface:\n{module['interface']}\n\n"
-            f"The module:\n```python\n{code[:3000]}\n```\n\n"
-            f"Import it as `from {data['package']}.{module['name']} import ...`. Write 2 to 5 "
-            "short test functions with plain asserts that check the interface's promises. "
-            "Reply with the test file in one ```python block."
-        )
-        text = extract_code((await self.ask(prompt)).text).strip() + "\n"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        return text
-
-    async def judge(self, task: TaskSpec, output: Any) -> Judgement:
-        """Run the module's tests against the candidate in a sandbox."""
-        if not isinstance(output, dict) or not output.get("code"):
-            return Judgement("reject", "the result holds no code")
-        board = self.runtime.board
-        state = board.tasks[task.task_id]
-        attempt = state.attempt
-        tests = await self._tests_for(task.input, str(output["code"]))
-        work = workspace(self.out, board, state, output)
-        (work / "tests").mkdir(exist_ok=True)
-        name = f"tests/test_{task.input['module']['name']}.py"
-        (work / name).write_text(tests, encoding="utf-8")
-        run = await run_pytest(work, [name], limits=self.limits, sandbox=self.sandbox)
-        self.runs[(task.task_id, attempt)] = run
-        if run.passed:
-            return Judgement("approve", f"{run.tests_passed}/{run.tests_run} tests passed")
-        failing = [ln for ln in run.output.splitlines() if ln.startswith(("E ", "FAILED", "ERROR"))]
-        detail = "; ".join(failing[:6]) or run.output[-400:]
-        return Judgement(
-            "reject", f"tests: {run.tests_passed}/{run.tests_run} passed. {detail}"[:900]
-        )
-
-
-class Reviewer(_Gate):
+class Reviewer(Gate):
     """Approves a module or requests changes, from its interface and code."""
 
     def __init__(self, backend: Backend) -> None:
@@ -356,7 +272,7 @@ def materialize(out: Path, board: TaskBoard) -> tuple[str, list[TaskState]]:
     (out / "tests").mkdir(exist_ok=True)
     (out / "conftest.py").write_text("# lets pytest import the package from here\n")
     for task in modules:
-        latest = _latest_code(task)
+        latest = latest_code(task)
         if latest is not None:
             (out / latest["file"]).write_text(latest["code"], encoding="utf-8")
     plan = modules[0].spec.input["plan"]
@@ -411,13 +327,17 @@ async def run_code(
     target.mkdir(parents=True, exist_ok=True)
     target = target.resolve()
     opts = options or RunOptions()
+    if opts.fit_budget:  # it plans nothing ahead: fixed defaults, fitted in place
+        opts.budget.fill(calls=DEFAULT_CALLS, wall_s=DEFAULT_SECONDS)
     verify = VerifySpec(quorum=1.0, margin=0.0, timeout_s=opts.settings.work_timeout_s)
     tester = Tester(backend, out=target, limits=sandbox.limits, sandbox=sandbox)
+    names = [f"coder-{i + 1}" for i in range(coders)]
     agents: list[Agent] = [
         Architect(backend, verify=verify, rounds=rounds),
-        *(Coder(f"coder-{i + 1}", backend) for i in range(coders)),
+        *(Coder(name, backend, peers=names) for name in names),
         tester,
         Reviewer(backend),
+        Arbiter(backend),
     ]
     team = opts.team(agents, field=opts.field(), trust=TrustTable())
     opts.started(team.board)
@@ -443,10 +363,13 @@ async def run_code(
             else None
         )
         last = max(task.results) if task.results else None
+        # accepted by the gate and passing in the project as written: the report never
+        # says "accepted" for a module whose own tests fail there
+        ok = task.outcome == "accepted" and (final is None or final.passed)
         results.append(
             CodeModule(
                 name=name,
-                status="accepted" if task.outcome == "accepted" else "failed",
+                status="accepted" if ok else "failed",
                 tests_run=final.tests_run if final is not None else 0,
                 tests_passed=final.tests_passed if final is not None else 0,
                 review=_review_of(task),
@@ -457,4 +380,10 @@ async def run_code(
     shutil.rmtree(target / ".sandbox", ignore_errors=True)
     accepted = sum(m.status == "accepted" for m in results)
     summary = summarize(report, consensus=accepted, total=len(results))
-    return CodeReport(out=str(target), modules=results, summary=summary, package=package)
+    return CodeReport(
+        out=str(target),
+        modules=results,
+        summary=summary,
+        package=package,
+        tester_failures=list(tester.own_failures),
+    )

@@ -75,6 +75,9 @@ class ScanReport(msgspec.Struct, Generic[FindingT], frozen=True, kw_only=True):
         root: the scanned path.
         analyzer_failures: one line per analyzer that did not work (error, unparsable
             output, timeout, never ran); the command then exits 1.
+        plan: what the scan planned before it started (checks, calls, seconds), as
+            :meth:`smesh.apps.plan.Estimate` has it.
+        unfinished: scan and judge tasks that did not finish (the budget ran out).
     """
 
     findings: list[FindingT]
@@ -82,14 +85,21 @@ class ScanReport(msgspec.Struct, Generic[FindingT], frozen=True, kw_only=True):
     judgements: list[list[str]] = []
     root: str = ""
     analyzer_failures: list[str] = []
+    plan: Any = None
+    unfinished: list[str] = []
 
     def contract(self) -> dict[str, Any]:
         """The ``--format json`` document: ``{"findings": [...], "summary": {...}}``, plus
+        ``"plan"`` (what was planned), ``"unfinished"`` when tasks did not finish and
         ``"analyzer_failures"`` when an analyzer failed."""
         doc: dict[str, Any] = {
             "findings": msgspec.to_builtins(self.findings),
             "summary": msgspec.to_builtins(self.summary),
         }
+        if self.plan is not None:
+            doc["plan"] = msgspec.to_builtins(self.plan)
+        if self.unfinished:
+            doc["unfinished"] = list(self.unfinished)
         if self.analyzer_failures:
             doc["analyzer_failures"] = list(self.analyzer_failures)
         return doc

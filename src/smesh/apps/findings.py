@@ -101,11 +101,15 @@ class ConsensusRule(msgspec.Struct, frozen=True, kw_only=True):
         quorum: trust-weighted mass the supporting groups need.
         margin: lead that mass needs over the dissenting groups' mass.
         min_groups: independent groups that must support it.
+        veto: groups whose disagreement no support outweighs: a deterministic check
+            that *proves* the finding wrong (the flow analysis disputes only where the
+            value reaching the sink is a constant or sanitized).
     """
 
     quorum: float = 0.9
     margin: float = 0.3
     min_groups: int = 1
+    veto: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.quorum < 0 or self.margin < 0 or self.min_groups < 1:
@@ -356,7 +360,8 @@ class FindingLedger:
             margin=self.rule.margin,
         )
         enough = len(set(support) - both) >= self.rule.min_groups
-        consensus = enough and result.outcome == "accepted"
+        vetoed = any(group in self.rule.veto for group in dissent)
+        consensus = enough and result.outcome == "accepted" and not vetoed
         return Assessment(
             support=[support[g] for g in support if g not in both],
             dissent=[dissent[g] for g in dissent if g not in both],
@@ -365,7 +370,7 @@ class FindingLedger:
             dissent_mass=round(result.reject, 4),
             consensus=consensus,
             disputed=not consensus and bool(set(dissent) - both),
-            refuted=result.outcome == "rejected",
+            refuted=result.outcome == "rejected" or vetoed,
         )
 
     def settle(self, address: str, now: float) -> Assessment | None:
@@ -403,7 +408,8 @@ class FindingLedger:
 
         Args:
             records: ``(agent, output)`` pairs in the order they were produced; an output
-                holds ``findings`` (reports, with their ``key``) or a ``judgement``.
+                holds ``findings`` (reports, with their ``key``), a ``judgement`` or a list
+                of ``judgements``.
         """
         for agent, output in records:
             if not isinstance(output, dict):
@@ -419,11 +425,12 @@ class FindingLedger:
                     message=str(item["message"]),
                     key=msgspec.convert(item["key"], FindingKey),
                 )
-            judgement = output.get("judgement")
-            if isinstance(judgement, dict) and judgement.get("finding") in self.findings:
-                self.judge(
-                    agent,
-                    judgement["finding"],
-                    str(judgement.get("opinion")),
-                    str(judgement.get("reason", "")),
-                )
+            judgements = [output.get("judgement"), *(output.get("judgements") or ())]
+            for judgement in judgements:
+                if isinstance(judgement, dict) and judgement.get("finding") in self.findings:
+                    self.judge(
+                        agent,
+                        judgement["finding"],
+                        str(judgement.get("opinion")),
+                        str(judgement.get("reason", "")),
+                    )

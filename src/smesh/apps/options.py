@@ -42,6 +42,11 @@ class RunOptions:
         seed: base seed of the agents' RNGs.
         on_change: called after every change on the task board (progress views).
         on_start: called with the task board once the team is ready.
+        fit_budget: replace the budget by one that fits the planned work (``review`` and
+            ``swarm`` plan theirs before they start; the command line asks for this when
+            neither ``--max-calls`` nor ``--max-seconds`` is given).
+        on_plan: called with a scan's estimate (see :class:`smesh.apps.plan.Estimate`)
+            and a warning when it will not fit its budget, before any model is asked.
     """
 
     settings: Settings = APP_SETTINGS
@@ -53,6 +58,8 @@ class RunOptions:
     seed: int = 0
     on_change: Callable[[TaskState, str], None] | None = None
     on_start: Callable[[TaskBoard], None] | None = None
+    fit_budget: bool = False
+    on_plan: Callable[[Any, str | None], None] | None = None
 
     def replace(self, **changes: Any) -> RunOptions:
         """A copy with ``changes`` (the value itself never changes)."""
@@ -75,6 +82,11 @@ class RunOptions:
             trust=trust,
             resume=self.resume,
         )
+
+    def planned(self, estimate: Any, warning: str | None) -> None:
+        """Tell the ``on_plan`` hook what the scan will cost (and whether it fits)."""
+        if self.on_plan is not None:
+            self.on_plan(estimate, warning)
 
     def started(self, board: TaskBoard) -> None:
         """Tell the ``on_start`` hook that the team is ready."""

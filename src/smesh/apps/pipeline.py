@@ -1,16 +1,25 @@
 """The scan pipeline that ``review`` and ``swarm`` share.
 
-Both apps do the same thing with different points of view: select and chunk the files,
-post one scan task per chunk and suited lens (and one task per analyzer), let a team of
-:class:`~smesh.apps.scan.ScanAgent` and :class:`~smesh.apps.scan.AnalyzerAgent` work
-through them while the :class:`~smesh.apps.findings.FindingLedger` follows the findings,
-settle each finding once its judges are done, and turn the settled findings into the
-app's report. :func:`run_scan` is that pipeline; a :class:`ScanPlan` is everything an app
-adds to it: its lenses and analyzers, its consensus rule and finding geometry, who judges
-a finding, and how a settled finding reads in its report.
+Both apps do the same thing with different points of view:
 
-A resumed run rebuilds the ledger from the results in the journal before the team starts
-(:func:`outputs_in_order`), so finished scans and judgements are not asked again.
+1. select the files and gather the cheap evidence about each (:mod:`smesh.apps.evidence`:
+   its sinks and what reaches them, its review cues), and run the analyzers (bandit, the
+   flow analysis): seconds, no model;
+2. plan the LLM work from that evidence (:mod:`smesh.apps.plan`): which lens answers
+   which checks in which region; a file with nothing to ask about costs nothing; estimate
+   what the plan costs and fit (or check) the budget before anything is asked;
+3. let a team of :class:`~smesh.apps.scan.ScanAgent` and
+   :class:`~smesh.apps.scan.AnalyzerAgent` work through the tasks while the
+   :class:`~smesh.apps.findings.FindingLedger` follows the findings, settle each finding
+   once its judges are done, and turn the settled findings into the app's report.
+
+:func:`run_scan` is that pipeline; a :class:`ScanPlan` is everything an app adds to it:
+its lenses and analyzers, its consensus rule and finding geometry, who judges a finding,
+and how a settled finding reads in its report.
+
+A resumed run plans the same tasks from the same evidence and rebuilds the ledger from
+the results in the journal before the team starts (:func:`outputs_in_order`), so finished
+checks and judgements are not asked again.
 """
 
 from __future__ import annotations
@@ -22,15 +31,17 @@ from typing import Any, Generic, TypeVar
 
 from smesh.agents import Agent, TaskSpec
 from smesh.agents.board import TaskBoard, TaskState
-from smesh.apps.analyzers import Analyzer
-from smesh.apps.common import ScanReport, summarize
-from smesh.apps.files import DEFAULT_MAX_BYTES, SourceFile, chunk_file, select_files
+from smesh.apps.analyzers import Analyzer, RawFinding
+from smesh.apps.common import ScanReport, Summary, summarize
+from smesh.apps.evidence import FileEvidence, gather
+from smesh.apps.files import SourceFile, select_files
 from smesh.apps.findings import Assessment, ConsensusRule, FindingLedger, FindingState
-from smesh.apps.lens import Lens
+from smesh.apps.lens import Lens, cwe_label
 from smesh.apps.options import RunOptions
+from smesh.apps.plan import CostModel, Estimate, PlanIndex, estimate, plan_work
 from smesh.apps.scan import (
     AnalyzerAgent,
-    JudgesFor,
+    RegionTurns,
     ScanAgent,
     SourceView,
     analyzer_spec,
@@ -42,10 +53,13 @@ from smesh.trust import TrustTable
 
 __all__ = [
     "ANALYZER_TRUST",
+    "MAX_AUTO_SECONDS",
     "MIN_AFFINITY",
     "JudgesPolicy",
+    "Judging",
     "ScanPlan",
     "Settlement",
+    "fit_budget",
     "outputs_in_order",
     "run_scan",
 ]
@@ -56,9 +70,21 @@ ReportT = TypeVar("ReportT", bound=ScanReport[Any])
 MIN_AFFINITY = 0.5
 #: analyzers start with this trust: deterministic, but not free of false positives
 ANALYZER_TRUST = 0.7
+#: the longest wall-time budget fitted to a plan when none is given
+MAX_AUTO_SECONDS = 3600.0
 
-#: ``(ledger, lenses in the run by name, finding) -> groups that should judge it``
-JudgesPolicy = Callable[[FindingLedger, Mapping[str, Lens], FindingState], Sequence[str]]
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Judging:
+    """What a judges policy may look at: the ledger, the lenses in the run, the plan."""
+
+    ledger: FindingLedger
+    present: Mapping[str, Lens]
+    index: PlanIndex
+
+
+#: ``(judging, finding) -> groups that should judge it``
+JudgesPolicy = Callable[[Judging, FindingState], Sequence[str]]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -73,23 +99,30 @@ class ScanPlan(Generic[ReportT]):
         finding: a settled finding as the app reports it.
         notes: who said what about a finding, for the human-readable reports.
         report: the app's report type.
+        role: the system prompt of every LLM agent (one per app: the shared prefix).
+        review: plan as ``review`` does (a security lens and cue lenses).
+        label_for: the finding label of an analyzer's CWE.
         bucket_size: lines per finding bucket (see :class:`FindingLedger`).
         join_within: how close a report must be to join a neighbouring bucket's finding.
         nothing_to_scan: the start of the error when no file under the root qualifies.
-        min_affinity: the affinity a lens needs for a language to scan files in it.
+        min_affinity: the affinity a lens needs for a language to look at files in it.
         analyzer_trust: the trust an analyzer starts with.
         max_files: scan at most this many files.
         extensions: only files with these extensions (default: every known language).
-        chunk_bytes: bytes per scanned chunk.
+        only: only these files (relative paths), e.g. the ones changed since a commit.
+        ask_settled: also ask about sinks whose input the flow analysis found safe.
     """
 
     lenses: Sequence[tuple[str, Lens]]
     analyzers: Sequence[Analyzer] = ()
     rule: ConsensusRule
     judges: JudgesPolicy
-    finding: Callable[[FindingState, Assessment], Any]
+    finding: Callable[[FindingState, Assessment, PlanIndex], Any]
     notes: Callable[[FindingState], list[str]]
     report: type[ReportT]
+    role: str = ""
+    review: bool = False
+    label_for: Callable[[int], str] = cwe_label
     bucket_size: int = 10
     join_within: int = 3
     nothing_to_scan: str = "no source files"
@@ -97,7 +130,8 @@ class ScanPlan(Generic[ReportT]):
     analyzer_trust: float = ANALYZER_TRUST
     max_files: int | None = None
     extensions: Sequence[str] | None = None
-    chunk_bytes: int = DEFAULT_MAX_BYTES
+    only: Sequence[str] | None = None
+    ask_settled: bool = False
 
     def groups(self) -> dict[str, str]:
         """Agent id -> independence group, for every agent of the plan."""
@@ -156,60 +190,46 @@ def outputs_in_order(board: TaskBoard) -> list[tuple[str, Any]]:
     return [(r.origin, r.payload.get("output")) for r in results]
 
 
-def _agents(
-    plan: ScanPlan[Any],
-    root: str | Path,
-    files: Sequence[SourceFile],
-    backend: Backend | None,
-    ledger: FindingLedger,
-    judges_for: JudgesFor,
-) -> list[Agent]:
-    """One scan agent per lens copy, one analyzer agent per analyzer."""
-    agents: list[Agent] = []
-    if plan.lenses:
-        if backend is None:
-            raise UsageError("LLM agents need a backend")
-        source = SourceView(root)
-        languages = sorted({f.language for f in files})
-        agents += [
-            ScanAgent(
-                agent_id,
-                lens=lens,
-                languages=languages,
-                source=source,
-                ledger=ledger,
-                judges_for=judges_for,
-                backend=backend,
-            )
-            for agent_id, lens in plan.lenses
-        ]
-    base = Path(root)
-    agents += [
-        AnalyzerAgent(
-            tool.name,
-            analyzer=tool,
-            root=base if base.is_dir() else base.parent,
-            files=[f.path for f in files],
-            ledger=ledger,
-            judges_for=judges_for,
+def fit_budget(options: RunOptions, plan: Estimate) -> tuple[RunOptions, str | None]:
+    """The options with the limits nobody gave fitted to ``plan`` (when asked to fit
+    them), and a warning when the budget cannot hold the planned work."""
+    budget = options.budget
+    if options.fit_budget:
+        # fitted in place: the run's session and stop watch hold this very budget
+        budget.fill(
+            calls=max(40, 2 * plan.calls + 20),
+            wall_s=min(MAX_AUTO_SECONDS, max(120.0, 2.0 * plan.seconds + 60.0)),
         )
-        for tool in plan.analyzers
-    ]
-    return agents
+    limit_s = budget.limits.get("wall_s")
+    limit_calls = budget.limits.get("calls")
+    short: list[str] = []
+    if limit_s is not None and plan.seconds > limit_s:
+        short.append(f"~{plan.seconds:.0f} s of LLM work against a budget of {limit_s:g} s")
+    if limit_calls is not None and plan.calls > limit_calls:
+        short.append(f"~{plan.calls} LLM calls against a budget of {limit_calls:g}")
+    if not short:
+        return options, None
+    return options, (
+        "this scan will not finish within its budget: "
+        + "; ".join(short)
+        + " (raise --max-seconds/--max-calls, or narrow it with --max-files, --ext or --changed)"
+    )
 
 
-def _tasks(plan: ScanPlan[Any], root: str | Path, files: Sequence[SourceFile]) -> list[TaskSpec]:
-    """One task per analyzer, then one per chunk and lens suited to its language."""
-    tasks = [analyzer_spec(tool) for tool in plan.analyzers]
-    lenses = plan.present()
-    for f in files:
-        for chunk in chunk_file(root, f, plan.chunk_bytes):
-            tasks += [
-                scan_spec(chunk, name)
-                for name, lens in lenses.items()
-                if lens.affinity_for(f.language) >= plan.min_affinity
-            ]
-    return tasks
+async def _run_analyzers(
+    tools: Sequence[Analyzer], root: Path, files: Sequence[SourceFile], evidence: list[FileEvidence]
+) -> dict[str, list[RawFinding] | BaseException]:
+    """Every analyzer's findings (or the exception it raised), before anything is planned."""
+    out: dict[str, list[RawFinding] | BaseException] = {}
+    for tool in tools:
+        use = getattr(tool, "use", None)
+        if callable(use):
+            use(evidence)  # the flow analysis takes the evidence instead of gathering it again
+        try:
+            out[tool.name] = await tool.run(root, [f.path for f in files])
+        except Exception as exc:  # reported as that analyzer's failure, in its task
+            out[tool.name] = exc
+    return out
 
 
 async def run_scan(
@@ -232,9 +252,43 @@ async def run_scan(
     opts = options or RunOptions()
     if plan.lenses and backend is None:
         raise UsageError("LLM agents need a backend")
-    files = select_files(root, extensions=plan.extensions, max_files=plan.max_files)
+    files = select_files(root, extensions=plan.extensions)
+    if plan.only is not None:
+        wanted = set(plan.only)
+        files = [f for f in files if f.path in wanted]
+    files = files[: plan.max_files] if plan.max_files is not None else files
+    if not files and plan.only is not None:
+        return _nothing_changed(plan, root, opts)  # a clean diff: an empty report, exit 0
     if not files:
         raise UsageError(f"{plan.nothing_to_scan} under {str(root)!r}")
+    base = Path(root) if Path(root).is_dir() else Path(root).parent
+    evidence = [gather(root, f) for f in files]
+    results = await _run_analyzers(plan.analyzers, base, files, evidence)
+    reported: dict[str, list[RawFinding]] = {}
+    for tool in plan.analyzers:
+        found = results.get(tool.name)
+        if isinstance(found, list) and not getattr(tool, "evidence_based", False):
+            for f in found:
+                reported.setdefault(f.file, []).append(f)
+    present = plan.present()
+    works = plan_work(
+        evidence,
+        present,
+        reported=reported,
+        review=plan.review,
+        min_affinity=plan.min_affinity,
+        ask_settled=plan.ask_settled,
+    )
+    index = PlanIndex(
+        works,
+        evidence,
+        {name: found for name, found in results.items() if isinstance(found, list)},
+    )
+    cost = CostModel.for_backend(getattr(backend, "name", "") if backend is not None else "")
+    planned = estimate(works, evidence, cost)
+    opts, warning = fit_budget(opts, planned)
+    opts.planned(planned, warning)
+
     field = opts.field()
     trust = TrustTable()
     ledger = FindingLedger(
@@ -245,13 +299,14 @@ async def run_scan(
         bucket_size=plan.bucket_size,
         join_within=plan.join_within,
     )
-    present = plan.present()
+    judging = Judging(ledger, present, index)
 
     def judges_for(state: FindingState) -> Sequence[str]:
-        return plan.judges(ledger, present, state)
+        return plan.judges(judging, state)
 
-    agents = _agents(plan, root, files, backend, ledger, judges_for)
-    tasks = _tasks(plan, root, files)
+    agents = _agents(plan, root, files, evidence, backend, ledger, judges_for, index, results)
+    tasks: list[TaskSpec] = [analyzer_spec(tool) for tool in plan.analyzers]
+    tasks += [scan_spec(work) for work in works]
     team = opts.team(agents, field=field, trust=trust)
     # analyzers start at analyzer_trust unless the team already knows them (a replay)
     for tool in plan.analyzers:
@@ -271,24 +326,106 @@ async def run_scan(
     for state in ledger.ordered():
         verdict = ledger.assess(state, now)
         agreed += verdict.consensus
-        findings.append(plan.finding(state, verdict))
+        findings.append(plan.finding(state, verdict, index))
         notes.append(plan.notes(state))
     ledger.close()
     summary = summarize(report, consensus=agreed, total=len(findings))
+    unfinished = [
+        t.spec.task_id
+        for t in team.board.tasks.values()
+        if t.outcome != "accepted" and not t.spec.skill.startswith("analyze:")
+    ]
     return plan.report(
         findings=findings,
         summary=summary,
         judgements=notes,
         root=str(root),
         analyzer_failures=failures,
+        plan=planned,
+        unfinished=unfinished,
     )
+
+
+def _nothing_changed(plan: ScanPlan[ReportT], root: str | Path, opts: RunOptions) -> ReportT:
+    """The report of a scan limited to files none of which qualifies: nothing to do."""
+    summary = Summary(
+        run_id=opts.run_id or "",
+        duration_s=0.0,
+        llm_calls=0,
+        tokens=0,
+        signals=0,
+        reinforcements=0,
+        consensus=0,
+        total=0,
+        stopped_by="quiescent",
+        tasks=0,
+        trust={},
+    )
+    planned = estimate([], [], CostModel())
+    opts.planned(planned, None)
+    return plan.report(findings=[], summary=summary, root=str(root), plan=planned)
+
+
+def _agents(
+    plan: ScanPlan[Any],
+    root: str | Path,
+    files: Sequence[SourceFile],
+    evidence: Sequence[FileEvidence],
+    backend: Backend | None,
+    ledger: FindingLedger,
+    judges_for: Callable[[FindingState], Sequence[str]],
+    index: PlanIndex,
+    results: Mapping[str, list[RawFinding] | BaseException],
+) -> list[Agent]:
+    """One scan agent per lens copy, one analyzer agent per analyzer."""
+    agents: list[Agent] = []
+    if plan.lenses:
+        if backend is None:
+            raise UsageError("LLM agents need a backend")
+        source = SourceView(root)
+        turns = RegionTurns()
+        languages = sorted({f.language for f in files})
+        agents += [
+            ScanAgent(
+                agent_id,
+                lens=lens,
+                languages=languages,
+                source=source,
+                ledger=ledger,
+                judges_for=judges_for,
+                backend=backend,
+                index=index,
+                role=plan.role,
+                turns=turns,
+            )
+            for agent_id, lens in plan.lenses
+        ]
+    base = Path(root)
+    counts = {ev.path: len(ev.lines) for ev in evidence}
+    agents += [
+        AnalyzerAgent(
+            tool.name,
+            analyzer=tool,
+            root=base if base.is_dir() else base.parent,
+            files=[f.path for f in files],
+            ledger=ledger,
+            judges_for=judges_for,
+            label_for=plan.label_for,
+            result=results.get(tool.name),
+            line_counts=counts,
+            anchor=index.anchor,
+        )
+        for tool in plan.analyzers
+    ]
+    return agents
 
 
 def analyzer_failures(board: TaskBoard, tools: Sequence[Analyzer]) -> list[str]:
     """One line per analyzer whose task did not end accepted, with the error it raised.
 
-    An analyzer runs inside its one-attempt ``analyze:<name>`` task; an exception there (a
-    crash, an error exit, unparsable output, a timeout) is that task's error result.
+    An analyzer's result is reported inside its one-attempt ``analyze:<name>`` task; an
+    exception (a crash, an error exit, unparsable output, a timeout) is that task's error
+    result.
     """
     failed: list[str] = []
     for tool in tools:

@@ -1,32 +1,42 @@
 """``smesh review``: reviewers with different lenses reach consensus on findings.
 
-Every chunk of every selected file becomes one scan task per lens (security, performance,
-style, documentation by default) whose reviewers have affinity for the file's language;
-reviewers claim those tasks through the field. Each reported issue is a finding signal.
-Every *other* lens judges each finding blind (agree, disagree or unsure, with a reason);
+The review plans its LLM work from cheap evidence, as the swarm does (see
+:mod:`smesh.apps.plan`): the ``security`` lens answers questions about the sinks whose
+input is not known to be safe, ``performance`` about loops inside loops and sequence scans
+in loops, ``style`` about error handlers that swallow everything, ``documentation`` about
+public functions without a docstring. A file with nothing of the sort costs no call. The
+flow analysis takes part as a voice of its own: it reports a request's input reaching a
+sink unsanitized, and disputes security findings where the input is a constant or
+sanitized.
+
+Each reported issue is a finding signal. A finding that lacks support after the planned
+questions is judged blind by one other lens (agree, disagree or unsure, with a reason);
 agreements reinforce it. A finding is agreed once the trust-weighted support of its
-independent lenses passes the quorum (see :mod:`smesh.apps.findings`); findings that a
-lens disagreed with and that were not agreed are listed as disputed.
+independent voices passes the quorum (see :mod:`smesh.apps.findings`); findings a voice
+disagreed with and that were not agreed are listed as disputed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from smesh.apps.analyzers import Analyzer, make_analyzer
 from smesh.apps.common import ScanReport
-from smesh.apps.files import DEFAULT_MAX_BYTES
-from smesh.apps.findings import Assessment, ConsensusRule, FindingLedger, FindingState
+from smesh.apps.findings import Assessment, ConsensusRule, FindingState
 from smesh.apps.lens import Lens, lens_agents
 from smesh.apps.options import RunOptions
-from smesh.apps.pipeline import ScanPlan, run_scan
+from smesh.apps.pipeline import Judging, ScanPlan, run_scan
+from smesh.apps.plan import PlanIndex
+from smesh.apps.questions import REVIEW_ROLE
 from smesh.apps.sarif import SarifResult, SarifRule, sarif_log
 from smesh.backends.base import Backend
 
 __all__ = [
+    "DEFAULT_ANALYZERS",
     "DEFAULT_REVIEWERS",
     "LENSES",
     "ReviewFinding",
@@ -102,6 +112,7 @@ LENSES: dict[str, Lens] = {
     ),
 }
 DEFAULT_REVIEWERS: tuple[str, ...] = tuple(LENSES)
+DEFAULT_ANALYZERS: tuple[str, ...] = ("flow",)
 
 
 class ReviewFinding(msgspec.Struct, frozen=True, kw_only=True):
@@ -118,7 +129,7 @@ class ReviewFinding(msgspec.Struct, frozen=True, kw_only=True):
     consensus: bool
 
     @classmethod
-    def settled(cls, state: FindingState, verdict: Assessment) -> ReviewFinding:
+    def settled(cls, state: FindingState, verdict: Assessment, index: PlanIndex) -> ReviewFinding:
         """A settled finding of the ledger as the review reports it."""
         lead = state.lead
         return cls(
@@ -160,11 +171,22 @@ def describe(state: FindingState) -> list[str]:
     ]
 
 
-def other_lenses(
-    ledger: FindingLedger, present: Mapping[str, Lens], state: FindingState
-) -> list[str]:
-    """Every lens in the run but the finding's own judges it."""
-    return [name for name in present if name != state.key.label]
+def one_other_lens(judging: Judging, state: FindingState) -> list[str]:
+    """One lens other than the finding's own judges it, when it still needs a voice: not
+    when two voices support it already (or are planned to speak about that line), nor
+    where the flow analysis found the input safe (a security finding there is disputed
+    by the evidence itself)."""
+    supporting = set(judging.ledger.supporting_groups(state))
+    line = state.lead.line_start if state.notes else state.key.bucket
+    planned = judging.index.planned(state.key.file, line, state.key.label)
+    if len(supporting | planned) >= 2:
+        return []  # two voices already, or about to speak: no judge needed
+    if state.key.label == "security" and judging.index.settled(state.key.file, line, None):
+        return []
+    for name in judging.present:
+        if name != state.key.label and name not in supporting:
+            return [name]
+    return []
 
 
 async def run_review(
@@ -172,30 +194,47 @@ async def run_review(
     backend: Backend,
     *,
     reviewers: Sequence[str] = DEFAULT_REVIEWERS,
+    analyzers: Sequence[str | Analyzer] = DEFAULT_ANALYZERS,
     max_files: int | None = None,
     extensions: Sequence[str] | None = None,
-    chunk_bytes: int = DEFAULT_MAX_BYTES,
+    only: Sequence[str] | None = None,
     rule: ConsensusRule | None = None,
     options: RunOptions | None = None,
 ) -> ReviewReport:
     """Review the files under ``root`` with a team of lens reviewers.
+
+    Args:
+        root: the directory (or file) to review.
+        backend: the reviewers' model.
+        reviewers: lens names (a name twice runs two copies).
+        analyzers: non-LLM voices (the flow analysis by default); their findings are
+            filed under ``security``.
+        max_files: review at most this many files.
+        extensions: only files with these extensions.
+        only: only these files (relative to ``root``), e.g. the ones changed since a commit.
+        rule: when a finding counts as agreed.
+        options: how to run the team.
 
     Raises:
         UsageError: ``root`` is missing or nothing under it can be reviewed.
     """
     plan = ScanPlan(
         lenses=reviewer_ids(list(reviewers)),
+        analyzers=[make_analyzer(a) if isinstance(a, str) else a for a in analyzers],
         rule=rule or ConsensusRule(),
-        judges=other_lenses,
+        judges=one_other_lens,
         finding=ReviewFinding.settled,
         notes=describe,
         report=ReviewReport,
+        role=REVIEW_ROLE,
+        review=True,
+        label_for=lambda _cwe: "security",
         bucket_size=3,
         join_within=2,
         nothing_to_scan="no reviewable source files",
         max_files=max_files,
         extensions=extensions,
-        chunk_bytes=chunk_bytes,
+        only=only,
     )
     return await run_scan(root, backend, plan, options)
 

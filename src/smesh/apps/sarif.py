@@ -67,13 +67,21 @@ class SarifResult(msgspec.Struct, frozen=True, kw_only=True):
     message: str
     consensus: bool
     properties: dict[str, Any] = {}
+    flow: tuple[Any, ...] = ()
 
     @classmethod
     def of(
-        cls, finding: _Finding, *, rule: str, lines: tuple[int, int], **properties: Any
+        cls,
+        finding: _Finding,
+        *,
+        rule: str,
+        lines: tuple[int, int],
+        flow: tuple[Any, ...] = (),
+        **properties: Any,
     ) -> SarifResult:
         """The result of a scan finding under ``rule``; its supporters and ``properties``
-        go in the property bag."""
+        go in the property bag, its source-to-sink path (steps with ``line``, ``code`` and
+        ``note``) becomes a code flow."""
         return cls(
             rule=rule,
             file=finding.file,
@@ -83,6 +91,7 @@ class SarifResult(msgspec.Struct, frozen=True, kw_only=True):
             message=finding.message,
             consensus=finding.consensus,
             properties={"support": finding.support, **properties},
+            flow=flow,
         )
 
 
@@ -106,6 +115,23 @@ def _rule(rule: SarifRule) -> dict[str, Any]:
     if rule.tags:
         data["properties"] = {"tags": list(rule.tags)}
     return data
+
+
+def _code_flow(file: str, steps: Sequence[Any]) -> dict[str, Any]:
+    """A source-to-sink path as a SARIF code flow: one thread, one location per step."""
+    locations = [
+        {
+            "location": {
+                "physicalLocation": {
+                    "artifactLocation": {"uri": file, "uriBaseId": "SRCROOT"},
+                    "region": {"startLine": max(1, int(step.line))},
+                },
+                "message": {"text": str(step.note) or "step"},
+            }
+        }
+        for step in steps
+    ]
+    return {"threadFlows": [{"locations": locations}]}
 
 
 def _fingerprint(result: SarifResult) -> str:
@@ -154,6 +180,8 @@ def to_sarif(
             "partialFingerprints": {"smesh/v1": _fingerprint(r)},
             "properties": {"severity": r.severity, "consensus": r.consensus, **r.properties},
         }
+        if r.flow:
+            item["codeFlows"] = [_code_flow(r.file, r.flow)]
         out_results.append(item)
     run: dict[str, Any] = {
         "tool": {

@@ -1,19 +1,25 @@
 """``smesh swarm``: vulnerability specialists and static analyzers share one field.
 
-LLM specialists (injection, XSS, auth, crypto, deserialization, path traversal, SSRF)
-scan the files their specialty suits; non-LLM analyzers (bandit first) run over the tree
-as agents of their own. Every report is a finding keyed by (file, CWE, line bucket), so a
-specialist and an analyzer that see the same weakness land on one signal. The specialists
-whose specialty covers a finding's CWE judge it blind, and an agreement reinforces it.
+Non-LLM analyzers run first, as agents of their own: bandit, and the flow analysis, which
+reports a weakness where it traces the requester's input into a sink unsanitized and
+disputes reports where what reaches the sink is a constant or sanitized. The cheap
+evidence then plans the LLM work (:mod:`smesh.apps.plan`): each specialist (injection,
+XSS, auth, crypto, deserialization, path traversal, SSRF) answers focused questions about
+the sinks of its specialty whose input is not known to be safe, and about analyzer
+findings nothing else covers; a file with no such sink costs no call. A flow question's
+answer must name the line the data comes from, one on the traced path.
 
-Only *independent* support counts: each specialty and each analyzer is one voice, however
-many copies of a specialist run. A finding reaches consensus when ``--consensus N``
-independent voices support it and the trust-weighted dissent does not outweigh them.
+Every report is a finding keyed by (file, CWE, line bucket), so a specialist and an
+analyzer that see the same weakness land on one signal. Only *independent* support
+counts: each specialty and each analyzer is one voice, however many copies of a
+specialist run. A finding reaches consensus when ``--consensus N`` independent voices
+support it and the trust-weighted dissent does not outweigh them; one that still lacks
+voices after the planned questions is judged blind by the specialists of its CWE.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +27,13 @@ import msgspec
 
 from smesh.apps.analyzers import Analyzer, make_analyzer
 from smesh.apps.common import ScanReport
-from smesh.apps.files import DEFAULT_MAX_BYTES
-from smesh.apps.findings import SEVERITIES, Assessment, ConsensusRule, FindingLedger, FindingState
-from smesh.apps.lens import Lens, lens_agents
+from smesh.apps.findings import SEVERITIES, Assessment, ConsensusRule, FindingState
+from smesh.apps.flow import FlowStep
+from smesh.apps.lens import CWE_ALIASES, Lens, lens_agents
 from smesh.apps.options import RunOptions
-from smesh.apps.pipeline import JudgesPolicy, ScanPlan, run_scan
+from smesh.apps.pipeline import JudgesPolicy, Judging, ScanPlan, run_scan
+from smesh.apps.plan import PlanIndex
+from smesh.apps.questions import SWARM_ROLE
 from smesh.apps.sarif import SarifResult, SarifRule, sarif_log
 from smesh.backends.base import Backend
 from smesh.errors import UsageError
@@ -65,15 +73,17 @@ SPECIALISTS: dict[str, Lens] = {
     "injection": _specialist(
         "injection",
         "injection: SQL built from input (CWE 89), OS commands built from input (CWE 78), "
-        "eval or exec of input (CWE 94)",
-        (89, 78, 94),
+        "eval or exec of input (CWE 94), LDAP filters (CWE 90) or XPath queries (CWE 643) "
+        "built from input",
+        (89, 78, 94, 90, 643),
         _aff(0.9, sql=0.9),
     ),
     "xss": _specialist(
         "xss",
         "cross-site scripting: user input written into HTML without escaping (CWE 79)",
         (79,),
-        _aff(0.9, _WEB, go=0.5, java=0.5, python=0.4),
+        # python too: Flask and Django views write HTML
+        _aff(0.9, _WEB, go=0.5, java=0.5, python=0.8),
     ),
     "auth": _specialist(
         "auth",
@@ -91,8 +101,9 @@ SPECIALISTS: dict[str, Lens] = {
     ),
     "deserialization": _specialist(
         "deserialization",
-        "unsafe deserialization of untrusted data: pickle, yaml.load, Java serialization (CWE 502)",
-        (502,),
+        "unsafe deserialization of untrusted data: pickle, yaml.load, Java serialization "
+        "(CWE 502), XML parsers that resolve external entities (CWE 611)",
+        (502, 611),
         _aff(0.9, ("python", "java", "php", "ruby", "csharp", "kotlin", "scala")),
     ),
     "path-traversal": _specialist(
@@ -104,13 +115,14 @@ SPECIALISTS: dict[str, Lens] = {
     ),
     "ssrf": _specialist(
         "ssrf",
-        "server-side request forgery: the server fetching a URL the user controls (CWE 918)",
-        (918,),
+        "server-side request forgery: the server fetching a URL the user controls (CWE 918), "
+        "and redirects to a URL the user controls (CWE 601)",
+        (918, 601),
         _aff(0.8, ("python", "javascript", "typescript", "go", "java", "php", "ruby")),
     ),
 }
 DEFAULT_SPECIALISTS: tuple[str, ...] = tuple(SPECIALISTS)
-DEFAULT_ANALYZERS: tuple[str, ...] = ("bandit",)
+DEFAULT_ANALYZERS: tuple[str, ...] = ("bandit", "flow")
 
 
 class SwarmFinding(msgspec.Struct, frozen=True, kw_only=True):
@@ -123,24 +135,34 @@ class SwarmFinding(msgspec.Struct, frozen=True, kw_only=True):
     message: str
     support: list[str]
     consensus: bool
+    reporters: list[str] = []
+    flow: list[FlowStep] = []
 
     @classmethod
-    def settled(cls, state: FindingState, verdict: Assessment) -> SwarmFinding:
-        """A settled finding of the ledger as the swarm reports it (its worst severity)."""
+    def settled(cls, state: FindingState, verdict: Assessment, index: PlanIndex) -> SwarmFinding:
+        """A settled finding of the ledger as the swarm reports it (its worst severity),
+        with the path the flow analysis traced to it, if any."""
         lead = state.lead
+        label = state.key.label
+        cwe = int(label[4:]) if label[4:].isdigit() else None
+        site = index.site(state.key.file, lead.line_start, cwe)
         return cls(
             file=state.key.file,
             line=lead.line_start,
-            cwe=state.key.label,
+            cwe=label,
             severity=max((n.severity for n in state.notes.values()), key=SEVERITIES.index),
             message=lead.message,
             support=verdict.support,
             consensus=verdict.consensus,
+            reporters=state.reporters,
+            flow=list(site.path) if site is not None and len(site.path) > 1 else [],
         )
 
     def sarif(self) -> SarifResult:
-        """This finding as a SARIF result."""
-        return SarifResult.of(self, rule=self.cwe, lines=(self.line, self.line))
+        """This finding as a SARIF result (its flow as a code flow)."""
+        return SarifResult.of(
+            self, rule=self.cwe, lines=(self.line, self.line), flow=tuple(self.flow)
+        )
 
 
 class SwarmReport(ScanReport[SwarmFinding], frozen=True, kw_only=True):
@@ -163,20 +185,36 @@ def describe(state: FindingState) -> list[str]:
     ]
 
 
-def cwe_judges(consensus: int) -> JudgesPolicy:
-    """The judges of a finding: the specialists whose specialty covers its CWE, and, when
-    they are too few to reach ``consensus``, other specialists (any security expert can
-    read code) to fill in."""
+def _covers(lens: Lens, cwe: int) -> bool:
+    return CWE_ALIASES.get(cwe, cwe) in {CWE_ALIASES.get(c, c) for c in lens.cwes}
 
-    def judges(
-        ledger: FindingLedger, present: Mapping[str, Lens], state: FindingState
-    ) -> list[str]:
-        cwe = int(state.key.label.split("-", 1)[1])
+
+def cwe_judges(consensus: int) -> JudgesPolicy:
+    """The judges a finding still needs to reach ``consensus`` independent voices.
+
+    None when it has them, when the flow analysis found the input at that sink safe (the
+    evidence settles it), or when the lenses planned to ask about that line will weigh in
+    anyway. Otherwise the specialists whose specialty covers its CWE; when they are too
+    few, other specialists (any security expert can read code) fill in. A CWE no
+    specialist in the catalogue covers is not judged at all: it stays the analyzer's.
+    """
+
+    def judges(judging: Judging, state: FindingState) -> list[str]:
+        ledger, present, index = judging.ledger, judging.present, judging.index
+        label = state.key.label
+        cwe = int(label[4:]) if label[4:].isdigit() else 0
         supporting = set(ledger.supporting_groups(state))
-        experts = [n for n, lens in present.items() if cwe in lens.cwes and n not in supporting]
-        need = consensus - len(supporting) - len(experts)
-        others = [n for n in present if n not in supporting and n not in experts]
-        return experts + others[: max(0, need)]
+        line = state.lead.line_start if state.notes else state.key.bucket
+        planned = index.planned(state.key.file, line, label) - supporting
+        need = consensus - len(supporting) - len(planned)
+        if need <= 0 or index.settled(state.key.file, line, cwe) is not None:
+            return []
+        if not any(_covers(lens, cwe) for lens in SPECIALISTS.values()):
+            return []
+        free = [n for n in present if n not in supporting and n not in planned]
+        experts = [n for n in free if _covers(present[n], cwe)]
+        others = [n for n in free if n not in experts]
+        return (experts + others)[:need] if experts else others[:need]
 
     return judges
 
@@ -190,10 +228,25 @@ async def run_swarm(
     consensus: int = 2,
     max_files: int | None = None,
     extensions: Sequence[str] | None = None,
-    chunk_bytes: int = DEFAULT_MAX_BYTES,
+    only: Sequence[str] | None = None,
+    ask_settled: bool = False,
     options: RunOptions | None = None,
 ) -> SwarmReport:
     """Scan ``root`` with the specialists and analyzers.
+
+    Args:
+        root: the directory (or file) to scan.
+        backend: the specialists' model (None when there are none).
+        specialists: specialty names (a name twice runs two copies).
+        analyzers: analyzer names or instances.
+        consensus: independent voices a finding needs.
+        max_files: scan at most this many files.
+        extensions: only files with these extensions.
+        only: only these files (relative to ``root``), e.g. the ones changed since a commit.
+        ask_settled: ask the specialists about sinks the flow analysis found safe too
+            (costs calls, changes no consensus: the evidence vetoes; for measuring the
+            specialists on their own).
+        options: how to run the team.
 
     Raises:
         UsageError: bad arguments, or nothing under ``root`` to scan.
@@ -209,14 +262,26 @@ async def run_swarm(
     plan = ScanPlan(
         lenses=lenses,
         analyzers=tools,
-        rule=ConsensusRule(quorum=0.0, margin=0.01, min_groups=consensus),
+        rule=ConsensusRule(
+            quorum=0.0,
+            margin=0.01,
+            min_groups=consensus,
+            veto=tuple(t.name for t in tools if getattr(t, "evidence_based", False)),
+        ),
         judges=cwe_judges(consensus),
         finding=SwarmFinding.settled,
         notes=describe,
         report=SwarmReport,
+        role=SWARM_ROLE,
+        # every voice on one sink files it at the sink's line (analyzers' reports are
+        # moved to the nearest sink of their weakness), so one line is one finding and
+        # two sinks of one weakness on neighbouring lines are two
+        bucket_size=1,
+        join_within=0,
         max_files=max_files,
         extensions=extensions,
-        chunk_bytes=chunk_bytes,
+        only=only,
+        ask_settled=ask_settled,
     )
     return await run_scan(root, backend, plan, options)
 

@@ -190,6 +190,15 @@ class Budget:
         self._started: float | None = None
         self.exceeded: str | None = None
 
+    def fill(self, *, calls: int | None = None, wall_s: float | None = None) -> None:
+        """Set the call and wall-time limits nobody gave (those still None), in place: an
+        app fits its budget to the work it planned, and whoever holds this budget (the
+        run's session, its stop watch) sees the fitted limits and the usage against them."""
+        if self.limits["calls"] is None and calls is not None:
+            self.limits["calls"] = calls
+        if self.limits["wall_s"] is None and wall_s is not None:
+            self.limits["wall_s"] = wall_s
+
     def start(self) -> None:
         """Start the wall-time clock."""
         self._started = _now()

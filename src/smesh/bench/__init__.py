@@ -22,6 +22,7 @@ SUITES: dict[str, str] = {
     "backends": "smesh.bench.backends",
     "agents": "smesh.bench.agents",
     "mesh": "smesh.bench.mesh",
+    "apps": "smesh.bench.apps",
 }
 
 

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from smesh.agents.board import TaskBoard, TaskState
@@ -23,6 +24,7 @@ from smesh.apps.options import RunOptions
 from smesh.cli._common import (
     backend_options,
     embedded_options,
+    err_console,
     journal_option,
     live_view,
     plain,
@@ -68,8 +70,8 @@ class RunFlags:
         cls,
         *,
         backend: str,
-        max_calls: int,
-        max_seconds: float,
+        max_calls: int | None,
+        max_seconds: float | None,
         seed: int,
         journal_path: Path,
         resume_id: str | None,
@@ -77,12 +79,15 @@ class RunFlags:
         slots: int | None = None,
         observe: ObserveFlags | None = None,
     ) -> RunFlags:
-        """The value of the parsed command-line flags."""
+        """The value of the parsed command-line flags. A budget not given is fitted to
+        the app's planned work (``fit_budget``): the scans estimate theirs, ``code``
+        takes :data:`smesh.apps.code.DEFAULT_CALLS` and ``DEFAULT_SECONDS``."""
         options = RunOptions(
             budget=Budget(calls=max_calls, wall_s=max_seconds),
             seed=seed,
             run_id=resume_id,
             resume=resume_id is not None,
+            fit_budget=max_calls is None or max_seconds is None,
         )
         return cls(
             backend=backend,
@@ -104,16 +109,15 @@ _RUN_FLAGS = (
     click.option(
         "--max-calls",
         type=click.IntRange(min=1),
-        default=400,
-        show_default=True,
-        help="Hard budget on LLM calls.",
+        default=None,
+        help="Hard budget on LLM calls (default: fitted to the planned work; 400 for code).",
     ),
     click.option(
         "--max-seconds",
         type=click.FloatRange(min=1),
-        default=1800.0,
-        show_default=True,
-        help="Hard budget on wall time; in-flight generations are stopped when it runs out.",
+        default=None,
+        help="Hard budget on wall time (default: fitted to the planned work; 1800 for code); "
+        "in-flight generations are stopped when it runs out.",
     ),
     click.option("--seed", type=int, default=0, show_default=True, help="Seed of the RNGs."),
     journal_option("SQLite journal of the run."),
@@ -139,8 +143,8 @@ def run_options(func: Callable[..., T]) -> Callable[..., T]:
         backend: str,
         threads: int | None,
         slots: int | None,
-        max_calls: int,
-        max_seconds: float,
+        max_calls: int | None,
+        max_seconds: float | None,
         seed: int,
         journal_path: Path,
         resume_id: str | None,
@@ -168,17 +172,19 @@ def run_options(func: Callable[..., T]) -> Callable[..., T]:
 
 class ProgressView:
     """The board's tasks on stderr while a run runs: a live table by kind and state with
-    done/total and an ETA under it, or, when stdout carries the report (``--json``), a
-    progress :class:`~smesh.cli._progress.Meter` (a bar on a terminal, a line now and then
-    elsewhere)."""
+    done/total, an ETA and what the run planned (a scan's estimate) under it, or, when
+    stdout carries the report (``--json``), a progress :class:`~smesh.cli._progress.Meter`
+    (a bar on a terminal, a line now and then elsewhere)."""
 
     def __init__(self, title: str, extra: Callable[[], str] | None = None) -> None:
         self.title = title
         self.extra = extra
         self.board: TaskBoard | None = None
+        self.plan = ""
         self._live: Live | None = None
         self._meter: Meter | None = None
         self._started = time.monotonic()
+        self.quiet = False
 
     def _counts(self) -> dict[str, list[int]]:
         rows: dict[str, list[int]] = {}
@@ -214,11 +220,18 @@ class ProgressView:
         rows = self._counts()
         for kind, row in rows.items():
             table.add_row(plain(kind), *map(str, row))
-        caption = self._progress(rows)[2]
-        if self.extra is not None:
-            caption = f"{caption} · {self.extra()}"
-        table.caption = caption
+        captions = [self._progress(rows)[2], self.plan, self.extra() if self.extra else ""]
+        table.caption = escape(" · ".join(c for c in captions if c))
         return table
+
+    def on_plan(self, estimate: Any, warning: str | None) -> None:
+        """A scan's plan: shown under the table; a budget it will not fit in, on stderr
+        at once (also with ``--json``: stdout stays the one JSON document)."""
+        self.plan = estimate.line() if hasattr(estimate, "line") else str(estimate)
+        if warning:
+            click.echo(f"smesh: {warning}", err=True)  # one line, never wrapped
+        elif not self.quiet:
+            err_console.print(f"[dim]{escape(self.plan)}[/dim]", soft_wrap=True)
 
     def on_start(self, board: TaskBoard) -> None:
         """Follow ``board`` (called when the app's team is ready)."""
@@ -291,6 +304,7 @@ def run_app(
         watch.on_start(board)
 
     async def go() -> T:
+        view.quiet = quiet
         async with (
             open_backend(run.backend if model else None, options=options, quiet=quiet) as backend,
             session(
@@ -298,7 +312,11 @@ def run_app(
             ) as (journal, run_id),
         ):
             bound = run.options.replace(
-                journal=journal, run_id=run_id, on_change=view.on_change, on_start=started
+                journal=journal,
+                run_id=run_id,
+                on_change=view.on_change,
+                on_start=started,
+                on_plan=view.on_plan,
             )
             with observing(run.observe, journal=run.journal, run_id=run_id), view.shown(quiet):
                 return await body(backend, bound)

@@ -73,8 +73,13 @@ def command(
 
     The tester's pytest tests really run, in a bubblewrap sandbox (no network, a private
     copy of DIR, nothing else of this machine visible); a module is accepted when they
-    pass and the reviewer approves, and goes back with feedback otherwise. Without a
-    working sandbox the command refuses to run (exit 2) unless --unsafe-local-exec.
+    pass and the reviewer approves, and goes back with feedback otherwise. The tester is
+    tested too: tests are checked for their imports before they run, a test that breaks
+    before reaching the code (NameError, ImportError, syntax error) is the tester's
+    failure, and an assertion two coders fail alike goes to an arbiter; the coder is not
+    blamed for either. "All modules accepted" means the project's own pytest passes.
+    Without a working sandbox the command refuses to run (exit 2) unless
+    --unsafe-local-exec.
     """
     from smesh.apps.code import run_code
     from smesh.sandbox import Limits, Sandbox

@@ -113,6 +113,18 @@ def _run_suite(
         from smesh.eval.scale import run_scale
 
         return run_scale(n=n, seed=seed, progress=progress)
+    if suite == "vulns":
+        from smesh.eval.vulns_suite import evaluate
+
+        return evaluate(
+            backend=backend,
+            n=n,
+            seed=seed,
+            threads=threads,
+            progress=None
+            if quiet
+            else (lambda line: err_console.print(f"[dim]{esc(line)}[/dim]")),
+        )
     if suite == "code":
         from smesh.eval import code
 
@@ -146,7 +158,12 @@ def _run_suite(
 
 def _table(result: EvalResult) -> Table:
     rate = result.suite in _RATE_SUITES
-    units = {"fanout": "makespan s", "faults": "completion", "scale": "CPU µs/task"}
+    units = {
+        "fanout": "makespan s",
+        "faults": "completion",
+        "scale": "CPU µs/task",
+        "vulns": "TPR − FPR",
+    }
     table = Table(
         title=f"smesh eval {result.suite} · {esc(result.backend)} · n={result.n} · "
         f"seed {result.seed}",
@@ -165,6 +182,8 @@ def _table(result: EvalResult) -> Table:
             if rate or result.suite == "faults"
             else f"{c.ci_low:,.2f} – {c.ci_high:,.2f}"
         )
+        if result.suite == "vulns":
+            shown, ci = f"{c.score:+.2f}", f"{c.ci_low:+.2f} – {c.ci_high:+.2f}"
         row = [esc(c.name), shown, ci]
         if rate:
             row.append(f"{c.tokens_per_item:,.0f}")
@@ -179,6 +198,28 @@ def _notes(result: EvalResult) -> list[str]:
         lines = [f"budget: {extra.get('budget_tokens_per_item')} tokens per item"]
         for pair, (diff, low, high) in extra.get("paired", {}).items():
             lines.append(f"paired {pair}: {diff:+.1%} (95% CI {low:+.1%} – {high:+.1%})")
+        return lines
+    if result.suite == "vulns":
+        items = extra["items"]
+        lines = [
+            f"{items['positives']} positives, {items['decoys']} decoys; "
+            f"{extra['llm_calls']} LLM calls, swarm {extra['swarm_seconds']} s "
+            f"({extra['stopped_by']}, {extra['unfinished']} unfinished), "
+            f"load {extra['load_average']}",
+            "precision: "
+            + ", ".join(
+                f"{k} {'–' if v is None else format(v, '.2f')}"
+                for k, v in extra["precision"].items()
+            ),
+        ]
+        for cat, row in extra["categories"].items():
+            lines.append(
+                f"{cat} ({row['positives']}+{row['decoys']}): "
+                + ", ".join(
+                    f"{s} {'–' if row[s]['score'] is None else format(row[s]['score'], '+.2f')}"
+                    for s in ("bandit", "flow", "llm", "consensus")
+                )
+            )
         return lines
     if result.suite == "fanout":
         per = extra["per_condition"]
@@ -213,14 +254,15 @@ def _notes(result: EvalResult) -> list[str]:
     "--backend",
     default="local",
     show_default=True,
-    help="Backend for code and reason (ignored by the scripted suites).",
+    help="Backend for code, reason and vulns (ignored by the scripted suites).",
 )
 @click.option(
     "--n",
     "n",
     type=click.IntRange(min=1),
     default=None,
-    help="Items: problems (code, reason), tasks (fanout, faults), largest task count (scale). "
+    help="Items: problems (code, reason), tasks (fanout, faults), largest task count (scale), "
+    "positives per weakness (vulns). "
     "Defaults: " + ", ".join(f"{k} {v:,}" for k, v in DEFAULT_N.items()) + ".",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every draw.")
@@ -279,9 +321,13 @@ def command(
     """Measure whether coordination through the field beats a single agent, best-of-N and
     central dispatch, at equal token budgets.
 
-    SUITE is code (HumanEval), reason (reasoning-gym), fanout, faults or scale. code and
-    reason need `pip install 'smesh[eval]'` and a backend (the embedded model by
-    default); the others use scripted workers. Scores come with 95% bootstrap intervals.
+    SUITE is code (HumanEval), reason (reasoning-gym), fanout, faults, scale or vulns.
+    code and reason need `pip install 'smesh[eval]'` and a backend (the embedded model by
+    default); vulns scores `smesh swarm` (bandit, the flow analysis, the LLM specialists
+    and their consensus, TPR - FPR per weakness) on CyberSecEval's labelled Python
+    snippets and their decoys (--n positives per weakness; --backend scripted confirms
+    everything, no model); the others use scripted workers. Scores come with 95%
+    bootstrap intervals.
     """
     if plot_dir is not None and importlib.util.find_spec("matplotlib") is None:
         raise click.UsageError("--plot needs matplotlib: pip install 'smesh[plot]'")

@@ -32,6 +32,12 @@ FORMATS = ("text", "json", "markdown", "sarif")
 )
 @click.option("--max-files", type=click.IntRange(min=1), help="Review at most this many files.")
 @click.option(
+    "--changed",
+    "changed",
+    metavar="REF",
+    help="Only the files changed since this git ref (a branch, tag or commit): for CI.",
+)
+@click.option(
     "--ext",
     "extensions",
     multiple=True,
@@ -58,6 +64,7 @@ def command(
     reviewers: str,
     max_files: int | None,
     extensions: tuple[str, ...],
+    changed: str | None,
     quorum: float,
     margin: float,
     output: ReportFlags,
@@ -65,11 +72,15 @@ def command(
 ) -> int:
     """Review a repository with security, performance, style and documentation reviewers.
 
-    Reviewers claim the files they suit; every other reviewer judges each finding blind;
-    agreements reinforce it. Findings whose trust-weighted support passes the quorum are
-    reported as consensus, the ones a reviewer disputed are listed apart. Ctrl-C or a
-    spent budget stops the run and prints how to resume it; `--resume RUN --out FILE`
-    writes a finished run's report again without asking the model.
+    Cheap evidence plans the work: each lens is asked only about the lines that concern
+    it (sinks for security, loops in loops for performance, swallowed errors for style,
+    undocumented public functions for documentation), so a file with none costs no call.
+    A finding that lacks a second voice is judged blind by one other reviewer. Findings
+    whose trust-weighted support passes the quorum are reported as consensus, the ones a
+    reviewer disputed are listed apart. --changed REF reviews only what changed since a
+    git ref (with --format sarif, for code-scanning upload in CI). Ctrl-C or a spent
+    budget stops the run and prints how to resume it; `--resume RUN --out FILE` writes a
+    finished run's report again without asking the model.
     """
     from smesh.apps.findings import ConsensusRule
     from smesh.apps.reports import review_markdown, review_text
@@ -84,8 +95,15 @@ def command(
         "reviewers": names,
         "ext": sorted(extensions),
         "max_files": max_files,
+        "changed": changed,
         "backend": run.backend,
     }
+
+    only = None
+    if changed is not None:
+        from smesh.apps.changes import changed_files
+
+        only = changed_files(root, changed)  # usage errors before anything loads
 
     async def body(model: Any, options: RunOptions) -> ReviewReport:
         return await run_review(
@@ -94,6 +112,7 @@ def command(
             reviewers=names,
             max_files=max_files,
             extensions=list(extensions) or None,
+            only=only,
             rule=rule,
             options=options,
         )

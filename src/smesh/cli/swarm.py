@@ -32,7 +32,7 @@ FORMATS = ("text", "json", "sarif")
 )
 @click.option(
     "--analyzers",
-    default="bandit",
+    default="bandit,flow",
     show_default=True,
     help="Comma-separated non-LLM analyzers ('none' for LLM specialists only).",
 )
@@ -44,6 +44,12 @@ FORMATS = ("text", "json", "sarif")
     help="Independent agents (distinct specialties or analyzers) a finding needs.",
 )
 @click.option("--max-files", type=click.IntRange(min=1), help="Scan at most this many files.")
+@click.option(
+    "--changed",
+    "changed",
+    metavar="REF",
+    help="Only the files changed since this git ref (a branch, tag or commit): for CI.",
+)
 @click.option("--ext", "extensions", multiple=True, help="Only this extension (repeatable).")
 @report_options(FORMATS)
 @run_options
@@ -54,13 +60,19 @@ def command(
     consensus: int,
     max_files: int | None,
     extensions: tuple[str, ...],
+    changed: str | None,
     output: ReportFlags,
     run: RunFlags,
 ) -> int:
     """Scan a repository for vulnerabilities with a swarm of specialists and analyzers.
 
-    Findings are keyed by (file, CWE, line bucket), so agents that see the same weakness
-    corroborate one finding; only distinct specialties or analyzers count as independent.
+    The analyzers (bandit, and the flow analysis: which input reaches which sink) run
+    first; their evidence plans the LLM work, so a file without a relevant sink costs no
+    call, and the plan's estimate is shown (with a warning when it will not fit the
+    budget) before anything is asked. Findings are keyed by (file, CWE, line), so agents
+    that see the same weakness corroborate one finding; only distinct specialties or
+    analyzers count as independent, and a flow the analysis proves constant or sanitized
+    is never consensus.
     An analyzer that fails (error exit, unreadable output, timeout) is reported on stderr
     and in the JSON report (analyzer_failures), and the command exits 1. Ctrl-C or a
     spent budget stops the run and prints how to resume it.
@@ -84,8 +96,15 @@ def command(
         "consensus": consensus,
         "ext": sorted(extensions),
         "max_files": max_files,
+        "changed": changed,
         "backend": run.backend if names else None,
     }
+
+    only = None
+    if changed is not None:
+        from smesh.apps.changes import changed_files
+
+        only = changed_files(root, changed)  # usage errors before anything loads
 
     async def body(model: Any, options: RunOptions) -> SwarmReport:
         return await run_swarm(
@@ -96,6 +115,7 @@ def command(
             consensus=consensus,
             max_files=max_files,
             extensions=list(extensions) or None,
+            only=only,
             options=options,
         )
 
