@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from _clikit import PRELUDE, SAMPLES, closed_port, smesh
 
+from smesh.apps.demo import demo_tasks
 from smesh.cli import _progress as progress
 from smesh.cli._progress import Meter, clock_text
 
@@ -37,9 +38,9 @@ def test_agents_json_shows_tasks_done_on_stderr(tmp_path: Path) -> None:
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     report = _one_document(run.stdout)
-    assert isinstance(report, dict) and len(report["tasks"]) == 6
+    assert isinstance(report, dict) and len(report["tasks"]) == len(demo_tasks())
     counts = _progress(run.stderr, "agents")
-    assert counts and counts[-1] == (6, 6)
+    assert counts and counts[-1] == (len(demo_tasks()),) * 2
     assert [d for d, _ in counts] == sorted(d for d, _ in counts)  # it only moves forward
     assert "Traceback" not in run.stderr
 

@@ -215,7 +215,9 @@ class Runtime:
         addresses: dict[str, str] = {}
         for spec in ordered:
             known = board.tasks.get(spec.task_id)
-            if known is not None and known.spec != spec:
+            # compared in wire form: a spec read back from the field or a journal holds lists
+            # where the poster's may hold tuples
+            if known is not None and known.spec != spec and _wire(known.spec) != _wire(spec):
                 if not adopt:
                     raise UsageError(f"task id {spec.task_id!r} is taken by another task")
                 addresses[spec.task_id] = known.signal.address
@@ -375,3 +377,7 @@ class TaskBudget(Budget):
 
     def record(self, *, agent: str, backend: str, response: Response | None) -> Usage:
         return self.parent.record(agent=agent, backend=backend, response=response)
+
+
+def _wire(spec: TaskSpec) -> bytes:
+    return msgspec.json.encode(spec)

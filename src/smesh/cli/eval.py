@@ -121,9 +121,7 @@ def _run_suite(
             n=n,
             seed=seed,
             threads=threads,
-            progress=None
-            if quiet
-            else (lambda line: err_console.print(f"[dim]{esc(line)}[/dim]")),
+            progress=None if quiet else (lambda line: err_console.print(f"[dim]{esc(line)}[/dim]")),
         )
     if suite == "code":
         from smesh.eval import code
