@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 import msgspec
 
+from smesh.agents.justify import Justifier
 from smesh.agents.protocol import (
     FINAL,
     KIND_CHECK,
@@ -178,6 +179,8 @@ class TaskBoard:
         field: the field to follow.
         trust: the shared reputation table (learned from decisions).
         task_kinds: signal kinds that carry tasks.
+        checkers: skill -> names whose checks of it are authoritative (see
+            :class:`~smesh.agents.justify.Justifier`).
     """
 
     def __init__(
@@ -186,9 +189,12 @@ class TaskBoard:
         *,
         trust: TrustTable | None = None,
         task_kinds: frozenset[str] = frozenset({KIND_TASK}),
+        checkers: Mapping[str, Iterable[str]] | None = None,
     ) -> None:
         self.field = field
         self.trust = trust if trust is not None else TrustTable()
+        #: re-derives every decision from the evidence it cites before the board acts on it
+        self.justifier = Justifier(self.trust, checkers=checkers)
         self.task_kinds = task_kinds
         self.tasks: dict[str, TaskState] = {}
         self._unfinished = 0
@@ -308,7 +314,29 @@ class TaskBoard:
             decision = decode(Decision, signal.payload)
             task = None if decision is None else self.tasks.get(decision.task_id)
             if decision is not None and task is not None:
-                self._on_decision(task, decision, signal)
+                self._admit(task, decision, signal)
+        if self.justifier.holding:
+            self._recheck(signal)
+
+    # -- justified decisions (see smesh.agents.justify) ---------------------------------------
+
+    def _admit(self, task: TaskState, decision: Decision, signal: Signal) -> None:
+        """Act on ``decision`` only once its cited evidence re-derives it here."""
+        if decision.attempt in task.decisions:
+            return  # decided already: a second decision changes nothing
+        lookup, now = self.field.get, self.field.clock.now()
+        if self.justifier.admit(task.spec, task.signal.origin, decision, signal, lookup, now):
+            self._on_decision(task, decision, signal)
+
+    def _recheck(self, signal: Signal) -> None:
+        """Evidence may have arrived for a held decision (over a mesh, in any order)."""
+        payload = signal.payload
+        task_id = payload.get("task_id") if isinstance(payload, dict) else None
+        now = self.field.clock.now()
+        for decision, held in self.justifier.recheck(signal.kind, task_id, self.field.get, now):
+            task = self.tasks.get(decision.task_id)
+            if task is not None and decision.attempt not in task.decisions:
+                self._on_decision(task, decision, held)
 
     def _on_task(self, event: FieldEvent) -> None:
         signal = event.signal
@@ -367,7 +395,9 @@ class TaskBoard:
         task.decisions[attempt] = signal
         verdict = decision.verdict
         self._learn(task, attempt, verdict, decision.basis, signal.created_at)
-        if verdict in FINAL:
+        if task.final:
+            pass  # already over (another attempt's decision, the task gone): counted once
+        elif verdict in FINAL:
             task.outcome = verdict
             self._unfinished -= 1
         elif attempt == task.attempt:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -60,6 +60,8 @@ class RunReport(msgspec.Struct, frozen=True, kw_only=True):
     trust: dict[str, float] = {}
     signals: FieldStats | None = None
     accounting: dict[str, Any] = {}  # tokens and cost per agent and per backend
+    #: decisions re-derived and acted on, held for evidence, dropped (``dropped_<reason>``)
+    decisions: dict[str, int] = {}
 
     @property
     def accepted(self) -> int:
@@ -84,6 +86,8 @@ class Team:
         trust: the shared reputation table (default: fresh).
         resume: continue ``run_id`` from ``journal``: replay its tasks, results, votes and
             decisions, so accepted work is not redone.
+        checkers: skill -> names whose checks of that skill are authoritative, besides this
+            team's own authoritative agents (``*/tester``: the ``tester`` of any node).
     """
 
     def __init__(
@@ -101,6 +105,7 @@ class Team:
         task_kinds: Iterable[str] = ("task",),
         trust: TrustTable | None = None,
         resume: bool = False,
+        checkers: Mapping[str, Iterable[str]] | None = None,
     ) -> None:
         ids = [a.id for a in agents]
         if len(set(ids)) != len(ids):
@@ -125,7 +130,15 @@ class Team:
             for decision in self.field.signals(KIND_DECISION):
                 if decision.origin == poster:
                     self.field.withdraw(decision.address, by=poster)
-        self.board = TaskBoard(self.field, trust=trust, task_kinds=frozenset(task_kinds))
+        allowed = {skill: set(names) for skill, names in (checkers or {}).items()}
+        for agent in self.agents:  # this team's own authoritative verifiers
+            if agent.authoritative:
+                for skill, affinity in agent.verifies.items():
+                    if affinity > 0:
+                        allowed.setdefault(skill, set()).add(agent.id)
+        self.board = TaskBoard(
+            self.field, trust=trust, task_kinds=frozenset(task_kinds), checkers=allowed
+        )
         self.runtime = Runtime(
             self.field,
             self.board,
@@ -276,6 +289,7 @@ class Team:
             trust={peer: round(v, 4) for peer, v in sorted(self.board.trust.snapshot(now).items())},
             signals=self.field.stats(),
             accounting=self.budget.ledger.to_dict(),
+            decisions=self.board.justifier.stats(),
         )
         if self.journal is not None:
             self.journal.finish(self.run_id, report)

@@ -12,6 +12,7 @@ import asyncio
 
 from smesh.agents.base import AgentBase
 from smesh.agents.board import TaskState
+from smesh.agents.justify import cite_checks, cite_votes
 from smesh.agents.protocol import (
     KIND_RESULT,
     Check,
@@ -20,6 +21,7 @@ from smesh.agents.protocol import (
     Outcome,
     Result,
     Ruling,
+    Verdict,
     Vote,
     decode,
     settle,
@@ -133,15 +135,25 @@ class Verifying(AgentBase):
         acceptance rule (e.g. "the tests AND the reviewer"); every agent that may decide a
         task should apply the same rule.
         """
-        trust = self.runtime.board.trust
+        board = self.runtime.board
+        trust = board.trust
         result = task.results.get(attempt)
         when = result.created_at if result is not None else self.runtime.now()
         return settle(
-            task.checks.get(attempt),
+            self._allowed_checks(task, attempt),
             task.ballots(attempt),
             lambda voter: trust.get(voter, when),
             task.spec.verify,
         )
+
+    def _allowed_checks(self, task: TaskState, attempt: int) -> dict[str, Verdict] | None:
+        """The checks on ``attempt`` by agents allowed to check its skill (others' "checks"
+        are no ground truth: no board would accept a decision resting on them)."""
+        checks = task.checks.get(attempt)
+        if not checks:
+            return None
+        may_check, skill = self.runtime.board.justifier.may_check, task.spec.skill
+        return {c: v for c, v in checks.items() if may_check(c, skill)}  # type: ignore[misc]
 
     def _try_decide(self, task: TaskState, attempt: int) -> None:
         """Emit the decision on ``attempt`` if :meth:`settle` says the evidence is enough."""
@@ -150,6 +162,20 @@ class Verifying(AgentBase):
         ruling = self.settle(task, attempt)
         if ruling is not None:
             self._decide(task, attempt, ruling.outcome, basis=ruling.basis, **ruling.detail)
+
+    def _cite(
+        self, task: TaskState, attempt: int, basis: str
+    ) -> tuple[str | None, dict[str, list[str]]]:
+        """The result a decision on ``attempt`` is about, and the evidence it rests on."""
+        result = task.results.get(attempt)
+        if result is None:
+            return None, {}
+        if basis == "votes":
+            return result.address, cite_votes(task.votes.get(attempt, {}).values())
+        if basis == "checks":
+            checks = self._allowed_checks(task, attempt) or {}
+            return result.address, cite_checks(task.spec.task_id, attempt, result.address, checks)
+        return result.address, {}
 
     def _decide(
         self, task: TaskState, attempt: int, outcome: Outcome, *, basis: str, **detail: float
@@ -161,7 +187,9 @@ class Verifying(AgentBase):
             return
         if outcome == "rejected" and attempt >= task.spec.max_attempts:
             outcome = "failed"
-        decision = Decision(task.spec.task_id, attempt, outcome, basis)
+        decision = Decision(
+            task.spec.task_id, attempt, outcome, basis, *self._cite(task, attempt, basis)
+        )
         rt.emit(decision, origin=self.id, ttl=rt.settings.decision_ttl_s)
         if rt.recording:
             masses = {k: round(v, 6) for k, v in detail.items()}
