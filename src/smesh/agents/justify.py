@@ -60,7 +60,17 @@ from smesh.agents.protocol import (
 from smesh.signal import Signal, compute_address
 from smesh.trust import TrustTable
 
-__all__ = ["Case", "Justification", "Justifier", "Lookup", "Rule", "cite_checks", "cite_votes"]
+__all__ = [
+    "Case",
+    "Justification",
+    "Justifier",
+    "Lookup",
+    "Rule",
+    "cite_checks",
+    "cite_votes",
+    "decision_scope",
+    "vote_address",
+]
 
 #: ``lookup(address)``: the live signal at ``address`` in the receiver's field, or None
 Lookup = Callable[[str], Signal | None]
@@ -124,6 +134,11 @@ def _cited_result(case: Case) -> tuple[Signal, Result] | Justification:
     return signal, result
 
 
+def vote_address(task_id: str, attempt: int, result: str, verdict: Verdict) -> str:
+    """Where the votes of ``verdict`` on ``result`` land (one content-scoped signal)."""
+    return compute_address(KIND_VOTE, encode(Vote(task_id, attempt, result, verdict)), "")
+
+
 def _votes(case: Case) -> Justification:
     decision, verify = case.decision, case.spec.verify
     if verify is None:
@@ -132,26 +147,27 @@ def _votes(case: Case) -> Justification:
     if isinstance(cited, Justification):
         return cited
     result_signal, _ = cited
+    # the two signals the votes on this result can be on: a citation of anything else is
+    # no vote on it (addresses are content hashes: no need to decode the payloads)
+    where: dict[str, Verdict] = {
+        vote_address(decision.task_id, decision.attempt, result_signal.address, v): v
+        for v in ("approve", "reject")
+    }
     ballots: dict[Verdict, set[str]] = {"approve": set(), "reject": set()}
     seen: dict[Verdict, set[str]] = {"approve": set(), "reject": set()}
-    for address, voters in decision.cites.items():
+    for address, verdict in where.items():
         signal = case.lookup(address)
-        if signal is None:
-            return _wait("votes_missing")
-        vote = decode(Vote, signal.payload) if signal.kind == KIND_VOTE else None
-        if (
-            vote is None
-            or vote.task_id != decision.task_id
-            or vote.attempt != decision.attempt
-            or vote.result != result_signal.address
-        ):
+        if signal is not None:
+            seen[verdict] = {signal.origin, *signal.reinforcers}
+    for address, voters in decision.cites.items():
+        verdict_of = where.get(address)
+        if verdict_of is None:
             return _drop("not_a_vote")
-        present = {signal.origin, *signal.reinforcers}
-        if not present.issuperset(voters):
-            return _wait("voters_missing")  # their reinforcements are on their way
-        ballots[vote.verdict].update(voters)
-        seen[vote.verdict].update(present)
-    # a voter on both sides (equivocation) counts for neither, cited or not
+        if not seen[verdict_of].issuperset(voters):
+            # the vote signal, or some of its reinforcements, are on their way
+            return _wait("votes_missing")
+        ballots[verdict_of].update(voters)
+    # a voter on both sides (equivocation) counts for neither, cited there or not
     both = seen["approve"] & seen["reject"]
     when = result_signal.created_at
     count = tally(
@@ -417,6 +433,17 @@ class Justifier:
 
 
 # -- citing (what an honest decider puts in its decision) -------------------------------------
+
+#: bases whose rule does not depend on who emitted the decision: anyone may emit (and so
+#: reinforce) the same one. The others are one agent's own verdict (the worker's, the
+#: poster's) and origin-scoped, so nobody can emit the same payload first under another
+#: name and turn the rightful decision into a mere reinforcement of a dropped one.
+_SHARED_BASES = frozenset({"votes", "checks"})
+
+
+def decision_scope(basis: str) -> Literal["content", "origin"]:
+    """The scope of a decision of ``basis``: ``content`` on evidence, else ``origin``."""
+    return "content" if basis in _SHARED_BASES else "origin"
 
 
 def cite_votes(votes: Iterable[Signal]) -> dict[str, list[str]]:

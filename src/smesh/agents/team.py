@@ -256,7 +256,8 @@ class Team:
                 # the poster gives up on its own unfinished task: an explicit failure (a
                 # task another process posted, over a mesh, is that process's to give up)
                 give_up = Decision(task.spec.task_id, task.attempt, "failed", "give-up")
-                self.runtime.emit(give_up, origin=self.poster, ttl=self.settings.decision_ttl_s)
+                ttl = self.settings.decision_ttl_s
+                self.runtime.emit(give_up, origin=self.poster, ttl=ttl, scope="origin")
                 self.runtime.record(
                     self.poster, "give-up", task.spec.task_id, Detail(reason=reason), when=now
                 )

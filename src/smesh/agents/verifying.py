@@ -12,7 +12,7 @@ import asyncio
 
 from smesh.agents.base import AgentBase
 from smesh.agents.board import TaskState
-from smesh.agents.justify import cite_checks, cite_votes
+from smesh.agents.justify import cite_checks, cite_votes, decision_scope
 from smesh.agents.protocol import (
     KIND_RESULT,
     Check,
@@ -187,10 +187,10 @@ class Verifying(AgentBase):
             return
         if outcome == "rejected" and attempt >= task.spec.max_attempts:
             outcome = "failed"
-        decision = Decision(
-            task.spec.task_id, attempt, outcome, basis, *self._cite(task, attempt, basis)
-        )
-        rt.emit(decision, origin=self.id, ttl=rt.settings.decision_ttl_s)
+        cited = self._cite(task, attempt, basis)
+        decision = Decision(task.spec.task_id, attempt, outcome, basis, *cited)
+        ttl = rt.settings.decision_ttl_s
+        rt.emit(decision, origin=self.id, ttl=ttl, scope=decision_scope(basis))
         if rt.recording:
             masses = {k: round(v, 6) for k, v in detail.items()}
             record = Detail(attempt=attempt, verdict=outcome, basis=basis, extra=masses)
