@@ -41,7 +41,8 @@ class Scene:
         self.field = Field(self.clock)
         spec = TaskSpec(task_id="t", skill="s", verify=verify, max_attempts=max_attempts)
         self.field.emit("task", spec.payload(), origin="poster", decay=Step(), ttl=TTL)
-        self.board = TaskBoard(self.field, trust=trust, checkers=checkers)
+        extra: dict[str, Any] = {} if checkers is None else {"checkers": checkers}
+        self.board = TaskBoard(self.field, trust=trust, **extra)
         self.result = self.emit(Result("t", 1, "out", error), "w", scope="origin")
 
     @property
