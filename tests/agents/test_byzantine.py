@@ -26,7 +26,7 @@ from smesh.agents import (
     WorkContext,
 )
 from smesh.agents.board import TaskState
-from smesh.agents.protocol import Decision, Outcome, Ruling, Verdict, Vote, encode
+from smesh.agents.protocol import Outcome, Ruling, Verdict, Vote, encode
 from smesh.field import Field
 from smesh.signal import compute_address
 from smesh.testing.virtual_time import LoopClock
@@ -68,8 +68,9 @@ class Liar(FunctionAgent):
             address = compute_address("vote", encode(vote), "")
             outcome: Outcome = "failed" if lie_good else "accepted"
             cites = {address: [self.id, *HONEST]}
-            forged = Decision(task.spec.task_id, attempt, outcome, "votes", result.address, cites)
-            self.runtime.emit(forged, origin=self.id, ttl=3600.0)
+            forged = {"task_id": task.spec.task_id, "attempt": attempt, "verdict": outcome}
+            forged |= {"basis": "votes", "result": result.address, "cites": cites}
+            self.runtime.field.emit("decision", forged, origin=self.id, ttl=3600.0)
             return Ruling(wrong, "votes")
         return None
 

@@ -80,8 +80,10 @@ class Scene:
         # on evidence anyone may emit (and reinforce) the same decision; the worker's and
         # the poster's own verdicts are origin-scoped
         scope = "content" if basis in ("votes", "checks") else "origin"
-        decision = Decision("t", attempt, verdict, basis, cited, cites or {})
-        return self.emit(decision, by, scope=scope)
+        # the wire form, as any participant can send it
+        decision = {"task_id": "t", "attempt": attempt, "verdict": verdict, "basis": basis}
+        decision |= {"result": cited, "cites": cites or {}}
+        return self.field.emit("decision", decision, origin=by, scope=scope, decay=Step(), ttl=TTL)
 
     def stats(self) -> dict[str, int]:
         return self.board.justifier.stats()
@@ -93,7 +95,7 @@ class Scene:
 def test_a_decision_with_no_votes_behind_it_decides_nothing() -> None:
     scene = Scene()
     scene.decide("accepted", "votes")  # cites nothing
-    scene.emit(Decision("t", 1, "accepted", "votes"), "v2")  # the old form: no result either
+    scene.emit(Decision("t", 1, "accepted", "votes"), "v2")  # no result cited either
     assert not scene.task.final
     assert scene.board.all_final() is False
     assert scene.stats()["dropped_insufficient_votes"] == 1
