@@ -70,6 +70,11 @@ def test_demo_json_is_the_stable_contract(demo_run: tuple[Path, dict[str, Any]])
     # the scripted model answers correctly: everything is accepted, by a worker of the skill
     assert [t["status"] for t in data["tasks"]] == ["accepted"] * len(DEMO_TASKS)
     assert {t["claimed_by"] for t in data["tasks"]} <= {"coder", "reviewer", "analyst", "writer"}
+    # every decision the run acted on was justified by its evidence; honest agents' never
+    # needed to wait or be refused
+    decisions = data["decisions"]
+    assert decisions["accepted"] >= len(DEMO_TASKS)
+    assert not [k for k in decisions if k.startswith("dropped_")], decisions
     assert (cwd / "tmp" / "j.db").exists()
 
 

@@ -326,3 +326,28 @@ def test_a_second_final_decision_for_another_attempt_keeps_the_board_final() -> 
     late.field.withdraw(late.board.tasks["t"].signal.address, by="poster")
     late.decide("accepted", "unverified", by="w")
     assert late.board.all_final()
+
+
+def test_a_team_that_decides_by_its_own_rule_judges_by_it_too() -> None:
+    """``smesh code``'s gate: the tests pass but the reviewer rejects, a rejection "on the
+    checks" that the built-in rule would refuse; the team's own rule re-derives it."""
+    from smesh.agents.protocol import Ruling
+
+    scene = Scene(checkers={"s": ["tester"]}, max_attempts=3)
+    check = _check(scene, "tester", "approve")
+    scene.vote("reject", "reviewer")
+
+    def tests_and_review(task: Any, attempt: int) -> Ruling | None:
+        if "reviewer" in task.ballots(attempt).get("reject", ()):
+            return Ruling("rejected", "checks")
+        return None
+
+    scene.decide("rejected", "checks", {check.address: []})
+    assert scene.task.attempt == 1
+    assert scene.stats()["dropped_checks_disagree"] == 1
+    scene.board.justifier.follow([tests_and_review], scene.board.tasks)
+    scene.decide("rejected", "checks", {check.address: [], "0" * 32: []}, by="reviewer")
+    assert scene.task.attempt == 2
+    # and the rule does not open the door to anything else
+    scene.decide("accepted", "votes", {}, by="x", attempt=1)
+    assert not scene.task.final

@@ -38,8 +38,8 @@ oldest first). Every drop is counted by reason (:meth:`Justifier.stats`).
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Collection, Iterable, Mapping
-from typing import Literal
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any, Literal
 
 import msgspec
 
@@ -50,6 +50,7 @@ from smesh.agents.protocol import (
     Check,
     Decision,
     Result,
+    Ruling,
     TaskSpec,
     Verdict,
     Vote,
@@ -66,6 +67,7 @@ __all__ = [
     "Justifier",
     "Lookup",
     "Rule",
+    "Settle",
     "cite_checks",
     "cite_votes",
     "decision_scope",
@@ -271,6 +273,35 @@ DEFAULT_RULES: Mapping[str, Rule] = {
 _ATTEMPT_BOUND = frozenset({"votes", "checks", "error", "timeout"})
 
 
+#: ``settle(task_state, attempt)``: an acceptance rule (see ``Verifying.settle``)
+Settle = Callable[[Any, int], Ruling | None]
+
+
+def _settle_rule(settles: Sequence[Settle], tasks: Mapping[str, Any], builtin: Rule) -> Rule:
+    def rule(case: Case) -> Justification:
+        found = builtin(case)
+        if found.status == "ok":
+            return found
+        decision = case.decision
+        task = tasks.get(decision.task_id)
+        result = None if task is None else task.results.get(decision.attempt)
+        if result is None or result.address != decision.result:
+            return found
+        wanted = "accepted" if decision.verdict == "accepted" else "rejected"
+        for settle in settles:
+            try:
+                ruling = settle(task, decision.attempt)
+            except Exception:  # a rule that cannot run yet (its agent not started)
+                continue
+            if ruling is not None and ruling.basis == decision.basis:
+                if (ruling.outcome == "accepted") == (wanted == "accepted"):
+                    return _OK
+                return _drop("rule_disagrees")
+        return _wait("rule_unsettled") if found.status == "wait" else found
+
+    return rule
+
+
 class _Held(msgspec.Struct):
     deadline: float
     spec: TaskSpec
@@ -315,6 +346,14 @@ class Justifier:
     def add_rule(self, basis: str, rule: Rule) -> None:
         """Justify decisions of ``basis`` with ``rule`` (replacing any built-in one)."""
         self.rules[basis] = rule
+
+    def follow(self, settles: Sequence[Settle], tasks: Mapping[str, Any]) -> None:
+        """Also accept decisions on votes or checks that one of ``settles`` (a team's own
+        acceptance rules, :meth:`~smesh.agents.verifying.Verifying.settle` overrides)
+        re-derives from this board's ``tasks``: a team that decides by its own rule judges
+        by it too. The built-in rule is tried first."""
+        for basis in _SHARED_BASES:
+            self.rules[basis] = _settle_rule(settles, tasks, self.rules[basis])
 
     def allow_checker(self, skill: str, name: str) -> None:
         """Let ``name`` (or ``*/agent``: that agent on any node) post checks of ``skill``."""

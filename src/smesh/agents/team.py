@@ -33,6 +33,7 @@ from smesh.trust import TrustTable
 __all__ = ["RunReport", "TaskReport", "Team"]
 
 _STEP = Step()
+_SETTLE = Agent.settle
 
 
 class TaskReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -153,6 +154,10 @@ class Team:
         self.board.on_change(self._note_change)
         for agent in self.agents:
             agent.attach(self.runtime)
+        # a team that decides by its own acceptance rule judges decisions by it too
+        custom = {type(a).settle: a.settle for a in self.agents if type(a).settle is not _SETTLE}
+        if custom:
+            self.board.justifier.follow(list(custom.values()), self.board.tasks)
         if journal is not None:
             journal.attach(self.field, self.run_id)
             self.board.on_trust(self._record_trust)
