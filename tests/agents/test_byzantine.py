@@ -26,7 +26,7 @@ from smesh.agents import (
     WorkContext,
 )
 from smesh.agents.board import TaskState
-from smesh.agents.protocol import Outcome, Ruling, Verdict, Vote, encode
+from smesh.agents.protocol import Check, Ruling, Verdict, Vote, encode
 from smesh.field import Field
 from smesh.signal import compute_address
 from smesh.testing.virtual_time import LoopClock
@@ -51,27 +51,38 @@ async def _lie(task: TaskSpec, output: Any) -> Judgement:
 
 
 class Liar(FunctionAgent):
-    """Decides as soon as its own side has any vote or check, and forges a citation."""
+    """Decides at once, on its own side's evidence, by emitting decisions itself: one citing
+    the liars' votes, one citing the honest voters as on its side too, one citing the
+    forger's check. (Its acceptance rule never settles: it does not wait for anyone.)"""
 
     def settle(self, task: TaskState, attempt: int) -> Ruling | None:
         result, posted = task.results.get(attempt), task.result(attempt)
         if result is None or posted is None:
             return None
         lie_good = posted.output == "good"
-        wrong: Outcome = "rejected" if lie_good else "accepted"
         verdict: Verdict = "reject" if lie_good else "approve"
-        if verdict in task.checks.get(attempt, {}).values():
-            return Ruling(wrong, "checks")
-        if task.ballots(attempt).get(verdict):
-            # and a second decision claiming the honest voters were on its side
+        ours = task.votes.get(attempt, {}).get(verdict)
+        checkers = [c for c, v in task.checks.get(attempt, {}).items() if v == verdict]
+        lied: set[tuple[str, int, str]] = self.__dict__.setdefault("lied", set())
+        base = {"task_id": task.spec.task_id, "attempt": attempt, "result": result.address}
+        base["verdict"] = "failed" if lie_good else "accepted"
+        citations: list[tuple[str, dict[str, list[str]]]] = []
+        if ours is not None and (task.spec.task_id, attempt, "votes") not in lied:
+            lied.add((task.spec.task_id, attempt, "votes"))
             vote = Vote(task.spec.task_id, attempt, result.address, verdict)
-            address = compute_address("vote", encode(vote), "")
-            outcome: Outcome = "failed" if lie_good else "accepted"
-            cites = {address: [self.id, *HONEST]}
-            forged = {"task_id": task.spec.task_id, "attempt": attempt, "verdict": outcome}
-            forged |= {"basis": "votes", "result": result.address, "cites": cites}
-            self.runtime.field.emit("decision", forged, origin=self.id, ttl=3600.0)
-            return Ruling(wrong, "votes")
+            where = compute_address("vote", encode(vote), "")
+            citations.append(("votes", {ours.address: [ours.origin, *ours.reinforcers]}))
+            # and the honest voters as on its side too: they never voted so
+            citations.append(("votes", {where: [ours.origin, *HONEST]}))
+        if checkers and (task.spec.task_id, attempt, "checks") not in lied:
+            lied.add((task.spec.task_id, attempt, "checks"))
+            for checker in checkers:
+                check = Check(task.spec.task_id, attempt, result.address, verdict)
+                address = compute_address("check", encode(check), checker, "origin")
+                citations.append(("checks", {address: []}))
+        for basis, cites in citations:
+            decision = {**base, "basis": basis, "cites": cites}
+            self.runtime.field.emit("decision", decision, origin=self.id, ttl=3600.0)
         return None
 
 

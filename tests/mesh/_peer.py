@@ -113,8 +113,9 @@ async def _serve(field: MeshField) -> None:
 
 
 class _Liar(FunctionAgent):
-    """A Byzantine verifier: it votes against the truth (its judge) and decides at once on
-    its own side's votes, then decides again citing the poster as a voter on its side."""
+    """A Byzantine verifier: it votes against the truth (its judge) and, as soon as its own
+    side has a vote, emits decisions itself: one citing that vote signal's voters, one also
+    citing the poster as a voter on its side (it never was)."""
 
     def settle(self, task: TaskState, attempt: int) -> Ruling | None:
         result, posted = task.results.get(attempt), task.result(attempt)
@@ -122,15 +123,21 @@ class _Liar(FunctionAgent):
             return None
         lie_good = posted.output == "good"
         verdict: Verdict = "reject" if lie_good else "approve"
-        if not task.ballots(attempt).get(verdict):
+        ours = task.votes.get(attempt, {}).get(verdict)
+        lied: set[tuple[str, int]] = self.__dict__.setdefault("lied", set())
+        if ours is None or (task.spec.task_id, attempt) in lied:
             return None
+        lied.add((task.spec.task_id, attempt))
+        voters = [ours.origin, *ours.reinforcers]
         vote = Vote(task.spec.task_id, attempt, result.address, verdict)
-        cites = {compute_address("vote", encode(vote), ""): [self.id, task.signal.origin]}
-        forged = {"task_id": task.spec.task_id, "attempt": attempt, "basis": "votes"}
-        forged |= {"verdict": "failed" if lie_good else "accepted"}
-        forged |= {"result": result.address, "cites": cites}
-        self.runtime.field.emit("decision", forged, origin=self.id, ttl=3600.0)
-        return Ruling("rejected" if lie_good else "accepted", "votes")
+        where = compute_address("vote", encode(vote), "")
+        base = {"task_id": task.spec.task_id, "attempt": attempt, "basis": "votes"}
+        base |= {"verdict": "failed" if lie_good else "accepted", "result": result.address}
+        for cites in ({ours.address: voters}, {where: [*voters, task.signal.origin]}):
+            self.runtime.field.emit(
+                "decision", {**base, "cites": cites}, origin=self.id, ttl=3600.0
+            )
+        return None
 
 
 def _judge(honest: bool, delay: float) -> Any:

@@ -111,29 +111,27 @@ class Case(msgspec.Struct, frozen=True):
     trust: TrustTable
     may_check: Callable[[str, str], bool]
 
-    def result(self) -> tuple[Signal | None, Result | None]:
-        """The cited result signal and payload (None when not in the field)."""
-        address = self.decision.result
-        signal = None if address is None else self.lookup(address)
-        if signal is None or signal.kind != KIND_RESULT:
-            return None, None
-        return signal, decode(Result, signal.payload)
-
 
 #: a justification rule for one basis
 Rule = Callable[[Case], Justification]
 
 
-def _cited_result(case: Case) -> tuple[Signal, Result] | Justification:
+def _cited_result(case: Case) -> Signal | Justification:
     decision = case.decision
     if decision.result is None:
         return _drop("no_result_cited")
-    signal, result = case.result()
+    signal = case.lookup(decision.result)
     if signal is None:
         return _wait("result_missing")
-    if result is None or result.task_id != decision.task_id or result.attempt != decision.attempt:
+    payload = signal.payload
+    if (
+        signal.kind != KIND_RESULT
+        or not isinstance(payload, dict)
+        or payload.get("task_id") != decision.task_id
+        or payload.get("attempt") != decision.attempt
+    ):
         return _drop("wrong_result")
-    return signal, result
+    return signal
 
 
 def vote_address(task_id: str, attempt: int, result: str, verdict: Verdict) -> str:
@@ -145,31 +143,35 @@ def _votes(case: Case) -> Justification:
     decision, verify = case.decision, case.spec.verify
     if verify is None:
         return _drop("no_verification")
-    cited = _cited_result(case)
-    if isinstance(cited, Justification):
-        return cited
-    result_signal, _ = cited
-    # the two signals the votes on this result can be on: a citation of anything else is
-    # no vote on it (addresses are content hashes: no need to decode the payloads)
-    where: dict[str, Verdict] = {
-        vote_address(decision.task_id, decision.attempt, result_signal.address, v): v
-        for v in ("approve", "reject")
-    }
+    result_signal = _cited_result(case)
+    if isinstance(result_signal, Justification):
+        return result_signal
     ballots: dict[Verdict, set[str]] = {"approve": set(), "reject": set()}
-    seen: dict[Verdict, set[str]] = {"approve": set(), "reject": set()}
-    for address, verdict in where.items():
-        signal = case.lookup(address)
-        if signal is not None:
-            seen[verdict] = {signal.origin, *signal.reinforcers}
+    seen: dict[Verdict, set[str]] = {}
     for address, voters in decision.cites.items():
-        verdict_of = where.get(address)
-        if verdict_of is None:
+        signal = case.lookup(address)
+        if signal is None:
+            return _wait("votes_missing")  # the vote signal is on its way
+        vote = decode(Vote, signal.payload) if signal.kind == KIND_VOTE else None
+        if (
+            vote is None
+            or vote.task_id != decision.task_id
+            or vote.attempt != decision.attempt
+            or vote.result != result_signal.address
+        ):
             return _drop("not_a_vote")
-        if not seen[verdict_of].issuperset(voters):
-            # the vote signal, or some of its reinforcements, are on their way
-            return _wait("votes_missing")
-        ballots[verdict_of].update(voters)
-    # a voter on both sides (equivocation) counts for neither, cited there or not
+        present = {signal.origin, *signal.reinforcers}
+        if not present.issuperset(voters):
+            return _wait("voters_missing")  # their reinforcements are on their way
+        ballots[vote.verdict].update(voters)
+        seen[vote.verdict] = present
+    # a voter on both sides (equivocation) counts for neither, cited there or not: look
+    # at the uncited side's signal too (content-scoped: its address is known)
+    for verdict in ("approve", "reject"):
+        if verdict not in seen:
+            where = vote_address(decision.task_id, decision.attempt, result_signal.address, verdict)
+            other = case.lookup(where)
+            seen[verdict] = set() if other is None else {other.origin, *other.reinforcers}
     both = seen["approve"] & seen["reject"]
     when = result_signal.created_at
     count = tally(
@@ -186,10 +188,9 @@ def _votes(case: Case) -> Justification:
 
 def _checks(case: Case) -> Justification:
     decision = case.decision
-    cited = _cited_result(case)
-    if isinstance(cited, Justification):
-        return cited
-    result_signal, _ = cited
+    result_signal = _cited_result(case)
+    if isinstance(result_signal, Justification):
+        return result_signal
     if not decision.cites:
         return _drop("nothing_cited")
     verdicts: list[str] = []
@@ -215,12 +216,15 @@ def _checks(case: Case) -> Justification:
 
 
 def _own_result(case: Case) -> tuple[Signal, Result] | Justification:
-    cited = _cited_result(case)
-    if isinstance(cited, Justification):
-        return cited
-    if cited[0].origin != case.signal.origin:
+    signal = _cited_result(case)
+    if isinstance(signal, Justification):
+        return signal
+    if signal.origin != case.signal.origin:
         return _drop("not_the_worker")
-    return cited
+    result = decode(Result, signal.payload)
+    if result is None:
+        return _drop("wrong_result")
+    return signal, result
 
 
 def _error(case: Case) -> Justification:
