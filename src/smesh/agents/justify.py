@@ -341,6 +341,11 @@ class Justifier:
         self._held: OrderedDict[tuple[str, str], _Held] = OrderedDict()
         self._by_task: Counter[str] = Counter()
         self.counters: Counter[str] = Counter()
+        #: set by this board's own agents while they emit a decision they settled with this
+        #: board's rule and trust table: re-deriving it here would repeat their tally. (The
+        #: field publishes synchronously, so it covers exactly that emission; other boards,
+        #: other processes and peers re-derive it.)
+        self.own = False
         for skill, names in (checkers or {}).items():
             for name in names:
                 self.allow_checker(skill, name)
@@ -406,6 +411,10 @@ class Justifier:
         now: float,
     ) -> bool:
         """Whether to apply ``decision`` now; if not, it is held or dropped (and counted)."""
+        if self.own:
+            self.counters["accepted"] += 1
+            self.counters["own"] += 1
+            return True
         verdict = self.judge(spec, poster, decision, signal, lookup)
         if verdict.status == "ok":
             self.counters["accepted"] += 1
@@ -469,7 +478,8 @@ class Justifier:
             self.counters[counter] += 1
 
     def stats(self) -> dict[str, int]:
-        """Counters: ``accepted``, ``held`` (ever), ``waiting`` (now), ``dropped_<reason>``."""
+        """Counters: ``accepted`` (of which ``own``: this board's agents' decisions),
+        ``held`` (ever), ``waiting`` (now), ``dropped_<reason>``."""
         out = dict(sorted(self.counters.items()))
         out["waiting"] = len(self._held)
         return out

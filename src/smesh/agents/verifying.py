@@ -190,7 +190,12 @@ class Verifying(AgentBase):
         cited = self._cite(task, attempt, basis)
         decision = Decision(task.spec.task_id, attempt, outcome, basis, *cited)
         ttl = rt.settings.decision_ttl_s
-        rt.emit(decision, origin=self.id, ttl=ttl, scope=decision_scope(basis))
+        justifier = rt.board.justifier
+        justifier.own = True  # settled here, by this board's rule and trust: see Justifier.own
+        try:
+            rt.emit(decision, origin=self.id, ttl=ttl, scope=decision_scope(basis))
+        finally:
+            justifier.own = False
         if rt.recording:
             masses = {k: round(v, 6) for k, v in detail.items()}
             record = Detail(attempt=attempt, verdict=outcome, basis=basis, extra=masses)
