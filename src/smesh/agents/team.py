@@ -131,6 +131,13 @@ class Team:
             for decision in self.field.signals(KIND_DECISION):
                 if decision.origin == poster:
                     self.field.withdraw(decision.address, by=poster)
+            # and it goes on with the trust it had learned: its board re-derives the replayed
+            # decisions from their votes, weighed as they were (not as a stranger's)
+            trust = trust if trust is not None else TrustTable()
+            for action in journal.actions(run_id):
+                value = action.detail.get("value") if action.action == "trust" else None
+                if isinstance(value, int | float) and 0.0 <= value <= 1.0:
+                    trust.set(action.agent, float(value), action.time)
         allowed = {skill: set(names) for skill, names in (checkers or {}).items()}
         for agent in self.agents:  # this team's own authoritative verifiers
             if agent.authoritative:
