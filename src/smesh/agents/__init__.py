@@ -4,6 +4,7 @@ from smesh.agents.agent import Agent
 from smesh.agents.base import Judgement, WorkContext
 from smesh.agents.board import TaskBoard, TaskState
 from smesh.agents.function import FunctionAgent
+from smesh.agents.justify import Justification, Justifier
 from smesh.agents.protocol import Ruling, TaskSpec, VerifySpec
 from smesh.agents.runtime import Budget, Runtime, Settings
 from smesh.agents.team import RunReport, TaskReport, Team
@@ -13,6 +14,8 @@ __all__ = [
     "Budget",
     "FunctionAgent",
     "Judgement",
+    "Justification",
+    "Justifier",
     "Ruling",
     "RunReport",
     "Runtime",
