@@ -324,7 +324,7 @@ class TaskBoard:
         """Act on ``decision`` only once its cited evidence re-derives it here."""
         if decision.attempt in task.decisions:
             return  # decided already: a second decision changes nothing
-        lookup, now = self.field.get, self.field.clock.now()
+        lookup, now = self.field.get, self.field.clock.now
         if self.justifier.admit(task.spec, task.signal.origin, decision, signal, lookup, now):
             self._on_decision(task, decision, signal)
 

@@ -38,7 +38,7 @@ oldest first). Every drop is counted by reason (:meth:`Justifier.stats`).
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -117,6 +117,9 @@ class Justifier:
         #: field publishes synchronously, so it covers exactly that emission; other boards,
         #: other processes and peers re-derive it.)
         self.own = False
+        self._own = 0
+        #: whether any decision waits for its evidence (the board looks on every event)
+        self.holding = False
         for skill, names in (checkers or {}).items():
             for name in names:
                 self.allow_checker(skill, name)
@@ -179,12 +182,12 @@ class Justifier:
         decision: Decision,
         signal: Signal,
         lookup: Lookup,
-        now: float,
+        now: Callable[[], float],
     ) -> bool:
-        """Whether to apply ``decision`` now; if not, it is held or dropped (and counted)."""
+        """Whether to apply ``decision`` now; if not, it is held (until ``now() + hold_s``)
+        or dropped, and counted."""
         if self.own:
-            self.counters["accepted"] += 1
-            self.counters["own"] += 1
+            self._own += 1  # a plain int: this is on every decision of a busy team
             return True
         verdict = self.judge(spec, poster, decision, signal, lookup)
         if verdict.status == "ok":
@@ -197,15 +200,11 @@ class Justifier:
         if key not in self._held:
             if len(self._held) >= self.max_held:
                 self._forget(next(iter(self._held)), "dropped_hold_full")
-            self._held[key] = _Held(now + self.hold_s, spec, poster, decision, signal)
+            self._held[key] = _Held(now() + self.hold_s, spec, poster, decision, signal)
+            self.holding = True
             self._by_task[decision.task_id] += 1
             self.counters["held"] += 1
         return False
-
-    @property
-    def holding(self) -> bool:
-        """Whether any decision waits for its evidence."""
-        return bool(self._held)
 
     def recheck(
         self, kind: str, task_id: object, lookup: Lookup, now: float
@@ -242,6 +241,7 @@ class Justifier:
 
     def _forget(self, key: tuple[str, str], counter: str | None) -> None:
         del self._held[key]
+        self.holding = bool(self._held)
         self._by_task[key[0]] -= 1
         if self._by_task[key[0]] <= 0:
             del self._by_task[key[0]]
@@ -251,6 +251,7 @@ class Justifier:
     def stats(self) -> dict[str, int]:
         """Counters: ``accepted`` (of which ``own``: this board's agents' decisions),
         ``held`` (ever), ``waiting`` (now), ``dropped_<reason>``."""
-        out = dict(sorted(self.counters.items()))
+        counts = self.counters + Counter(own=self._own, accepted=self._own)
+        out = dict(sorted(counts.items()))
         out["waiting"] = len(self._held)
         return out
