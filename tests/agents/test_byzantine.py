@@ -143,3 +143,48 @@ def test_a_lying_minority_does_not_overturn_the_honest_majority() -> None:
             assert team.board.trust.get("liar", now) < 0.5 < team.board.trust.get("h1", now)
 
     virtual(main())
+
+
+def test_a_decision_whose_evidence_never_comes_is_dropped_on_time() -> None:
+    """Held decisions are bounded in time by the run's own ticks, not only by later events:
+    a forged decision citing voters who never vote is dropped after ``hold_s`` although
+    nothing else happens in the field meanwhile."""
+
+    async def slow(task: TaskSpec, output: Any) -> Judgement:
+        await asyncio.sleep(100.0)
+        return Judgement("approve", "late but fine")
+
+    async def main() -> None:
+        field = Field(LoopClock())
+        team = Team(
+            [
+                FunctionAgent("w", perform=_work, skills={"s": 1.0}),
+                FunctionAgent("v1", judge=slow, verifies={"s": 1.0}),
+                FunctionAgent("v2", judge=slow, verifies={"s": 1.0}),
+            ],
+            field=field,
+            settings=Settings(poll_s=1.0, idle_timeout_s=300.0),
+        )
+        spec = TaskSpec(task_id="good", skill="s", verify=VerifySpec(timeout_s=600.0))
+        justifier = team.board.justifier
+
+        async def forge() -> None:
+            while not field.signals("result"):
+                await asyncio.sleep(0.1)
+            (result,) = field.signals("result")
+            vote = Vote("good", 1, result.address, "approve")
+            where = compute_address("vote", encode(vote), "")
+            forged = {"task_id": "good", "attempt": 1, "verdict": "accepted"}
+            forged |= {"basis": "votes", "result": result.address, "cites": {where: ["x", "y"]}}
+            field.emit("decision", forged, origin="x", ttl=3600.0)
+            assert justifier.stats()["waiting"] == 1
+            await asyncio.sleep(justifier.hold_s + 1.0)  # nothing else happens meanwhile
+            assert justifier.stats()["dropped_hold_timeout"] == 1
+            assert justifier.stats()["waiting"] == 0
+            assert not team.board.tasks["good"].final
+
+        async with asyncio.timeout(1000):
+            report, _ = await asyncio.gather(team.run([spec]), forge())
+        assert [t.status for t in report.tasks] == ["accepted"]  # by v1 and v2, at last
+
+    virtual(main())

@@ -233,6 +233,9 @@ class Team:
         while not self.runtime.stopping:
             await asyncio.sleep(self.settings.tick_s)
             self.field.tick()
+            # a decision still waiting for its evidence past its hold is dropped (and
+            # counted) on time, even when nothing else happens in the field
+            self.board.justifier.expire(self.field.clock.now())
             if self.journal is not None:
                 self.journal.flush()
 
