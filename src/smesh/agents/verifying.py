@@ -135,8 +135,7 @@ class Verifying(AgentBase):
         acceptance rule (e.g. "the tests AND the reviewer"); every agent that may decide a
         task should apply the same rule.
         """
-        board = self.runtime.board
-        trust = board.trust
+        trust = self.runtime.board.trust
         result = task.results.get(attempt)
         when = result.created_at if result is not None else self.runtime.now()
         return settle(
