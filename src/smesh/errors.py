@@ -10,6 +10,7 @@ answer, a model that replies with garbage), so callers can catch one without the
     │   │   └── InvalidSignal          a signal's (intensity > 1, ttl <= 0, a payload not JSON)
     │   ├── UnknownName            an unknown topology, decay, backend or trust model
     │   ├── NotPermitted           e.g. withdrawing or renewing a signal you did not emit
+    │   ├── InvalidDependency      a task depends on an unknown task, or on itself via a cycle
     │   ├── SandboxUnavailable     no isolation layer for generated code (and no unsafe opt-in)
     │   └── ConfigurationError     the set-up cannot work, found before the run: a task no agent
     │                              can do or verify, an unreachable backend or a missing key,
@@ -27,6 +28,7 @@ answer, a model that replies with garbage), so callers can catch one without the
         │   ├── ModelNotFound          the model file or wheel is missing or corrupt
         │   └── AnalyzerFailed         a static analyzer errored or printed garbage
         ├── BudgetExceeded         a hard budget (calls, tokens, cost, time) ran out
+        │   └── TaskBudgetExceeded     one task's own cap on calls (``max_calls``) ran out
         ├── ToolError              a tool call failed (carries ``.tool``); fed back to the model
         │   └── ToolTimeout            the tool did not finish within its timeout
         └── TransportError         the mesh transport failed (carries ``.node``)
@@ -45,6 +47,7 @@ __all__ = [
     "BudgetExceeded",
     "CircuitOpen",
     "ConfigurationError",
+    "InvalidDependency",
     "InvalidMessage",
     "InvalidSignal",
     "InvalidValue",
@@ -55,6 +58,7 @@ __all__ = [
     "SandboxUnavailable",
     "SignalNotFound",
     "SmeshError",
+    "TaskBudgetExceeded",
     "ToolError",
     "ToolTimeout",
     "TransportError",
@@ -105,6 +109,10 @@ class UnknownName(UsageError, LookupError):
 
 class NotPermitted(UsageError):
     """The operation is not allowed for this caller, e.g. renewing another node's signal."""
+
+
+class InvalidDependency(UsageError):
+    """A task depends on a task nobody posted, or the dependencies form a cycle."""
 
 
 class SandboxUnavailable(UsageError):
@@ -206,6 +214,10 @@ class AnalyzerFailed(BackendError):
 
 class BudgetExceeded(RuntimeFailure):
     """A hard budget on calls, tokens, cost or wall time ran out."""
+
+
+class TaskBudgetExceeded(BudgetExceeded):
+    """One task's cap on backend calls (its subtasks' included) ran out; the run goes on."""
 
 
 class ToolError(RuntimeFailure):

@@ -18,10 +18,13 @@ DEMO_TASKS = {
     "explain-bst",
     "math-2plus2",
     "code-fizzbuzz",
+    "explain-palindrome",  # waits for code-palindrome's accepted code (issue 13)
     "analysis-primes",
     "analysis-sales",  # the task that needs a tool (issue 12)
 }
-TASK_KEYS = {"id", "skill", "status", "claimed_by", "attempts", "tool_calls"}
+TASK_KEYS = {
+    "id", "skill", "status", "claimed_by", "attempts", "tool_calls", "depends_on", "parent",
+}  # fmt: skip
 DEMO = ("agents", "--demo", "--backend", "scripted", "--json")
 
 
@@ -70,6 +73,10 @@ def test_demo_json_is_the_stable_contract(demo_run: tuple[Path, dict[str, Any]])
     # the scripted model answers correctly: everything is accepted, by a worker of the skill
     assert [t["status"] for t in data["tasks"]] == ["accepted"] * len(DEMO_TASKS)
     assert {t["claimed_by"] for t in data["tasks"]} <= {"coder", "reviewer", "analyst", "writer"}
+    # one task waits for another's accepted output
+    deps = {t["id"]: t["depends_on"] for t in data["tasks"] if t["depends_on"]}
+    assert deps == {"explain-palindrome": ["code-palindrome"]}
+    assert {t["parent"] for t in data["tasks"]} == {None}
     # every decision the run acted on was justified by its evidence; honest agents' never
     # needed to wait or be refused
     decisions = data["decisions"]

@@ -42,6 +42,17 @@ EXPECTED: dict[str, list[str]] = {
         "ada: attempt 1 rejected by schema: $.born: expected integer, got str",
         "ada: accepted after 2 attempt(s)",
     ],
+    "pipeline_approval.py": [
+        "research: accepted by researcher: 3 studies: swarms beat single agents on 2 of 3 "
+        "benchmarks",
+        "analysis: accepted by analyst: mixed evidence, leaning positive (2 of 3)",
+        "editor sees approve:article#2: 'Swarms usually help: 2 of 3 studies.'",
+        "article: accepted after 2 drafts: Swarms usually help: 2 of 3 studies.",
+    ],
+    "planner_fanout.py": [
+        "book: accepted: Intro chapter. Method chapter. Results chapter. Discussion chapter.",
+        "subtasks: ['book/discussion', 'book/intro', 'book/merge', 'book/method', 'book/results']",
+    ],
     "tools_example.py": [
         "tools: exchange_rate, convert, send_invoice",
         "  step 3: send_invoice -> invoice 1 sent to ada",

@@ -10,8 +10,9 @@ Customize by subclassing and overriding :meth:`Agent.perform` (do a task) and
 :meth:`Agent.judge` (verify a result), or pass plain functions to
 :class:`~smesh.agents.FunctionAgent`. The class is built in layers, one module each:
 :class:`~smesh.agents.base.AgentBase` (settings, hooks, backend access),
-:class:`~smesh.agents.verifying.Verifying` (judge, vote, decide) and :class:`Agent` here
-(the loop, claiming and working).
+:class:`~smesh.agents.verifying.Verifying` (judge, vote, decide),
+:class:`~smesh.agents.working.Working` (one attempt under a lease) and :class:`Agent` here
+(the loop and claiming).
 """
 
 from __future__ import annotations
@@ -22,20 +23,13 @@ import zlib
 from typing import Any
 
 from smesh.agents.base import Judgement, WorkContext
-from smesh.agents.board import TaskState
-from smesh.agents.protocol import (
-    KIND_CLAIM,
-    Claim,
-    ClaimView,
-    Result,
-    Ruling,
-    claim_winner,
-    concedes,
-)
-from smesh.agents.records import Detail, Trigger, preview
+from smesh.agents.guard import Guard
+from smesh.agents.protocol import Claim, ClaimView, Ruling, concedes
+from smesh.agents.records import Detail, Trigger
 from smesh.agents.runtime import Runtime
-from smesh.agents.verifying import Verifying
-from smesh.errors import BackendError, BudgetExceeded, InvalidSignal, SignalNotFound, UsageError
+from smesh.agents.tasks import TaskState
+from smesh.agents.working import Working
+from smesh.errors import BudgetExceeded, SignalNotFound
 from smesh.signal import Signal
 
 __all__ = ["Agent", "Judgement", "Ruling", "WorkContext"]
@@ -44,7 +38,7 @@ _SAMPLE = 16  # open tasks an agent looks at per pick when many are open
 _NO_CHILDREN: Any = frozenset()  # replaced by a set when the first child starts
 
 
-class Agent(Verifying):
+class Agent(Working):
     """An autonomous participant of a field.
 
     Args:
@@ -91,10 +85,16 @@ class Agent(Verifying):
                         children = set()
                     children.add(child)
                     child.add_done_callback(done)
-                self._waiter = loop.create_future()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(rt.settings.poll_s):
-                        await self._waiter
+                self._waiter = waiter = loop.create_future()
+                if self._busy < self.slots and self._working_skills:
+                    rt.board.idle(self, self._working_skills)
+                # a bounded sleep: woken by the board, or by this timer (the poll). A plain
+                # timer, cheaper than a timeout scope on the loop's hottest await.
+                timer = loop.call_later(rt.settings.poll_s, _poll, waiter)
+                try:
+                    await waiter
+                finally:
+                    timer.cancel()
                 self._waiter = None
         finally:
             pending = list(children)
@@ -118,7 +118,7 @@ class Agent(Verifying):
                 judged, attempt = found
                 self._verifying_started((judged.spec.task_id, attempt))
                 started.append(loop.create_task(self._verify(judged, attempt)))
-        while self._busy < self.slots and not rt.budget.exceeded:
+        while self._busy < self.slots and not rt.run_budget.exceeded:
             task = self._pick_task()
             if task is None:
                 break
@@ -135,7 +135,7 @@ class Agent(Verifying):
         """``affinity(skill) × effective intensity × trust(task origin)``."""
         rt = self.runtime
         return (
-            self.node.affinity(task.spec.skill)
+            self.node.affinity(task.skill)
             * task.signal.effective(now)
             * rt.board.trust.get(task.signal.origin, now)
         )
@@ -144,36 +144,46 @@ class Agent(Verifying):
         """The claim's bid: the affinity, scaled by this agent's earned reputation
         (``0.5 + trust``: 1 for a newcomer), so trust changes who wins the next claim."""
         reputation = self.runtime.board.trust.get(self.id, now)
-        return round(self.node.affinity(task.spec.skill) * (0.5 + reputation), 6)
+        return round(self.node.affinity(task.skill) * (0.5 + reputation), 6)
 
     def _pick_task(self) -> TaskState | None:
         """The open task this agent would bid on now, or None.
 
-        With many open tasks it looks at a random sample first (equal agents then spread
-        over different tasks instead of all bidding on the same one) and scans everything
-        only when the sample holds nothing it may bid on.
+        It looks at a random sample of the tasks nobody bid on yet (equal agents then spread
+        over different tasks instead of all bidding on the same one), all of them only if
+        the sample holds nothing it may bid on, and then at a sample of the contested ones
+        (it may win a tie-break there). A contested task has a bidder already, so it is
+        never scanned in full: that kept thousands of agents busy looking at tasks they
+        had no chance on.
         """
         board = self.runtime.board
-        pools = [
-            board.open_tasks(skill) for skill, affinity in self.node.skills.items() if affinity > 0
-        ]
-        if not any(pools):
-            return None
-        sampled = [tid for pool in pools for tid in pool.sample(self._rng, _SAMPLE)]
-        best = self._best_of(sampled)
-        if best is None and any(len(pool) > _SAMPLE for pool in pools):
-            best = self._best_of([tid for pool in pools for tid in pool])
+        skills = self._working_skills
+        free = [board.unclaimed_tasks(skill) for skill in skills]
+        best = None
+        if any(free):
+            best = self._best_of([tid for pool in free for tid in pool.sample(self._rng, _SAMPLE)])
+            if best is None and any(len(pool) > _SAMPLE for pool in free):
+                best = self._best_of([tid for pool in free for tid in pool])
+        if best is None:
+            contested = [board.open_tasks(skill) for skill in skills]
+            if any(contested):
+                sample = [tid for pool in contested for tid in pool.sample(self._rng, _SAMPLE)]
+                best = self._best_of(sample)
         return best
 
     def _best_of(self, task_ids: list[str]) -> TaskState | None:
         rt = self.runtime
         now = rt.now()
         board = rt.board
-        best: tuple[float, float, TaskState] | None = None
+        best: tuple[float, bool, float, TaskState] | None = None
         for task_id in task_ids:
             task = board.tasks[task_id]
             if (task_id, task.attempt, task.offer) in self._conceded or not task.is_open:
                 continue
+            if task.spec.to is not None or task.handoff is not None:
+                to = task.addressee(now)
+                if to is not None and to != self.id:
+                    continue  # addressed to another agent
             score = self.score(task, now)
             if score < self.node.sense_threshold:
                 continue
@@ -181,12 +191,13 @@ class Agent(Verifying):
                 ClaimView(self.id, self.bid(task, now), False), task.claim_views()
             ):
                 continue  # a rival's live claim already beats mine: don't bid
-            # Rendezvous hashing breaks ties: agents with equal scores prefer different
-            # tasks, deterministically, and so rarely collide on one.
-            key = (score, float(zlib.crc32(f"{self.id}/{task_id}".encode())))
-            if best is None or key > best[:2]:
-                best = (key[0], key[1], task)
-        return None if best is None else best[2]
+            # Among equal scores a task nobody bid on yet comes first, then rendezvous
+            # hashing: agents with equal scores prefer different tasks, deterministically,
+            # and so rarely collide on one.
+            key = (score, not task.claims, float(zlib.crc32(f"{self.id}/{task_id}".encode())))
+            if best is None or key > best[:3]:
+                best = (key[0], key[1], key[2], task)
+        return None if best is None else best[3]
 
     def _place_bid(self, task: TaskState) -> tuple[Signal, float]:
         """Emit a bid on the task's current attempt, at once, so that rivals dispatching
@@ -194,7 +205,10 @@ class Agent(Verifying):
         rt = self.runtime
         bid = self.bid(task, rt.now())
         offer = Claim(task.spec.task_id, task.attempt, bid, "bid")
-        return rt.emit(offer, origin=self.id, scope="origin", ttl=rt.settings.lease_s), bid
+        # a bid lives a lease plus the settle window, so it cannot lapse before its owner
+        # resolves it (a lease shorter than the settle window used to crash the agent)
+        ttl = rt.settings.lease_s + rt.settings.claim_settle_s
+        return rt.emit(offer, origin=self.id, scope="origin", ttl=ttl), bid
 
     async def _attempt(self, task: TaskState, attempt: int, claim: Signal, bid: float) -> None:
         rt = self.runtime
@@ -203,24 +217,42 @@ class Agent(Verifying):
         settings = rt.settings
         now = rt.now()
         held: str | None = None
+        guard: Guard | None = None
+        rt.working += 1
         try:
             # let every rival woken by the same change bid before anyone resolves
             await asyncio.sleep(settings.claim_settle_s)
             mine = ClaimView(self.id, bid, False)
-            if task.attempt != attempt or task.final or concedes(mine, task.claim_views()):
+            to = None
+            if spec.to is not None or task.handoff is not None:
+                to = task.addressee(rt.now())
+            if (
+                task.attempt != attempt
+                or task.outcome is not None
+                or task.waiting  # an input runs again: the task went back to sleep
+                or (to is not None and to != self.id)
+                or concedes(mine, task.claim_views())
+            ):
                 if rt.recording:
                     detail = Detail(attempt=attempt, bid=bid, rivals=task.claim_views())
                     rt.record(self.id, "concede", spec.task_id, detail)
                 return
-            field.withdraw(claim.address, by=self.id)
+            # the lease first, then the bid goes: the task is never without a claim between
             lease = Claim(spec.task_id, attempt, bid, "held")
             held = rt.emit(lease, origin=self.id, scope="origin", ttl=settings.lease_s).address
+            with contextlib.suppress(SignalNotFound):  # (a bid may lapse on a slow loop)
+                field.withdraw(claim.address, by=self.id)
             if rt.recording:
                 self._record_claim(task, attempt, bid, now)
-            await self._work(task, attempt, held)
+            guard = self._guard(task, attempt, rt)
+            await self._work(task, attempt, held, guard)
         except BudgetExceeded as exc:
+            # the run's timer stops the run (at once, or once the calls it allowed are done)
             rt.record(self.id, "budget", spec.task_id, Detail(reason=str(exc)))
         finally:
+            rt.working -= 1
+            if guard is not None:
+                self._unguard(task, guard)
             if not self._crashed:
                 for address in (claim.address, held):
                     if address is not None and field.get(address) is not None:
@@ -242,110 +274,7 @@ class Agent(Verifying):
         detail = Detail(attempt=attempt, bid=bid, score=score, triggers=[trigger])
         rt.record(self.id, "claim", task.spec.task_id, detail)
 
-    def _renew(self, address: str, deadline: float) -> _Renewal:
-        """Renew the lease every ``lease_s / 3`` until ``deadline``; cancel the returned
-        renewal when the work ends. A timer, not a task: renewing is one field call."""
-        rt = self.runtime
-        interval = rt.settings.lease_s / 3
-        loop = asyncio.get_running_loop()
-        renewal = _Renewal()
 
-        def tick() -> None:
-            if self._crashed or rt.stopping or rt.now() >= deadline:
-                return  # a crashed or hung worker stops renewing; its lease will lapse
-            try:
-                rt.field.renew(address, by=self.id)
-            except SignalNotFound:
-                return
-            renewal.handle = loop.call_later(interval, tick)
-
-        renewal.handle = loop.call_later(interval, tick)
-        return renewal
-
-    async def _work(self, task: TaskState, attempt: int, lease: str) -> None:
-        rt = self.runtime
-        spec = task.spec
-        settings = rt.settings
-        previous = task.feedback.get(attempt - 1, {})
-        earlier = task.result(attempt - 1)
-        feedback = [previous[v] for v in sorted(previous)]
-        if earlier is not None and earlier.error:
-            feedback.append(f"the previous attempt failed: {earlier.error}")
-        ctx = WorkContext(
-            task=spec,
-            attempt=attempt,
-            feedback=tuple(feedback),
-            previous=earlier.output if earlier is not None else None,
-        )
-        deadline = rt.now() + settings.work_timeout_s
-        output: Any = None
-        error: str | None = None
-        renewal = self._renew(lease, deadline)
-        try:
-            async with asyncio.timeout(settings.work_timeout_s):
-                output = await self.perform(ctx)
-        except BudgetExceeded:
-            raise
-        except (BackendError, InvalidSignal, UsageError) as exc:
-            # before TimeoutError: a backend's own BackendTimeout is one too
-            error = f"{type(exc).__name__}: {exc}"
-        except TimeoutError:
-            error = f"no result within {settings.work_timeout_s:g} s"
-        except Exception as exc:
-            error = f"{type(exc).__name__} in {type(self).__name__}.perform: {exc}"
-        finally:
-            renewal.cancel()
-        if self._crashed:
-            return
-        if task.attempt != attempt or task.final or claim_winner(task.claim_views()) != self.id:
-            rt.record(self.id, "lost-lease", spec.task_id, Detail(attempt=attempt))
-            return
-        ttl = settings.result_ttl_s
-        try:
-            posted = Result(spec.task_id, attempt, output, error)
-            rt.emit(posted, origin=self.id, scope="origin", ttl=ttl)
-        except InvalidSignal as exc:
-            error = f"output is not JSON-compatible: {exc}"
-            posted = Result(spec.task_id, attempt, None, error)
-            rt.emit(posted, origin=self.id, scope="origin", ttl=ttl)
-        if rt.recording:
-            trigger = Trigger(address=lease, kind=KIND_CLAIM)
-            detail = Detail(
-                attempt=attempt, error=error, triggers=[trigger], output=preview(output)
-            )
-            rt.record(self.id, "result", spec.task_id, detail)
-        if error is not None:
-            self._decide(task, attempt, "rejected", basis="error")
-            return
-        if spec.verify is None:
-            self._decide(task, attempt, "accepted", basis="unverified")
-            return
-        # Wait for the verifiers (without holding the lease: the result is posted).
-        rt.field.withdraw(lease, by=self.id)
-        future = rt.board.wait_decision(spec.task_id)
-        try:
-            async with asyncio.timeout(spec.verify.timeout_s):
-                while not future.done():
-                    await asyncio.wait({future}, timeout=settings.poll_s)
-                    if not future.done():
-                        # over a mesh, a vote can arrive after its voter tallied what it
-                        # saw; nobody else would look again, so the worker re-tallies
-                        self._try_decide(task, attempt)
-        except TimeoutError:
-            if attempt not in task.decisions and not task.final:
-                detail = Detail(attempt=attempt, ballots=task.ballots(attempt))
-                rt.record(self.id, "no-consensus", spec.task_id, detail)
-                self._decide(task, attempt, "rejected", basis="timeout")
-
-
-class _Renewal:
-    """The pending timer of one lease's renewal."""
-
-    __slots__ = ("handle",)
-
-    def __init__(self) -> None:
-        self.handle: asyncio.TimerHandle | None = None
-
-    def cancel(self) -> None:
-        if self.handle is not None:
-            self.handle.cancel()
+def _poll(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

@@ -13,12 +13,14 @@ An agent given ``tools`` performs with them: :mod:`smesh.agents.acting` runs the
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import msgspec
 
+from smesh.agents.handles import TaskHandle
 from smesh.agents.prompts import (
     JUDGEMENT_SCHEMA,
     judge_prompt,
@@ -26,9 +28,10 @@ from smesh.agents.prompts import (
     retry_temperature,
     work_prompt,
 )
-from smesh.agents.protocol import KIND_PRESSURE, Pressure, TaskSpec, Verdict, decode
+from smesh.agents.protocol import KIND_PRESSURE, Pressure, Reopen, TaskSpec, Verdict, decode
 from smesh.agents.records import Detail
 from smesh.agents.runtime import Runtime
+from smesh.agents.scope import HandoffContext, HandoffRequest, WorkScope
 from smesh.agents.toolbox import AgentTools, ToolSource
 from smesh.backends.base import Backend, Request, Response
 from smesh.errors import BackendError, RateLimited, UsageError
@@ -59,12 +62,67 @@ class WorkContext(msgspec.Struct, frozen=True, kw_only=True):
         attempt: 1 for the first try, then 2, 3 ... after rejections.
         feedback: why the previous attempt was rejected.
         previous: the previous attempt's output, if it produced one.
+        inputs: the accepted outputs of the tasks it depends on, by task id.
+        failed_inputs: dependencies that failed (``on_failed_dependency="run"``): the cause.
+        handoff: the context it was handed with, if another agent handed it on.
+        restart: why it runs again (new information, a superseded input), if it does.
+        scope: the running attempt (behind :meth:`spawn`, :meth:`hand_off`,
+            :attr:`cancelled`); None outside a team.
     """
 
     task: TaskSpec
     attempt: int
     feedback: tuple[str, ...] = ()
     previous: Any = None
+    inputs: dict[str, Any] = {}
+    failed_inputs: dict[str, str] = {}
+    handoff: HandoffContext | None = None
+    restart: Reopen | None = None
+    scope: WorkScope | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the task was cancelled (or superseded): finish up, the work will be
+        cancelled outright after the grace period."""
+        return self.scope is not None and self.scope.cancelled
+
+    def spawn(self, specs: TaskSpec | list[TaskSpec]) -> Any:
+        """Post subtasks of this task; returns a :class:`~smesh.agents.handles.TaskHandle`
+        (a list for a list), each awaitable for the subtask's report. See
+        :meth:`smesh.agents.scope.WorkScope.spawn`."""
+        handles: TaskHandle | list[TaskHandle] = self._scope().spawn(specs)
+        return handles
+
+    def hand_off(
+        self,
+        *,
+        to: str | None = None,
+        skill: str | None = None,
+        context: Any = None,
+        note: str = "",
+    ) -> HandoffRequest:
+        """Return this from ``perform`` to hand the task to agent ``to`` and/or to agents
+        of ``skill``, who continue from ``context`` (they see it as ``ctx.handoff``)."""
+        return self._scope().handoff(to=to, skill=skill, context=context, note=note)
+
+    @property
+    def notes(self) -> list[str]:
+        """How the work reached this agent, in words (a handoff, a restart): for prompts."""
+        out: list[str] = []
+        if self.handoff is None and self.restart is None:
+            return out
+        if self.handoff is not None:
+            line = f"{self.handoff.by} handed this task to you"
+            line += f": {self.handoff.note}" if self.handoff.note else "."
+            if self.handoff.context is not None:
+                line += "\nContext so far:\n" + _json(self.handoff.context)
+            out.append(line)
+        if self.restart is not None:
+            line = f"This task runs again: {self.restart.reason}"
+            if self.restart.context is not None:
+                line += "\nNew information:\n" + _json(self.restart.context)
+            out.append(line)
+        return out
 
     @property
     def grant(self) -> ToolGrant:
@@ -75,6 +133,15 @@ class WorkContext(msgspec.Struct, frozen=True, kw_only=True):
         """The ``tools`` of a subtask of this task that asks for ``requested``: never more
         than this task's grant (asking for nothing inherits the grant)."""
         return self.grant.narrow(requested).names
+
+    def _scope(self) -> WorkScope:
+        if self.scope is None:
+            raise UsageError("spawning and handing off work only inside a running team")
+        return self.scope
+
+
+def _json(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
 
 
 class AgentBase:
@@ -103,6 +170,7 @@ class AgentBase:
         "_rt",
         "_verifying",
         "_waiter",
+        "_working_skills",
         "authoritative",
         "backend",
         "call_retries",
@@ -161,6 +229,7 @@ class AgentBase:
         self._crashed = False
         self._rt: Runtime | None = None
         self._random: random.Random | None = None
+        self._working_skills: tuple[str, ...] = ()
 
     @property
     def max_tool_steps(self) -> int:
@@ -218,7 +287,9 @@ class AgentBase:
 
                 return await perform_with_tools(self, ctx, usable)
         spec = ctx.task
-        prompt = work_prompt(spec, previous=ctx.previous, feedback=ctx.feedback)
+        prompt = work_prompt(
+            spec, previous=ctx.previous, feedback=ctx.feedback, inputs=ctx.inputs, notes=ctx.notes
+        )
         schema = spec.verify.schema if spec.verify is not None else None
         temperature = retry_temperature(self.temperature, ctx.attempt)
         response = await self.ask(prompt, json_schema=schema, temperature=temperature)
@@ -343,15 +414,38 @@ class AgentBase:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def ready(self) -> bool:
+        """Whether it sleeps with a free slot (the board wakes a few such agents per task)."""
+        waiter = self._waiter
+        return (
+            waiter is not None
+            and not waiter.done()
+            and self._busy < self.slots
+            and not self._crashed
+        )
+
     def crash(self) -> None:
         """Simulate a crash: from now on the agent cleans nothing up (its leases lapse)."""
         self._crashed = True
 
     def attach(self, rt: Runtime) -> None:
-        """Join a run: register on its board and seed this agent's RNG."""
+        """Join a run: register on its board and seed this agent's RNG. An agent that was
+        in another team before starts afresh (what it bid on, judged or crashed in there
+        does not follow it)."""
+        if self._rt is not None and self._rt is not rt:
+            self._conceded = _EMPTY
+            self._done_votes = _EMPTY
+            self._in_flight = _EMPTY
+            self._busy = 0
+            self._verifying = 0
+            self._crashed = False
         self._rt = rt
         self._random = None
         self.node.trust = rt.board.trust
-        skills = [s for s, a in self.node.skills.items() if a > 0]
+        self._working_skills = tuple(s for s, a in self.node.skills.items() if a > 0)
         verifies = [s for s, a in self.verifies.items() if a > 0]
+        self._register(rt, self._working_skills, verifies)
+
+    def _register(self, rt: Runtime, skills: tuple[str, ...], verifies: list[str]) -> None:
+        """Register on the board (a hook: an approver registers as one too)."""
         rt.board.register(self, skills=skills, verifies=verifies)

@@ -31,6 +31,7 @@ from typing import Any
 
 import msgspec
 
+from smesh.agents.journal_inbox import INBOX_SCHEMA, RunInbox
 from smesh.agents.signal_codec import decode_signal, encode_signal
 from smesh.errors import ConfigurationError, RuntimeFailure, UsageError
 from smesh.field import Field, FieldEvent
@@ -67,7 +68,12 @@ CREATE TABLE IF NOT EXISTS actions (
 CREATE INDEX IF NOT EXISTS events_run ON events (run_id, seq);
 CREATE INDEX IF NOT EXISTS actions_run ON actions (run_id, task_id, seq);
 """
-_REPLAYED_KINDS = frozenset({"task", "result", "vote", "check", "feedback", "decision"})
+_REPLAYED_KINDS = frozenset(
+    {"task", "result", "vote", "check", "feedback", "decision"}
+    # the workflow kinds are durable too: a resumed run keeps its cancellations, pending
+    # approvals and their answers, handoffs and restarts
+    | {"cancel", "approval-request", "approval", "handoff", "reopen"}
+)
 
 
 def default_journal() -> Path:
@@ -123,7 +129,7 @@ class JournalAction(msgspec.Struct, frozen=True):
 _NUMBER = (int, float)
 
 
-class Journal:
+class Journal(RunInbox):
     """An append-only journal in one SQLite file.
 
     Args:
@@ -154,6 +160,7 @@ class Journal:
             self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             if create:
                 self._db.executescript(_SCHEMA)
+                self._db.executescript(INBOX_SCHEMA)
             else:
                 self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except (OSError, sqlite3.Error) as exc:

@@ -27,7 +27,8 @@ field, weighed in its own trust table, before it acts on it. The rule depends on
 
 A basis with no rule is unjustified; :meth:`Justifier.add_rule` adds one (a workflow's
 ``cancel`` or a human's approval rests on its own signed signal, not on votes). Only
-``failed`` may end an attempt at or past ``max_attempts`` with a rejection, and only then.
+``failed`` may end an attempt at or past ``max_attempts`` with a rejection (counted from the
+task's last restart), and only then.
 
 Over a mesh a decision can arrive before the votes it cites (diffusion has no order). A
 decision whose evidence is missing is *held*, re-checked when a vote, check or result of
@@ -73,8 +74,24 @@ __all__ = [
     "cite_checks",
     "cite_votes",
     "decision_scope",
+    "team_checkers",
     "vote_address",
 ]
+
+
+def team_checkers(
+    agents: Iterable[Any], checkers: Mapping[str, Iterable[str]] | None = None
+) -> dict[str, set[str]]:
+    """``checkers`` (skill -> names) plus every authoritative agent of ``agents`` for each
+    skill it verifies: the checker policy of a team (given to its board when it is built,
+    so the decisions it adopts from the field, a resumed run's, are judged by it)."""
+    allowed = {skill: set(names) for skill, names in (checkers or {}).items()}
+    for agent in agents:
+        if agent.authoritative:
+            for skill, affinity in agent.verifies.items():
+                if affinity > 0:
+                    allowed.setdefault(skill, set()).add(agent.id)
+    return allowed
 
 
 class _Held(msgspec.Struct):
@@ -83,6 +100,7 @@ class _Held(msgspec.Struct):
     poster: str
     decision: Decision
     signal: Signal
+    first: int
 
 
 class Justifier:
@@ -138,6 +156,15 @@ class Justifier:
         for basis in SHARED_BASES:
             self.rules[basis] = settle_rule(settles, tasks, self.rules[basis])
 
+    def follow_agents(
+        self, agents: Iterable[Any], tasks: Mapping[str, Any], builtin: object
+    ) -> None:
+        """:meth:`follow` the acceptance rules of those of ``agents`` whose ``settle`` is not
+        ``builtin`` (a team with its own acceptance rule judges decisions by it too)."""
+        custom = {type(a).settle: a.settle for a in agents if type(a).settle is not builtin}
+        if custom:
+            self.follow(list(custom.values()), tasks)
+
     def allow_checker(self, skill: str, name: str) -> None:
         """Let ``name`` (or ``*/agent``: that agent on any node) post checks of ``skill``."""
         self._checkers.setdefault(skill, set()).add(name)
@@ -160,16 +187,24 @@ class Justifier:
     # -- judging ---------------------------------------------------------------------------
 
     def judge(
-        self, spec: TaskSpec, poster: str, decision: Decision, signal: Signal, lookup: Lookup
+        self,
+        spec: TaskSpec,
+        poster: str,
+        decision: Decision,
+        signal: Signal,
+        lookup: Lookup,
+        *,
+        first: int = 1,
     ) -> Justification:
-        """Apply the rule of ``decision``'s basis (pure: no state changes)."""
+        """Apply the rule of ``decision``'s basis (pure: no state changes); ``first`` is the
+        task's first attempt since its last restart (its attempts are counted from there)."""
         rule = self.rules.get(decision.basis)
         if rule is None:
             return Justification("drop", "unknown_basis")
         if (
             decision.verdict == "failed"
             and decision.basis in ATTEMPT_BOUND
-            and decision.attempt < spec.max_attempts
+            and decision.attempt - first + 1 < spec.max_attempts
         ):
             return Justification("drop", "attempts_left")
         case = Case(decision, signal, spec, poster, lookup, self.trust, self.may_check)
@@ -183,13 +218,15 @@ class Justifier:
         signal: Signal,
         lookup: Lookup,
         now: Callable[[], float],
+        *,
+        first: int = 1,
     ) -> bool:
         """Whether to apply ``decision`` now; if not, it is held (until ``now() + hold_s``)
-        or dropped, and counted."""
+        or dropped, and counted (``first``: see :meth:`judge`)."""
         if self.own:
             self._own += 1  # a plain int: this is on every decision of a busy team
             return True
-        verdict = self.judge(spec, poster, decision, signal, lookup)
+        verdict = self.judge(spec, poster, decision, signal, lookup, first=first)
         if verdict.status == "ok":
             self.counters["accepted"] += 1
             return True
@@ -200,7 +237,8 @@ class Justifier:
         if key not in self._held:
             if len(self._held) >= self.max_held:
                 self._forget(next(iter(self._held)), "dropped_hold_full")
-            self._held[key] = _Held(now() + self.hold_s, spec, poster, decision, signal)
+            held = _Held(now() + self.hold_s, spec, poster, decision, signal, first)
+            self._held[key] = held
             self.holding = True
             self._by_task[decision.task_id] += 1
             self.counters["held"] += 1
@@ -220,7 +258,9 @@ class Justifier:
         for key, held in list(self._held.items()):
             if key[0] != task_id:
                 continue
-            verdict = self.judge(held.spec, held.poster, held.decision, held.signal, lookup)
+            verdict = self.judge(
+                held.spec, held.poster, held.decision, held.signal, lookup, first=held.first
+            )
             if verdict.status == "wait":
                 continue
             self._forget(key, None)

@@ -9,7 +9,7 @@ functions to :class:`~smesh.agents.FunctionAgent`) to say something else.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from smesh.agents.protocol import TaskSpec, Verdict
@@ -39,15 +39,28 @@ def _shown(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-def work_prompt(spec: TaskSpec, *, previous: Any = None, feedback: Sequence[str] = ()) -> str:
+def work_prompt(
+    spec: TaskSpec,
+    *,
+    previous: Any = None,
+    feedback: Sequence[str] = (),
+    inputs: Mapping[str, Any] | None = None,
+    notes: Sequence[str] = (),
+) -> str:
     """The user message asking for ``spec``'s work.
 
-    A retry shows the previous answer and why it was rejected, so that the model does not
-    repeat itself.
+    The accepted outputs of the tasks it depends on come as ``inputs``; ``notes`` are lines
+    about how the work reached this agent (a handoff, a restart). A retry shows the previous
+    answer and why it was rejected, so that the model does not repeat itself.
     """
     prompt = spec.description
     if spec.input is not None:
         prompt += "\n\nInput:\n" + json.dumps(spec.input, ensure_ascii=False)
+    if inputs:
+        for task_id, output in inputs.items():
+            prompt += f"\n\nResult of {task_id}:\n" + _shown(output)
+    for note in notes:
+        prompt += "\n\n" + note
     if previous is not None:
         prompt += "\n\nYour previous answer was:\n" + (
             previous if isinstance(previous, str) else json.dumps(previous)

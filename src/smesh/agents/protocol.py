@@ -1,7 +1,7 @@
-"""The coordination protocol: typed signal payloads and the pure rules over them (SPEC §2).
+"""The coordination protocol: typed signal payloads, and the pure rules over them (SPEC §2).
 
-Nothing here does I/O or keeps state: every agent evaluates the same functions over the same
-signals and so reaches the same conclusion with no coordinator.
+Nothing here does I/O or keeps state. The rules every agent evaluates identically (who wins
+a claim, when votes settle) live in :mod:`smesh.agents.rules` and are re-exported here.
 
 Each built-in kind's payload is a frozen struct below. On the wire a payload is the plain
 JSON object of its fields (:func:`encode`), so signals stay readable by any peer and their
@@ -40,40 +40,72 @@ is ignored, never a crash).
 ``finding`` (content scope): :class:`Finding`
     ``{file, label, bucket}``: the key of a finding (see :mod:`smesh.apps.findings`), so two
     agents reporting the same issue land on one signal.
+
+Workflow kinds (SPEC §2.7), all durable: ``cancel`` (origin scope, :class:`Cancel`: a task
+and its subtasks, or the run), ``approval-request`` (content scope, :class:`ApprovalRequest`:
+an attempt that passed waits for a human), ``approval`` (origin scope, :class:`Approval`:
+the human's answer, which decides the attempt), ``handoff`` (origin scope,
+:class:`Handoff`: the holder passes its task on with context) and ``reopen`` (origin
+scope, :class:`Reopen`: new information runs a task again).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Literal, TypeVar
 
 import msgspec
 
+from smesh.agents.rules import (
+    BACKOFF_MARGIN,
+    FINAL,
+    ClaimView,
+    Outcome,
+    Ruling,
+    Tally,
+    Verdict,
+    claim_winner,
+    concedes,
+    settle,
+    tally,
+)
 from smesh.errors import InvalidSignal
 
 __all__ = [
     "BACKOFF_MARGIN",
     "FINAL",
+    "KIND_APPROVAL",
+    "KIND_APPROVAL_REQUEST",
+    "KIND_CANCEL",
     "KIND_CHECK",
     "KIND_CLAIM",
     "KIND_DECISION",
     "KIND_FEEDBACK",
     "KIND_FINDING",
+    "KIND_HANDOFF",
     "KIND_HEARTBEAT",
     "KIND_PRESSURE",
+    "KIND_REOPEN",
     "KIND_RESULT",
     "KIND_TASK",
     "KIND_VOTE",
+    "WORKFLOW_KINDS",
+    "Approval",
+    "ApprovalRequest",
+    "ApprovalSpec",
+    "Cancel",
     "Check",
     "Claim",
     "ClaimView",
     "Decision",
     "Feedback",
     "Finding",
+    "Handoff",
     "Heartbeat",
     "Outcome",
     "Payload",
     "Pressure",
+    "Reopen",
     "Result",
     "Ruling",
     "Tally",
@@ -100,13 +132,15 @@ KIND_DECISION = "decision"
 KIND_PRESSURE = "pressure"
 KIND_HEARTBEAT = "heartbeat"
 KIND_FINDING = "finding"
-
-#: a bid concedes for good when another live bid beats it by more than this
-BACKOFF_MARGIN = 0.1
-
-Verdict = Literal["approve", "reject"]
-Outcome = Literal["accepted", "rejected", "failed"]
-FINAL: frozenset[str] = frozenset({"accepted", "failed"})
+KIND_CANCEL = "cancel"
+KIND_APPROVAL_REQUEST = "approval-request"
+KIND_APPROVAL = "approval"
+KIND_HANDOFF = "handoff"
+KIND_REOPEN = "reopen"
+#: the durable kinds of workflows (a resumed run replays them)
+WORKFLOW_KINDS: frozenset[str] = frozenset(
+    {KIND_CANCEL, KIND_APPROVAL_REQUEST, KIND_APPROVAL, KIND_HANDOFF, KIND_REOPEN}
+)
 
 
 # -- payloads --------------------------------------------------------------------------------
@@ -239,6 +273,69 @@ class Finding(Payload, frozen=True, order=True):
     bucket: int
 
 
+class Cancel(Payload, frozen=True):
+    """Stop a task and everything spawned under it (``task_id`` None: every task of the run
+    posted before it); workers get ``grace_s`` (None: the run's ``cancel_grace_s``)."""
+
+    KIND: ClassVar[str] = KIND_CANCEL
+    task_id: str | None = None
+    reason: str = ""
+    by: str = ""
+    grace_s: float | None = None
+
+
+class ApprovalRequest(Payload, frozen=True):
+    """Attempt ``attempt`` passed verification; its ``result`` (an address) waits for the
+    approval of ``by`` (None: any approver)."""
+
+    KIND: ClassVar[str] = KIND_APPROVAL_REQUEST
+    task_id: str
+    attempt: int
+    result: str
+    by: str | None = None
+
+
+class Approval(Payload, frozen=True):
+    """A human's answer to the request on ``attempt`` (None: the one waiting when it
+    arrives) about ``result``; it decides the attempt, and a rejection's ``reason`` is the
+    next attempt's feedback."""
+
+    KIND: ClassVar[str] = KIND_APPROVAL
+    task_id: str
+    attempt: int | None = None
+    verdict: Verdict = "approve"
+    reason: str = ""
+    by: str = ""
+    result: str | None = None
+
+
+class Handoff(Payload, frozen=True):
+    """The holder hands attempt ``attempt`` on to agent ``to`` and/or to agents of
+    ``skill``, who continue from ``context``; ``seq`` numbers the task's handoffs, so each
+    is a signal of its own."""
+
+    KIND: ClassVar[str] = KIND_HANDOFF
+    task_id: str
+    attempt: int
+    seq: int = 1
+    to: str | None = None
+    skill: str | None = None
+    context: Any = None
+    note: str = ""
+
+
+class Reopen(Payload, frozen=True):
+    """New information (``reason``, ``context``) posted by ``by`` at ``at``: the task runs
+    again with its previous answer (``at`` makes the same news posted twice two signals)."""
+
+    KIND: ClassVar[str] = KIND_REOPEN
+    task_id: str
+    reason: str = ""
+    context: Any = None
+    by: str = ""
+    at: float = 0.0
+
+
 class VerifySpec(msgspec.Struct, frozen=True, kw_only=True):
     """How a task's results are verified.
 
@@ -256,6 +353,33 @@ class VerifySpec(msgspec.Struct, frozen=True, kw_only=True):
     timeout_s: float = 120.0
 
 
+class ApprovalSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A human must approve a task's result before it is accepted.
+
+    Attributes:
+        by: the approver's node id (None: any human approver, or ``smesh approve``).
+        prompt: what to ask (default: the task's description).
+    """
+
+    by: str | None = None
+    prompt: str = ""
+
+
+#: the workflow fields of a task and their defaults: left out of the task's payload when at
+#: their default, so a plain task's signal (and address) is what it was before workflows
+_WORKFLOW_DEFAULTS: dict[str, Any] = {
+    "depends_on": (),
+    "on_failed_dependency": "fail",
+    "parent": None,
+    "to": None,
+    "fallback_s": None,
+    "approval": None,
+    "max_restarts": 2,
+    "restart_cooldown_s": 0.0,
+    "max_calls": None,
+}
+
+
 class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
     """A unit of work, as posted in a ``task`` signal.
 
@@ -268,6 +392,21 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
         max_attempts: attempts before the task fails for good.
         input: extra JSON input for the worker.
         kind: the signal kind that carries it (``task`` or your own task kind).
+        depends_on: ids of tasks whose acceptance it waits for; their outputs reach the
+            worker as ``WorkContext.inputs``.
+        on_failed_dependency: ``fail`` (a failed or cancelled dependency fails this task,
+            with the cause) or ``run`` (run with the inputs that succeeded).
+        parent: the task that spawned it (set by ``ctx.spawn``); cancelling the parent
+            cancels it.
+        to: the only agent that may claim it (a handoff or a direct message); it opens to
+            everyone with the skill when that agent is gone.
+        fallback_s: how long an addressed task waits for its addressee (None: the run's
+            ``address_fallback_s``).
+        approval: a human must approve the result before it is accepted.
+        max_restarts: how often new context may re-open it.
+        restart_cooldown_s: least time between two restarts.
+        max_calls: most backend calls for it, its subtasks' included (None: no cap beyond
+            the run's budget).
         tools: names of the tools a worker may use for it (None: no limit from the task;
             ``[]``: none). A worker uses the intersection with its own tools.
     """
@@ -280,6 +419,15 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
     max_attempts: int = 3
     input: Any = None
     kind: str = KIND_TASK
+    depends_on: tuple[str, ...] = ()
+    on_failed_dependency: Literal["fail", "run"] = "fail"
+    parent: str | None = None
+    to: str | None = None
+    fallback_s: float | None = None
+    approval: ApprovalSpec | None = None
+    max_restarts: int = 2
+    restart_cooldown_s: float = 0.0
+    max_calls: int | None = None
     tools: list[str] | None = None
 
     def __post_init__(self) -> None:
@@ -289,11 +437,48 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
             raise InvalidSignal(f"priority must be in [0, 1], got {self.priority}")
         if self.max_attempts < 1:
             raise InvalidSignal(f"max_attempts must be >= 1, got {self.max_attempts}")
+        if self.depends_on:
+            if self.task_id in self.depends_on:
+                raise InvalidSignal(f"task {self.task_id!r} depends on itself")
+            if len(set(self.depends_on)) != len(self.depends_on):
+                raise InvalidSignal(f"task {self.task_id!r} lists a dependency twice")
+        if self.max_restarts < 0 or self.restart_cooldown_s < 0:
+            raise InvalidSignal("max_restarts and restart_cooldown_s must be >= 0")
+        if self.fallback_s is not None and self.fallback_s < 0:
+            raise InvalidSignal(f"fallback_s must be >= 0, got {self.fallback_s}")
+        if self.max_calls is not None and self.max_calls < 1:
+            raise InvalidSignal(f"max_calls must be >= 1, got {self.max_calls}")
 
     def payload(self) -> dict[str, Any]:
         """The JSON payload of the task signal."""
+        if not (
+            self.depends_on
+            or self.parent is not None
+            or self.to is not None
+            or self.approval is not None
+            or self.max_calls is not None
+            or self.fallback_s is not None
+            or self.on_failed_dependency != "fail"
+            or self.max_restarts != 2
+            or self.restart_cooldown_s
+            or self.tools is not None
+        ):  # a plain task (most are): its payload is what it was before workflows
+            return {
+                "task_id": self.task_id,
+                "skill": self.skill,
+                "description": self.description,
+                "priority": self.priority,
+                "verify": None if self.verify is None else msgspec.to_builtins(self.verify),
+                "max_attempts": self.max_attempts,
+                "input": msgspec.to_builtins(self.input),
+            }
         data: dict[str, Any] = msgspec.to_builtins(self)
-        data.pop("kind", None)
+        del data["kind"]
+        for name, default in _WORKFLOW_DEFAULTS.items():
+            if data[name] == default:
+                del data[name]
+        if "depends_on" in data:
+            data["depends_on"] = list(data["depends_on"])  # JSON has lists, not tuples
         if data.get("tools") is None:  # unset: a task's address stays what it was
             data.pop("tools", None)
         return data
@@ -307,134 +492,3 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
 def task_intensity(priority: float) -> float:
     """Intensity of a task signal: ``0.5 + 0.5·priority``."""
     return 0.5 + 0.5 * priority
-
-
-# -- claims ----------------------------------------------------------------------------------
-
-
-class ClaimView(msgspec.Struct, frozen=True):
-    """The part of a live claim the rules look at."""
-
-    agent: str
-    bid: float
-    held: bool
-
-
-def _rank(claim: ClaimView) -> tuple[float, str]:
-    # higher bid first, then lower node id: negate the bid so min() picks the winner
-    return (-claim.bid, claim.agent)
-
-
-def claim_winner(claims: Iterable[ClaimView]) -> str | None:
-    """The agent every observer agrees owns the task, or None if no claim is live.
-
-    A held claim beats any bid (its owner is already working); among equals the higher bid
-    wins, then the lower node id.
-    """
-    pool = list(claims)
-    if not pool:
-        return None
-    held = [c for c in pool if c.held]
-    return min(held or pool, key=_rank).agent
-
-
-def concedes(mine: ClaimView, others: Iterable[ClaimView]) -> bool:
-    """Whether ``mine`` should give up: a held claim exists, another bid beats mine by more
-    than :data:`BACKOFF_MARGIN`, or I lose the deterministic tie-break."""
-    rivals = [c for c in others if c.agent != mine.agent]
-    if not rivals:
-        return False
-    if mine.held:  # a holder yields only to another holder that wins the tie-break
-        return claim_winner([mine, *rivals]) != mine.agent
-    if any(c.held for c in rivals):
-        return not mine.held or claim_winner([mine, *rivals]) != mine.agent
-    if any(c.bid > mine.bid + BACKOFF_MARGIN for c in rivals):
-        return True
-    return claim_winner([mine, *rivals]) != mine.agent
-
-
-# -- verification ----------------------------------------------------------------------------
-
-
-class Tally(msgspec.Struct, frozen=True):
-    """Trust-weighted vote masses and the outcome they imply."""
-
-    approve: float
-    reject: float
-    outcome: Outcome | None
-
-
-def tally(
-    ballots: Mapping[Verdict, Iterable[str]],
-    trust: Callable[[str], float],
-    *,
-    quorum: float,
-    margin: float,
-) -> Tally:
-    """Weigh the voters behind each verdict by trust.
-
-    Accept when the approving mass reaches ``quorum`` and leads by at least ``margin``;
-    reject symmetrically; otherwise the outcome is None (wait for more votes). A voter who
-    appears under both verdicts counts for neither.
-    """
-    approvers = set(ballots.get("approve", ()))
-    rejecters = set(ballots.get("reject", ()))
-    both = approvers & rejecters
-    approve = sum(trust(v) for v in sorted(approvers - both))
-    reject = sum(trust(v) for v in sorted(rejecters - both))
-    outcome: Outcome | None = None
-    # a small epsilon so that 0.45 + 0.45 reaches a 0.9 quorum despite binary floats
-    eps = 1e-9
-    if approve + eps >= quorum and approve - reject + eps >= margin:
-        outcome = "accepted"
-    elif reject + eps >= quorum and reject - approve + eps >= margin:
-        outcome = "rejected"
-    return Tally(approve, reject, outcome)
-
-
-class Ruling(msgspec.Struct, frozen=True):
-    """A decision a rule reaches on an attempt.
-
-    Attributes:
-        outcome: ``accepted`` or ``rejected`` (``failed`` once attempts run out).
-        basis: what it rests on: ``checks`` (authoritative verifiers: ground truth),
-            ``votes`` (a trust-weighted quorum), ``error`` (the attempt produced nothing),
-            ``timeout`` (no consensus in time), ``unverified`` (no verification asked) or
-            ``give-up`` (the poster failed its unfinished task). Only ``checks``, ``votes``
-            and ``error`` teach trust.
-        detail: numbers for the journal (e.g. the trust masses).
-    """
-
-    outcome: Outcome
-    basis: str
-    detail: dict[str, float] = {}
-
-
-def settle(
-    checks: Mapping[str, str] | None,
-    ballots: Mapping[Verdict, Iterable[str]],
-    trust: Callable[[str], float],
-    verify: VerifySpec | None,
-) -> Ruling | None:
-    """The decision the evidence on one attempt supports, or None to wait for more.
-
-    Authoritative checks decide when there are any (one failing check rejects); otherwise
-    the trust-weighted :func:`tally` of the ballots against ``verify``'s quorum and margin.
-    A task without verification is never settled by evidence (its first result is
-    accepted as it is).
-
-    Args:
-        checks: checker -> verdict on the attempt.
-        ballots: verdict -> the voters behind it.
-        trust: a voter's trust (as of the result's time).
-        verify: the task's verification spec.
-    """
-    if checks:
-        verdict: Outcome = "rejected" if "reject" in checks.values() else "accepted"
-        return Ruling(verdict, "checks")
-    if verify is None:
-        return None
-    outcome = tally(ballots, trust, quorum=verify.quorum, margin=verify.margin)
-    if outcome.outcome is None:
-        return None
-    return Ruling(outcome.outcome, "votes", {"approve": outcome.approve, "reject": outcome.reject})

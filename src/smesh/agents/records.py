@@ -20,6 +20,15 @@ action                    detail
 ``pressure``              backend, hold_s
 ``trust``                 cause, value
 ``give-up``               reason
+``stop``                  attempt, reason, grace_s (work told to stop: cancel, restart)
+``partial``               attempt, error, output (what cancelled work finished with)
+``handoff``               attempt, reason (the note), to, skill
+``cancelled``             reason (the task, cancelled)
+``blocked``               reason (the task failed because a dependency did)
+``approval-request``      attempt, by (who must answer)
+``approve`` / ``reject``  attempt, reason, by (a human's answer)
+``reopen``                attempt, reason, by (the task runs again)
+``reopen-refused``        reason (over its restart limit, or within its cooldown)
 ``tool``                  attempt, step, call_id, tool, args, ok, status, output (a
                           preview of the result) or error, duration_ms, effect_id,
                           replayed, triggers (the task and the lease)
@@ -49,16 +58,26 @@ __all__ = [
 
 Action = Literal[
     "abstain",
+    "approval-request",
+    "approve",
+    "blocked",
     "budget",
+    "cancelled",
     "check",
     "claim",
     "concede",
     "decide",
     "give-up",
+    "handoff",
     "lost-lease",
     "no-consensus",
+    "partial",
     "pressure",
+    "reject",
+    "reopen",
+    "reopen-refused",
     "result",
+    "stop",
     "tool",
     "trust",
     "vote",
@@ -106,6 +125,10 @@ class Detail(msgspec.Struct, frozen=True, kw_only=True):
     cause: str | UnsetType = UNSET
     value: float | UnsetType = UNSET
     triggers: list[Trigger] | UnsetType = UNSET
+    grace_s: float | UnsetType = UNSET
+    to: str | UnsetType | None = UNSET
+    skill: str | UnsetType | None = UNSET
+    by: str | UnsetType | None = UNSET
     step: int | UnsetType = UNSET
     call_id: str | UnsetType = UNSET
     tool: str | UnsetType = UNSET

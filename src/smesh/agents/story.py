@@ -6,9 +6,42 @@ Actions this module does not know are shown as their details, ``key=value``.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
-__all__ = ["describe"]
+__all__ = ["describe", "workflow_summary"]
+
+
+class _Action(Protocol):
+    @property
+    def action(self) -> str: ...
+    @property
+    def agent(self) -> str: ...
+    @property
+    def task_id(self) -> str | None: ...
+    @property
+    def detail(self) -> dict[str, Any]: ...
+
+
+def workflow_summary(actions: Sequence[_Action]) -> dict[str, Any]:
+    """What ``smesh trace --json`` adds about workflows, from a run's journaled actions:
+    ``cancelled`` (task ids, in order) and ``approvals`` (each answer that decided an
+    attempt: ``{"task", "by", "verdict", "comment"}``)."""
+    cancelled: dict[str, None] = {}
+    approvals: list[dict[str, Any]] = []
+    for a in actions:
+        if a.action == "cancelled" and a.task_id is not None:
+            cancelled[a.task_id] = None
+        elif a.action in ("approve", "reject"):
+            approvals.append(
+                {
+                    "task": a.task_id,
+                    "by": a.detail.get("by", a.agent),
+                    "verdict": a.action,
+                    "comment": a.detail.get("reason", ""),
+                }
+            )
+    return {"cancelled": list(cancelled), "approvals": approvals}
 
 
 def _rival(claim: Any) -> str:
@@ -64,4 +97,14 @@ def describe(action: str, detail: dict[str, Any]) -> str:
         )
     if action == "trust":
         return f"trust → {d.get('value')} ({d.get('cause')})"
+    if action in ("approve", "reject"):
+        comment = f": {d['reason']}" if d.get("reason") else ""
+        return f"{action}d attempt {d.get('attempt')} as a human{comment}"
+    if action == "handoff":
+        to = d.get("to") or f"skill {d.get('skill')}"
+        return f"handed attempt {d.get('attempt')} to {to} ({d.get('reason', '')})"
+    if action in ("cancelled", "blocked"):
+        return f"{action}: {d.get('reason', '')}"
+    if action == "stop":
+        return f"told to stop ({d.get('reason')}); grace {d.get('grace_s')} s"
     return ", ".join(f"{k}={v}" for k, v in d.items())

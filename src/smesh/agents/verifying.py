@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 
-from smesh.agents.base import AgentBase
-from smesh.agents.board import TaskState
+from smesh.agents.guard import Stoppable
 from smesh.agents.justify import cite_checks, cite_votes, decision_scope
 from smesh.agents.protocol import (
     KIND_RESULT,
+    ApprovalRequest,
     Check,
     Decision,
     Feedback,
@@ -27,13 +27,14 @@ from smesh.agents.protocol import (
     settle,
 )
 from smesh.agents.records import Detail, Trigger
+from smesh.agents.tasks import TaskState
 from smesh.errors import BudgetExceeded
 from smesh.signal import Signal
 
 __all__ = ["Verifying"]
 
 
-class Verifying(AgentBase):
+class Verifying(Stoppable):
     """Judging other agents' results, voting, and deciding attempts."""
 
     __slots__ = ()
@@ -63,6 +64,8 @@ class Verifying(AgentBase):
         rt = self.runtime
         spec = task.spec
         key = (spec.task_id, attempt)
+        guard = self._guard(task, attempt)  # a cancelled task is not judged
+        rt.working += 1
         try:
             result = task.results[attempt]
             posted = decode(Result, result.payload)
@@ -77,7 +80,7 @@ class Verifying(AgentBase):
                 reason = f"{type(exc).__name__}: {exc}"
                 rt.record(self.id, "abstain", spec.task_id, Detail(attempt=attempt, reason=reason))
                 return
-            if attempt in task.decisions or self._crashed:
+            if attempt in task.decisions or task.final or self._crashed:
                 return
             # An authoritative verifier posts ground truth (a check, origin-scoped); others
             # vote, and votes for one verdict on one result share a signal.
@@ -102,6 +105,8 @@ class Verifying(AgentBase):
         except BudgetExceeded as exc:
             rt.record(self.id, "budget", spec.task_id, Detail(reason=str(exc)))
         finally:
+            rt.working -= 1
+            self._unguard(task, guard)
             self._verified(key)
 
     def _record_ballot(self, ballot: Check | Vote, address: str, result: Signal, why: str) -> None:
@@ -158,6 +163,8 @@ class Verifying(AgentBase):
         """Emit the decision on ``attempt`` if :meth:`settle` says the evidence is enough."""
         if attempt in task.decisions or task.final or task.spec.verify is None:
             return
+        if task.requests is not None and attempt in task.requests:
+            return  # it passed; a human decides now
         ruling = self.settle(task, attempt)
         if ruling is not None:
             self._decide(task, attempt, ruling.outcome, basis=ruling.basis, **ruling.detail)
@@ -184,7 +191,10 @@ class Verifying(AgentBase):
         rt = self.runtime
         if attempt in task.decisions or task.final:
             return
-        if outcome == "rejected" and attempt >= task.spec.max_attempts:
+        if outcome == "accepted" and task.spec.approval is not None:
+            self._request_approval(task, attempt, basis)
+            return
+        if outcome == "rejected" and task.tries >= task.spec.max_attempts:
             outcome = "failed"
         cited = self._cite(task, attempt, basis)
         decision = Decision(task.spec.task_id, attempt, outcome, basis, *cited)
@@ -199,3 +209,20 @@ class Verifying(AgentBase):
             masses = {k: round(v, 6) for k, v in detail.items()}
             record = Detail(attempt=attempt, verdict=outcome, basis=basis, extra=masses)
             rt.record(self.id, "decide", task.spec.task_id, record)
+
+    def _request_approval(self, task: TaskState, attempt: int, basis: str) -> None:
+        """The attempt passed: ask a human (every agent that sees it settle asks the same
+        thing, so the requests land on one signal)."""
+        rt = self.runtime
+        if task.requests is not None and attempt in task.requests:
+            return
+        result = task.results.get(attempt)
+        if result is None:
+            return
+        approval = task.spec.approval
+        assert approval is not None
+        request = ApprovalRequest(task.spec.task_id, attempt, result.address, approval.by)
+        rt.emit(request, origin=self.id, ttl=rt.settings.decision_ttl_s)
+        if rt.recording:
+            detail = Detail(attempt=attempt, basis=basis, by=approval.by)
+            rt.record(self.id, "approval-request", task.spec.task_id, detail)

@@ -1,14 +1,17 @@
-"""The agents demo: a mixed team works through six tasks of different skills.
+"""The agents demo: a mixed team works through seven tasks of different skills.
 
 LLM agents (coder, reviewer, analyst, writer) do and judge the work; two tool agents supply
 ground truth: a tester runs submitted code against unit checks in a subprocess, and a checker
 validates math and analysis answers. Their verdicts are authoritative checks; tasks without
-a tool check (the explanation) are decided by the trust-weighted votes of the LLM
+a tool check (the explanations) are decided by the trust-weighted votes of the LLM
 reviewers, whose trust moves with how often they agree with verified outcomes.
 
 One task needs a tool: the analyst answers ``analysis-sales`` by querying the demo's shop
 database with the read-only ``sql_query`` tool (``Agent(tools=["sqlite:PATH"])``; the task
 grants only that tool), and its calls show in the live view and in ``smesh trace``.
+
+One task depends on another: the writer explains the palindrome function once (and only
+once) the tests accepted it, and sees the accepted code as its input.
 """
 
 from __future__ import annotations
@@ -74,8 +77,9 @@ _CODE_CHECKS = {
 
 
 def demo_tasks() -> list[TaskSpec]:
-    """The original demo's three tasks (a function, an explanation, 2+2), two more, and the
-    task that needs a tool (the best seller in the shop database)."""
+    """The original demo's three tasks (a function, an explanation, 2+2), two more, one that
+    depends on the function, and the task that needs a tool (the best seller in the shop
+    database)."""
     reviewed = VerifySpec(quorum=0.9, margin=0.3, timeout_s=45.0)
     return [
         TaskSpec(
@@ -127,6 +131,18 @@ def demo_tasks() -> list[TaskSpec]:
             ),
             verify=reviewed,
             max_attempts=3,
+        ),
+        TaskSpec(
+            task_id="explain-palindrome",
+            skill="writing",
+            priority=0.5,
+            description=(
+                "In one or two sentences, explain how the is_palindrome function in the "
+                "result below works."
+            ),
+            depends_on=("code-palindrome",),
+            verify=reviewed,
+            max_attempts=2,
         ),
         TaskSpec(
             task_id="analysis-primes",

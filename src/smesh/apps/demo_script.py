@@ -34,6 +34,10 @@ _ANSWERS = {
         " else 'Buzz' if i % 5 == 0 else str(i))\n"
         "    return out\n"
     ),
+    "how the is_palindrome function": (
+        "It keeps only the letters and digits of the string, lower-cased, and compares that "
+        "list with its reverse: equal means the text reads the same both ways."
+    ),
     "binary search tree": (
         "A binary search tree is a binary tree in which every node's left subtree holds "
         "smaller keys and its right subtree larger ones. This ordering lets search, insert "

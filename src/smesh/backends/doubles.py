@@ -93,6 +93,8 @@ class ScriptedBackend(BackendBase):
         name: backend name reported in responses.
         model: model name reported in responses.
         strict: whether :meth:`aclose` complains about unconsumed replies.
+        keep: how many of the latest requests :attr:`calls` keeps (memory stays bounded in
+            a long-lived process); :attr:`call_count` counts them all.
 
     Example::
 
@@ -106,12 +108,14 @@ class ScriptedBackend(BackendBase):
         name: str = "scripted",
         model: str = "scripted",
         strict: bool = True,
+        keep: int = 1000,
     ) -> None:
         self.name = name
         self.model = model
         self.strict = strict
         self._replies: deque[Reply | Callable[[Request], Reply]] = deque(replies)
-        self.calls: list[Request] = []
+        self.calls: deque[Request] = deque(maxlen=keep)
+        self.call_count = 0
 
     def add(self, *replies: Reply | Callable[[Request], Reply]) -> ScriptedBackend:
         """Queue more replies; returns self so calls chain."""
@@ -126,9 +130,10 @@ class ScriptedBackend(BackendBase):
     async def complete(self, request: Request) -> Response:
         """Record ``request`` and give the next canned reply."""
         self.calls.append(request)
+        self.call_count += 1
         if not self._replies:
             raise UnexpectedCall(
-                f"{self.name}: unexpected call #{len(self.calls)} ({_summary(request)}); "
+                f"{self.name}: unexpected call #{self.call_count} ({_summary(request)}); "
                 "no scripted reply left"
             )
         reply = self._replies.popleft()
@@ -159,6 +164,8 @@ class FunctionBackend(BackendBase):
         model: model name reported in responses.
         latency: seconds to "think" before replying, or a callable of the request.
         sleep: how to wait out the latency (inject a fake for tests on virtual time).
+        keep: how many of the latest requests :attr:`calls` keeps (memory stays bounded in
+            a long-lived process); :attr:`call_count` counts them all.
     """
 
     def __init__(
@@ -169,17 +176,20 @@ class FunctionBackend(BackendBase):
         model: str = "function",
         latency: float | Callable[[Request], float] = 0.0,
         sleep: Sleep = asyncio.sleep,
+        keep: int = 1000,
     ) -> None:
         self.name = name
         self.model = model
         self._fn = fn
         self._latency = latency
         self._sleep = sleep
-        self.calls: list[Request] = []
+        self.calls: deque[Request] = deque(maxlen=keep)
+        self.call_count = 0
 
     async def complete(self, request: Request) -> Response:
         """Record ``request``, wait the simulated latency, and return what ``fn`` says."""
         self.calls.append(request)
+        self.call_count += 1
         started = time.perf_counter()
         delay = self._latency(request) if callable(self._latency) else self._latency
         if delay > 0:

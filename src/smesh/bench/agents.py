@@ -202,6 +202,62 @@ async def w4_consensus(decisions: int) -> list[float]:
     return spans
 
 
+def _dag(levels: tuple[int, ...] = (4, 12, 24)) -> list[TaskSpec]:
+    """A layered DAG (4 → 12 → 24 = 40 tasks): each task of a level depends on one or two
+    tasks of the level above, spread evenly."""
+    specs: list[TaskSpec] = []
+    above: list[str] = []
+    for depth, width in enumerate(levels):
+        row = []
+        for i in range(width):
+            deps: tuple[str, ...] = ()
+            if above:
+                first = above[i % len(above)]
+                second = above[(i * 7 + 1) % len(above)]
+                deps = tuple(dict.fromkeys((first, second)))
+            task_id = f"L{depth}-{i}"
+            specs.append(TaskSpec(task_id=task_id, skill="s", depends_on=deps))
+            row.append(task_id)
+        above = row
+    return specs
+
+
+async def w5_dag(runs: int) -> tuple[list[float], list[float]]:
+    """A 3-level, 40-task DAG on a zero-latency backend, ``runs`` times. Returns the wall
+    time per task of each run, and every dependent's delay from its last input's acceptance
+    to the first claim on it (a worker's bid: the dependent woke and was taken up)."""
+    backend = FunctionBackend(_echo, name="zero")
+    per_task: list[float] = []
+    wakes: list[float] = []
+    accepted: dict[str, float] = {}
+    claimed: dict[str, float] = {}
+
+    def on_change(task: Any, what: str) -> None:
+        task_id = task.spec.task_id
+        if what == "decision" and task.outcome == "accepted":
+            accepted[task_id] = time.perf_counter()
+        elif what == "claim-emit" and task_id not in claimed:
+            claimed[task_id] = time.perf_counter()  # its first claim: a bid on it
+
+    specs = _dag()
+    for _ in range(runs):
+        # as many workers as the widest level: a dependent never waits for free hands, so
+        # the wake figure is the protocol's own delay
+        agents = [Agent(f"w{i}", backend=backend, skills={"s": 1.0}) for i in range(24)]
+        team = Team(agents, field=Field(SystemClock()), settings=_FAST)
+        accepted.clear()
+        claimed.clear()
+        start = time.perf_counter()
+        report = await team.run(specs, on_change=on_change)
+        elapsed = time.perf_counter() - start
+        assert report.accepted == len(specs), report.stopped_by
+        per_task.append(elapsed / len(specs))
+        for spec in specs:
+            if spec.depends_on:
+                wakes.append(claimed[spec.task_id] - max(accepted[d] for d in spec.depends_on))
+    return per_task, wakes
+
+
 _IMPORT = "import time; t = time.perf_counter(); import smesh; print(time.perf_counter() - t)"
 
 
@@ -222,7 +278,7 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def run(*, quick: bool = False, progress: Progress = None) -> list[BenchResult]:
-    """Run W1–W4, the tool-loop figures and the import benchmark."""
+    """Run W1–W5, the tool-loop figures and the import benchmark."""
 
     def say(name: str) -> None:
         if progress is not None:
@@ -305,6 +361,23 @@ def run(*, quick: bool = False, progress: Progress = None) -> list[BenchResult]:
         "ms",
         0.3,
         "5 concurrent verifiers (4 approve, 1 reject), per decision",
+    )
+    say("w5_dag")
+    gc.collect()  # the garbage of W3's 10,000 agents is not W5's cost
+    per_task, wakes = asyncio.run(w5_dag(10 if quick else 40))
+    add(
+        "w5_dag_overhead_ms",
+        statistics.median(per_task[2:] or per_task) * 1e3,
+        "ms",
+        0.3,
+        "3-level 40-task DAG, zero-latency LLM, coordination time per task",
+    )
+    add(
+        "w5_dependent_wake_ms",
+        statistics.median(wakes) * 1e3,
+        "ms",
+        1.0,
+        "a dependency's acceptance to the first claim (bid) on its dependent, median",
     )
     say("import")
     add("import_s", import_time(3 if quick else 7), "s", 0.2, "python -c 'import smesh'")

@@ -62,6 +62,12 @@ def _register() -> None:
     from smesh.cli import eval as eval_cmd
 
     cli.add_command(eval_cmd.command)
+    from smesh.cli import approve
+
+    cli.add_command(approve.command)
+    from smesh.cli import cancel
+
+    cli.add_command(cancel.command)
 
 
 def _wants_json(argv: list[str]) -> bool:

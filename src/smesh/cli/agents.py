@@ -43,6 +43,10 @@ def _status(task: TaskState) -> str:
         return "[green]accepted[/green]"
     if task.outcome == "failed":
         return "[red]failed[/red]"
+    if task.outcome == "cancelled":
+        return "[red]cancelled[/red]"
+    if task.waiting:
+        return "[dim]waiting for inputs[/dim]"
     if task.attempt in task.results:
         return "[yellow]verifying[/yellow]"
     holder = task.holder
@@ -123,7 +127,7 @@ def _summary(report: RunReport) -> Table:
         table.add_row(
             plain(t.id),
             plain(t.skill),
-            "[green]accepted[/green]" if t.status == "accepted" else "[red]failed[/red]",
+            _STATUS.get(t.status, "[red]failed[/red]"),
             plain(t.claimed_by or "-"),
             str(t.attempts),
             Text(text[:160]),
@@ -133,6 +137,9 @@ def _summary(report: RunReport) -> Table:
         f"{report.llm_calls} LLM calls · {report.tokens} tokens"
     )
     return table
+
+
+_STATUS = {"accepted": "[green]accepted[/green]", "cancelled": "[yellow]cancelled[/yellow]"}
 
 
 def _contract(report: RunReport, per_task: Counter[str]) -> dict[str, Any]:
@@ -150,6 +157,8 @@ def _contract(report: RunReport, per_task: Counter[str]) -> dict[str, Any]:
                 "claimed_by": t.claimed_by,
                 "attempts": t.attempts,
                 "tool_calls": per_task[t.id],
+                "depends_on": t.depends_on,
+                "parent": t.parent,
             }
             for t in report.tasks
         ],

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from smesh.agents.journal import Journal, JournalAction
 from smesh.agents.records import attempts
-from smesh.agents.story import describe
+from smesh.agents.story import describe, workflow_summary
 from smesh.cli._common import console, esc, journal_option, plain, print_json
 from smesh.errors import ConfigurationError, UsageError
 
@@ -67,6 +67,7 @@ def command(run_id: str | None, task_id: str | None, journal_path: Path, as_json
             "events": events,
             "actions": actions,
             "attempts": attempts(actions),
+            **workflow_summary(actions),
         }
         if broken is not None:
             doc["damaged"] = list(journal.problems)

@@ -34,7 +34,9 @@ def _say(obj: Any) -> None:
     sys.stdout.flush()
 
 
-def _agents(prefix: str, count: int, latency: float, seed: int) -> list[FunctionAgent]:
+def _agents(
+    field: MeshField, prefix: str, count: int, latency: float, seed: int
+) -> list[FunctionAgent]:
     rng = random.Random(f"{seed}/{prefix}")
 
     async def perform(ctx: WorkContext) -> Any:
@@ -48,7 +50,7 @@ def _agents(prefix: str, count: int, latency: float, seed: int) -> list[Function
 
     return [
         FunctionAgent(
-            f"{prefix}-a{i}",
+            field.agent_name(f"{prefix}-a{i}"),  # on a mesh, names are scoped under the node
             perform=perform,
             judge=judge,
             skills={"work": 1.0},
@@ -72,10 +74,10 @@ async def _main(args: argparse.Namespace) -> None:
         idle_timeout_s=args.idle,
     )
     team = Team(
-        _agents(args.prefix, args.agents, args.latency, args.seed),
+        _agents(field, args.prefix, args.agents, args.latency, args.seed),
         field=field,
         settings=settings,
-        poster=f"{args.prefix}-poster",
+        poster=field.agent_name(f"{args.prefix}-poster"),
         seed=args.seed,
     )
     accepted: dict[str, int] = {}
