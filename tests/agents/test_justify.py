@@ -14,7 +14,19 @@ from typing import Any
 import pytest
 
 from smesh.agents.board import TaskBoard
-from smesh.agents.protocol import Check, Decision, Result, TaskSpec, VerifySpec, Vote, encode
+from smesh.agents.protocol import (
+    Approval,
+    ApprovalRequest,
+    ApprovalSpec,
+    Check,
+    Decision,
+    Reopen,
+    Result,
+    TaskSpec,
+    VerifySpec,
+    Vote,
+    encode,
+)
 from smesh.clock import VirtualClock
 from smesh.decay import Step
 from smesh.field import Field
@@ -36,10 +48,13 @@ class Scene:
         checkers: dict[str, list[str]] | None = None,
         max_attempts: int = 1,
         error: str | None = None,
+        approval: ApprovalSpec | None = None,
     ) -> None:
         self.clock = VirtualClock(100.0)
         self.field = Field(self.clock)
-        spec = TaskSpec(task_id="t", skill="s", verify=verify, max_attempts=max_attempts)
+        spec = TaskSpec(
+            task_id="t", skill="s", verify=verify, max_attempts=max_attempts, approval=approval
+        )
         self.field.emit("task", spec.payload(), origin="poster", decay=Step(), ttl=TTL)
         extra: dict[str, Any] = {} if checkers is None else {"checkers": checkers}
         self.board = TaskBoard(self.field, trust=trust, **extra)
@@ -206,6 +221,49 @@ def test_a_final_failure_with_attempts_left_is_dropped() -> None:
     assert scene.stats()["dropped_attempts_left"] == 1
     scene.decide("rejected", "votes", {vote.address: ["v1", "v2"]})
     assert scene.task.attempt == 2  # the honest form of the same verdict
+
+
+def test_attempts_are_counted_from_the_last_restart() -> None:
+    """A reopened task gets its ``max_attempts`` again: a ``failed`` on its first attempt
+    after the restart is dropped, though that attempt's number is past ``max_attempts``."""
+    scene = Scene(max_attempts=2)
+    vote = scene.vote("approve", "v1", "v2")
+    scene.decide("accepted", "votes", {vote.address: ["v1", "v2"]})
+    assert scene.task.outcome == "accepted"
+    scene.emit(Reopen("t", "new data", by="poster", at=1.0), "poster", scope="origin")
+    assert (scene.task.outcome, scene.task.attempt, scene.task.base) == (None, 2, 2)
+    scene.result = scene.emit(Result("t", 2, "out 2"), "w", scope="origin")
+    vote = scene.vote("reject", "v1", "v2", attempt=2)
+    scene.decide("failed", "votes", {vote.address: ["v1", "v2"]}, attempt=2)
+    assert not scene.task.final  # one try of two since the restart
+    assert scene.stats()["dropped_attempts_left"] == 1
+    scene.decide("rejected", "votes", {vote.address: ["v1", "v2"]}, attempt=2)
+    assert scene.task.attempt == 3
+
+
+# -- approvals -------------------------------------------------------------------------------
+
+
+def test_an_approval_gated_task_is_accepted_only_by_the_approvers_signed_answer() -> None:
+    """Good votes, a decision citing them, a decision claiming the approval, an answer from
+    someone else: none accepts a task that waits for ann; ann's answer does, on every board."""
+    scene = Scene(approval=ApprovalSpec(by="ann"))
+    other = TaskBoard(scene.field)  # another receiver of the same field
+    vote = scene.vote("approve", "v1", "v2")
+    request = ApprovalRequest("t", 1, scene.result.address, "ann")
+    scene.emit(request, "v1")
+    scene.decide("accepted", "votes", {vote.address: ["v1", "v2"]})  # valid evidence
+    scene.decide("accepted", "approval", by="mallory")  # an approval nobody gave
+    scene.emit(Approval("t", 1, "approve", "", "ann", scene.result.address), "mallory")
+    for board in (scene.board, other):
+        assert not board.tasks["t"].final
+        assert board.justifier.stats()["dropped_needs_approval"] == 1
+        assert board.justifier.stats()["dropped_unknown_basis"] == 1
+    answer = Approval("t", 1, "approve", "fine", "ann", scene.result.address)
+    scene.emit(answer, "ann", scope="origin")
+    for board in (scene.board, other):
+        assert board.tasks["t"].outcome == "accepted"
+        assert board.all_final()
 
 
 # -- checks ----------------------------------------------------------------------------------

@@ -207,11 +207,8 @@ class TaskBoard(Waiters, WorkflowRules):
         """Act on ``decision`` only once its cited evidence re-derives it here."""
         if decision.attempt in task.decisions:
             return  # decided already: a second decision changes nothing
-        lookup, now, first = self.field.get, self.field.clock.now, task.base
-        justifier = self.justifier
-        if justifier.admit(
-            task.spec, task.signal.origin, decision, signal, lookup, now, first=first
-        ):
+        lookup, now, poster = self.field.get, self.field.clock.now, task.signal.origin
+        if self.justifier.admit(task.spec, poster, decision, signal, lookup, now, first=task.base):
             self._on_decision(task, decision, signal)
 
     def _recheck(self, signal: Signal) -> None:

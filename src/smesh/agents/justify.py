@@ -25,8 +25,11 @@ field, weighed in its own trust table, before it acts on it. The rule depends on
 ``give-up``
     the task's poster fails its own task.
 
-A basis with no rule is unjustified; :meth:`Justifier.add_rule` adds one (a workflow's
-``cancel`` or a human's approval rests on its own signed signal, not on votes). Only
+A basis with no rule is unjustified; :meth:`Justifier.add_rule` adds one. A task that
+asks a human's approval (``TaskSpec.approval``) is accepted by no decision in the field:
+every board derives that decision from the approver's own signed ``approval`` signal
+(:mod:`smesh.agents.workflow`), so an ``accepted`` one here is dropped (``needs_approval``)
+however good its votes. Only
 ``failed`` may end an attempt at or past ``max_attempts`` with a rejection (counted from the
 task's last restart), and only then.
 
@@ -201,6 +204,10 @@ class Justifier:
         rule = self.rules.get(decision.basis)
         if rule is None:
             return Justification("drop", "unknown_basis")
+        if decision.verdict == "accepted" and spec.approval is not None:
+            # only the human's signed answer accepts it, and every board derives that
+            # decision from the approval itself: one in the field is never one
+            return Justification("drop", "needs_approval")
         if (
             decision.verdict == "failed"
             and decision.basis in ATTEMPT_BOUND
