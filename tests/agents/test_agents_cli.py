@@ -77,6 +77,11 @@ def test_demo_json_is_the_stable_contract(demo_run: tuple[Path, dict[str, Any]])
     deps = {t["id"]: t["depends_on"] for t in data["tasks"] if t["depends_on"]}
     assert deps == {"explain-palindrome": ["code-palindrome"]}
     assert {t["parent"] for t in data["tasks"]} == {None}
+    # every decision the run acted on was justified by its evidence; honest agents' never
+    # needed to wait or be refused
+    decisions = data["decisions"]
+    assert decisions["accepted"] >= len(DEMO_TASKS)  # its own agents' (``own``) and none refused
+    assert not [k for k in decisions if k.startswith("dropped_")], decisions
     assert (cwd / "tmp" / "j.db").exists()
 
 

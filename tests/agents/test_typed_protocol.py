@@ -57,8 +57,16 @@ WIRE: list[tuple[Payload, dict[str, Any]]] = [
     ),
     (Feedback("t", 1, "too short"), {"task_id": "t", "attempt": 1, "reason": "too short"}),
     (
+        # a decision names the evidence it rests on (issue 10: justified decisions)
         Decision("t", 3, "failed", "give-up"),
-        {"task_id": "t", "attempt": 3, "verdict": "failed", "basis": "give-up"},
+        {
+            "task_id": "t",
+            "attempt": 3,
+            "verdict": "failed",
+            "basis": "give-up",
+            "result": None,
+            "cites": {},
+        },
     ),
     (
         Pressure("local", "rate limited", 2.5),

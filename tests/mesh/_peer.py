@@ -24,10 +24,21 @@ from typing import Any
 
 import msgspec
 
-from smesh.agents import FunctionAgent, Settings, TaskSpec, Team, WorkContext
+from smesh.agents import (
+    FunctionAgent,
+    Judgement,
+    Settings,
+    TaskSpec,
+    TaskState,
+    Team,
+    VerifySpec,
+    WorkContext,
+)
+from smesh.agents.protocol import Ruling, Verdict, Vote, encode
 from smesh.decay import Step
 from smesh.mesh import Identity, MeshConfig, MeshField
 from smesh.mesh.pki import load_credentials
+from smesh.signal import compute_address
 
 
 def _out(obj: Any) -> None:
@@ -101,20 +112,72 @@ async def _serve(field: MeshField) -> None:
             _out({"error": f"{type(exc).__name__}: {exc}"})
 
 
+class _Liar(FunctionAgent):
+    """A Byzantine verifier: it votes against the truth (its judge) and, as soon as its own
+    side has a vote, emits decisions itself: one citing that vote signal's voters, one also
+    citing the poster as a voter on its side (it never was)."""
+
+    def settle(self, task: TaskState, attempt: int) -> Ruling | None:
+        result, posted = task.results.get(attempt), task.result(attempt)
+        if result is None or posted is None:
+            return None
+        lie_good = posted.output == "good"
+        verdict: Verdict = "reject" if lie_good else "approve"
+        ours = task.votes.get(attempt, {}).get(verdict)
+        lied: set[tuple[str, int]] = self.__dict__.setdefault("lied", set())
+        if ours is None or (task.spec.task_id, attempt) in lied:
+            return None
+        lied.add((task.spec.task_id, attempt))
+        voters = [ours.origin, *ours.reinforcers]
+        vote = Vote(task.spec.task_id, attempt, result.address, verdict)
+        where = compute_address("vote", encode(vote), "")
+        base = {"task_id": task.spec.task_id, "attempt": attempt, "basis": "votes"}
+        base |= {"verdict": "failed" if lie_good else "accepted", "result": result.address}
+        for cites in ({ours.address: voters}, {where: [*voters, task.signal.origin]}):
+            self.runtime.field.emit(
+                "decision", {**base, "cites": cites}, origin=self.id, ttl=3600.0
+            )
+        return None
+
+
+def _judge(honest: bool, delay: float) -> Any:
+    async def judge(task: TaskSpec, output: Any) -> Judgement:
+        await asyncio.sleep(delay)
+        good = output == "good"
+        return Judgement("approve" if good == honest else "reject", "judged")
+
+    return judge
+
+
 async def _team(field: MeshField, spec: dict[str, Any]) -> None:
     """Run function agents: ``spec = {"agents": [{"id", "affinity", "hang"}], "post": N,
-    "wait_peers": K}``; a hanging agent sleeps forever in perform (it holds its lease)."""
+    "wait_peers": K}``; a hanging agent sleeps forever in perform (it holds its lease).
+
+    Verification: an agent ``{"id", "judge": "honest" | "liar", "delay": s}`` verifies
+    skill ``work`` (a liar also decides falsely, see :class:`_Liar`); ``"verify": {quorum,
+    margin}`` and ``"max_attempts"`` go into every posted task, and ``"bad": [ids]`` names
+    the tasks whose worker posts a bad output (the others' is ``good``).
+    """
     agents = []
+    bad = set(spec.get("bad", ()))
     for a in spec.get("agents", []):
+        name = field.agent_name(a["id"])  # agents on a mesh are named under their node
+        if "judge" in a:
+            liar = a["judge"] == "liar"
+            judge = _judge(not liar, float(a.get("delay", 0.0)))
+            cls = _Liar if liar else FunctionAgent
+            agents.append(cls(name, judge=judge, verifies={"work": 1.0}))
+            continue
         hang = bool(a.get("hang"))
 
         async def perform(ctx: WorkContext, _hang: bool = hang, _id: str = a["id"]) -> Any:
             if _hang:
                 await asyncio.sleep(3600)
             await asyncio.sleep(0.05)
+            if "verify" in spec:
+                return "bad" if ctx.task.task_id in bad else "good"
             return f"{ctx.task.task_id} done by {_id}"
 
-        name = field.agent_name(a["id"])  # agents on a mesh are named under their node
         agents.append(FunctionAgent(name, perform=perform, skills={"work": a["affinity"]}))
     idle = float(spec.get("idle", 40.0))
     settings = Settings(
@@ -122,7 +185,12 @@ async def _team(field: MeshField, spec: dict[str, Any]) -> None:
     )
     poster = field.agent_name(spec.get("poster", "poster"))
     team = Team(agents, field=field, settings=settings, poster=poster)
-    tasks = [TaskSpec(task_id=f"t{i}", skill="work") for i in range(int(spec.get("post", 0)))]
+    verify = VerifySpec(**spec["verify"]) if "verify" in spec else None
+    attempts = int(spec.get("max_attempts", 3))
+    tasks = [
+        TaskSpec(task_id=f"t{i}", skill="work", verify=verify, max_attempts=attempts)
+        for i in range(int(spec.get("post", 0)))
+    ]
     if tasks:
         while len(field.peers()) < int(spec.get("wait_peers", 0)):
             await asyncio.sleep(0.05)

@@ -14,6 +14,7 @@ from smesh.agents.human import (
     QueueChannel,
     TerminalChannel,
 )
+from smesh.agents.justify import Justification, Justifier
 from smesh.agents.protocol import ApprovalSpec, Ruling, TaskSpec, VerifySpec
 from smesh.agents.runtime import Budget, Runtime, Settings
 from smesh.agents.team import RunReport, TaskReport, Team
@@ -29,6 +30,8 @@ __all__ = [
     "HumanChannel",
     "HumanPrompt",
     "Judgement",
+    "Justification",
+    "Justifier",
     "QueueChannel",
     "Ruling",
     "RunReport",

@@ -16,11 +16,12 @@ approvers of a request); each agent then applies the protocol itself. The workfl
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import msgspec
 
+from smesh.agents.justify import Justifier
 from smesh.agents.protocol import (
     FINAL,
     KIND_APPROVAL,
@@ -69,6 +70,8 @@ class TaskBoard(Waiters, WorkflowRules):
             every worker of the skill).
         address_fallback_s: how long an addressed task waits for its addressee by default.
         cancel_grace_s: how long cancelled work may take to stop by default.
+        checkers: skill -> names whose checks of it are authoritative (see
+            :class:`~smesh.agents.justify.Justifier`).
     """
 
     def __init__(
@@ -80,9 +83,12 @@ class TaskBoard(Waiters, WorkflowRules):
         wake_fanout: int = 4,
         address_fallback_s: float = 30.0,
         cancel_grace_s: float = 5.0,
+        checkers: Mapping[str, Iterable[str]] | None = None,
     ) -> None:
         self.field = field
         self.trust = trust if trust is not None else TrustTable()
+        #: re-derives every decision from the evidence it cites before the board acts on it
+        self.justifier = Justifier(self.trust, checkers=checkers)
         self.task_kinds = task_kinds
         self.address_fallback_s = address_fallback_s
         self.cancel_grace_s = cancel_grace_s
@@ -192,6 +198,28 @@ class TaskBoard(Waiters, WorkflowRules):
         # Payloads are decoded at the edge, in the handlers: a malformed one (a buggy or
         # hostile peer's) is ignored, and everything past them reads typed attributes.
         self._handlers[event.signal.kind](event)
+        if self.justifier.holding:
+            self._recheck(event.signal)
+
+    # -- justified decisions (see smesh.agents.justify) ---------------------------------------
+
+    def _admit(self, task: TaskState, decision: Decision, signal: Signal) -> None:
+        """Act on ``decision`` only once its cited evidence re-derives it here."""
+        if decision.attempt in task.decisions:
+            return  # decided already: a second decision changes nothing
+        lookup, now, poster = self.field.get, self.field.clock.now, task.signal.origin
+        if self.justifier.admit(task.spec, poster, decision, signal, lookup, now, first=task.base):
+            self._on_decision(task, decision, signal)
+
+    def _recheck(self, signal: Signal) -> None:
+        """Evidence may have arrived for a held decision (over a mesh, in any order)."""
+        payload = signal.payload
+        task_id = payload.get("task_id") if isinstance(payload, dict) else None
+        now = self.field.clock.now()
+        for decision, held in self.justifier.recheck(signal.kind, task_id, self.field.get, now):
+            task = self.tasks.get(decision.task_id)
+            if task is not None and decision.attempt not in task.decisions:
+                self._on_decision(task, decision, held)
 
     def _on_task(self, event: FieldEvent) -> None:
         signal = event.signal
@@ -269,7 +297,7 @@ class TaskBoard(Waiters, WorkflowRules):
             decision = decode(Decision, event.signal.payload)
             task = None if decision is None else self.tasks.get(decision.task_id)
             if task is not None:
-                self._on_decision(task, decision, event.signal)  # type: ignore[arg-type]
+                self._admit(task, decision, event.signal)  # type: ignore[arg-type]
 
     def _on_result(self, task: TaskState, attempt: int, signal: Signal) -> None:
         task.results.setdefault(attempt, signal)

@@ -28,8 +28,10 @@ is ignored, never a crash).
 ``feedback`` (origin scope): :class:`Feedback`
     ``{task_id, attempt, reason}``: why a verifier rejected, for the next attempt.
 ``decision`` (content scope, durable): :class:`Decision`
-    ``{task_id, attempt, verdict, basis}`` with verdict ``accepted``, ``rejected`` or
-    ``failed``; ``accepted`` and ``failed`` are final.
+    ``{task_id, attempt, verdict, basis, result, cites}`` with verdict ``accepted``,
+    ``rejected`` or ``failed``; ``accepted`` and ``failed`` are final. It cites the result
+    and the votes or checks it rests on, and a board acts on it only once it has re-derived
+    it from them (:mod:`smesh.agents.justify`).
 ``pressure`` (content scope): :class:`Pressure`
     ``{backend, reason, hold_s}``: every agent sharing that backend backs off.
 ``heartbeat`` (origin scope): :class:`Heartbeat`
@@ -222,13 +224,21 @@ class Feedback(Payload, frozen=True):
 
 
 class Decision(Payload, frozen=True):
-    """The durable decision on an attempt, and what it rests on (see :class:`Ruling`)."""
+    """The durable decision on an attempt, and what it rests on (see :class:`Ruling`).
+
+    ``result`` is the address of the result decided on and ``cites`` the signals the
+    decision rests on (a vote signal's address -> the voters counted on it; a check's
+    address -> ``[]``): every receiver re-derives the decision from them
+    (:mod:`smesh.agents.justify`) before it acts on it.
+    """
 
     KIND: ClassVar[str] = KIND_DECISION
     task_id: str
     attempt: int
     verdict: Outcome
     basis: str = ""
+    result: str | None = None
+    cites: dict[str, list[str]] = {}
 
 
 class Pressure(Payload, frozen=True):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -29,11 +29,12 @@ import msgspec
 from smesh.agents.agent import Agent
 from smesh.agents.board import TaskBoard, TaskState
 from smesh.agents.handles import TaskHandle, TaskReport, task_report
+from smesh.agents.justify import team_checkers
 from smesh.agents.preflight import check_run
 from smesh.agents.protocol import KIND_DECISION, Decision, TaskSpec
 from smesh.agents.records import Detail
 from smesh.agents.runtime import Budget, Runtime, Settings
-from smesh.agents.teamlog import ChangeLog, pump_inbox
+from smesh.agents.teamlog import ChangeLog, learned_trust, pump_inbox
 from smesh.clock import Clock, SystemClock
 from smesh.errors import UsageError
 from smesh.field import Field, FieldStats
@@ -61,6 +62,8 @@ class RunReport(msgspec.Struct, frozen=True, kw_only=True):
     signals: FieldStats | None = None
     accounting: dict[str, Any] = {}  # tokens and cost per agent and per backend
     stop_detail: str | None = None
+    #: decisions re-derived and acted on, held for evidence, dropped (``dropped_<reason>``)
+    decisions: dict[str, int] = {}
 
     @property
     def accepted(self) -> int:
@@ -86,6 +89,8 @@ class Team:
         resume: continue ``run_id`` from ``journal``: replay its tasks, results, votes,
             decisions and workflow signals, so accepted work is not redone, cancelled work
             is not restarted and pending approvals still wait.
+        checkers: skill -> names whose checks of that skill are authoritative, besides this
+            team's own authoritative agents (``*/tester``: the ``tester`` of any node).
     """
 
     def __init__(
@@ -103,6 +108,7 @@ class Team:
         task_kinds: Iterable[str] = ("task",),
         trust: TrustTable | None = None,
         resume: bool = False,
+        checkers: Mapping[str, Iterable[str]] | None = None,
     ) -> None:
         ids = [a.id for a in agents]
         if len(set(ids)) != len(ids):
@@ -127,6 +133,8 @@ class Team:
             for decision in self.field.signals(KIND_DECISION):
                 if decision.origin == poster and decision.payload.get("basis") == "give-up":
                     self.field.withdraw(decision.address, by=poster)
+            # with the trust it had learned: replayed decisions are re-derived as weighed then
+            trust = learned_trust(journal, run_id, trust)
         self.board = TaskBoard(
             self.field,
             trust=trust,
@@ -134,6 +142,7 @@ class Team:
             wake_fanout=settings.wake_fanout,
             address_fallback_s=settings.address_fallback_s,
             cancel_grace_s=settings.cancel_grace_s,
+            checkers=team_checkers(self.agents, checkers),
         )
         self.runtime = Runtime(
             self.field,
@@ -157,6 +166,7 @@ class Team:
         self.runtime.on_quiet(self._changed.set)
         for agent in self.agents:
             agent.attach(self.runtime)
+        self.board.justifier.follow_agents(self.agents, self.board.tasks, Agent.settle)
         self._log: ChangeLog | None = None
         if journal is not None:
             journal.attach(self.field, self.run_id)
@@ -285,7 +295,9 @@ class Team:
         while not rt.stopping:
             await asyncio.sleep(self.settings.tick_s)
             self.field.tick()
-            self.board.tick(self.field.clock.now())
+            now = self.field.clock.now()
+            self.board.tick(now)
+            self.board.justifier.expire(now)  # held too long: dropped (on a quiet field too)
             if rt.budget_spent():
                 rt.stop("budget")
             if self.journal is not None:
@@ -451,7 +463,8 @@ class Team:
                 # the poster gives up on its own unfinished task: an explicit failure (a
                 # task another process posted, over a mesh, is that process's to give up)
                 give_up = Decision(task_id, task.attempt, "failed", "give-up")
-                self.runtime.emit(give_up, origin=self.poster, ttl=self.settings.decision_ttl_s)
+                ttl = self.settings.decision_ttl_s
+                self.runtime.emit(give_up, origin=self.poster, ttl=ttl, scope="origin")
                 self.runtime.record(
                     self.poster, "give-up", task_id, Detail(reason=reason), when=now
                 )
@@ -475,6 +488,7 @@ class Team:
             signals=self.field.stats(),
             accounting=self.budget.ledger.to_dict(),
             stop_detail=detail,
+            decisions=self.board.justifier.stats(),
         )
         if self.journal is not None:
             self.journal.finish(self.run_id, report)

@@ -11,6 +11,8 @@
   ``Settings.inbox_poll_s`` (one indexed query). A resumed run reads its whole inbox again;
   an answer already applied lands on the same signal, so nothing happens twice. A peer on a
   mesh needs no inbox: whatever it emits reaches every field.
+- :func:`learned_trust` gives a resumed run the trust its journal recorded, so its board
+  re-derives the replayed decisions (:mod:`smesh.agents.justify`) as they were weighed.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ from smesh.decay import Step
 from smesh.errors import UsageError
 from smesh.field import Field
 from smesh.signal import Signal
+from smesh.trust import TrustTable
 
 if TYPE_CHECKING:
     from smesh.agents.journal import Journal
 
-__all__ = ["ChangeLog", "post_cancel", "pump_inbox"]
+__all__ = ["ChangeLog", "learned_trust", "post_cancel", "pump_inbox"]
 
 _DURABLE_S = 10 * 365 * 24 * 3600.0  # a cancel outlives any run
 
@@ -75,6 +78,16 @@ class ChangeLog:
             why = f"{task.restarts} of {spec.max_restarts} restarts used, or within "
             why += f"{spec.restart_cooldown_s:g} s of the last"
             rt.record(self.recorder, "reopen-refused", task_id, Detail(reason=why))
+
+
+def learned_trust(journal: Journal, run_id: str, trust: TrustTable | None) -> TrustTable:
+    """``trust`` (or a fresh table) with the trust values ``run_id`` recorded, as of then."""
+    trust = trust if trust is not None else TrustTable()
+    for action in journal.actions(run_id):
+        value = action.detail.get("value") if action.action == "trust" else None
+        if isinstance(value, int | float) and 0.0 <= value <= 1.0:
+            trust.set(action.agent, float(value), action.time)
+    return trust
 
 
 async def pump_inbox(journal: Journal, run_id: str, field: Field, runtime: Runtime) -> None:

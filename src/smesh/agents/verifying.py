@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 
 from smesh.agents.guard import Stoppable
+from smesh.agents.justify import cite_checks, cite_votes, decision_scope
 from smesh.agents.protocol import (
     KIND_RESULT,
     ApprovalRequest,
@@ -20,6 +21,7 @@ from smesh.agents.protocol import (
     Outcome,
     Result,
     Ruling,
+    Verdict,
     Vote,
     decode,
     settle,
@@ -142,11 +144,20 @@ class Verifying(Stoppable):
         result = task.results.get(attempt)
         when = result.created_at if result is not None else self.runtime.now()
         return settle(
-            task.checks.get(attempt),
+            self._allowed_checks(task, attempt),
             task.ballots(attempt),
             lambda voter: trust.get(voter, when),
             task.spec.verify,
         )
+
+    def _allowed_checks(self, task: TaskState, attempt: int) -> dict[str, Verdict] | None:
+        """The checks on ``attempt`` by agents allowed to check its skill (others' "checks"
+        are no ground truth: no board would accept a decision resting on them)."""
+        checks = task.checks.get(attempt)
+        if not checks:
+            return None
+        may_check, skill = self.runtime.board.justifier.may_check, task.spec.skill
+        return {c: v for c, v in checks.items() if may_check(c, skill)}  # type: ignore[misc]
 
     def _try_decide(self, task: TaskState, attempt: int) -> None:
         """Emit the decision on ``attempt`` if :meth:`settle` says the evidence is enough."""
@@ -157,6 +168,20 @@ class Verifying(Stoppable):
         ruling = self.settle(task, attempt)
         if ruling is not None:
             self._decide(task, attempt, ruling.outcome, basis=ruling.basis, **ruling.detail)
+
+    def _cite(
+        self, task: TaskState, attempt: int, basis: str
+    ) -> tuple[str | None, dict[str, list[str]]]:
+        """The result a decision on ``attempt`` is about, and the evidence it rests on."""
+        result = task.results.get(attempt)
+        if result is None:
+            return None, {}
+        if basis == "votes":
+            return result.address, cite_votes(task.votes.get(attempt, {}).values())
+        if basis == "checks":
+            checks = self._allowed_checks(task, attempt) or {}
+            return result.address, cite_checks(task.spec.task_id, attempt, result.address, checks)
+        return result.address, {}
 
     def _decide(
         self, task: TaskState, attempt: int, outcome: Outcome, *, basis: str, **detail: float
@@ -171,8 +196,15 @@ class Verifying(Stoppable):
             return
         if outcome == "rejected" and task.tries >= task.spec.max_attempts:
             outcome = "failed"
-        decision = Decision(task.spec.task_id, attempt, outcome, basis)
-        rt.emit(decision, origin=self.id, ttl=rt.settings.decision_ttl_s)
+        cited = self._cite(task, attempt, basis)
+        decision = Decision(task.spec.task_id, attempt, outcome, basis, *cited)
+        ttl = rt.settings.decision_ttl_s
+        justifier = rt.board.justifier
+        justifier.own = True  # settled here, by this board's rule and trust: see Justifier.own
+        try:
+            rt.emit(decision, origin=self.id, ttl=ttl, scope=decision_scope(basis))
+        finally:
+            justifier.own = False
         if rt.recording:
             masses = {k: round(v, 6) for k, v in detail.items()}
             record = Detail(attempt=attempt, verdict=outcome, basis=basis, extra=masses)

@@ -87,6 +87,16 @@ class PeerReport(msgspec.Struct, frozen=True, kw_only=True):
     mesh: MeshStats
 
 
+#: the roster's authoritative verifiers, on whichever node hosts them: a decision on checks
+#: is accepted only if the checks it cites come from these (``*/tester``: any node's tester;
+#: on a mesh with a CA, only certified nodes are heard at all)
+DEMO_CHECKERS: dict[str, tuple[str, ...]] = {
+    "code": ("*/tester",),
+    "math": ("*/checker",),
+    "analysis": ("*/checker",),
+}
+
+
 def parse_agents(spec: str, *, roster: int = 4) -> tuple[str, ...]:
     """``"coder,tester"`` → the ids of the demo agents to host.
 
@@ -182,6 +192,7 @@ async def run_peer(
                 budget=Budget(calls=options.max_calls, wall_s=options.max_seconds),
                 seed=options.seed,
                 poster=field.agent_name("poster"),
+                checkers=DEMO_CHECKERS,
             )
             run = await team.run(demo_tasks() if options.post else ())
             await asyncio.sleep(0.2)  # let the last decisions reach the peers

@@ -165,6 +165,8 @@ def _contract(report: RunReport, per_task: Counter[str]) -> dict[str, Any]:
             }
             for t in report.tasks
         ],
+        # decisions acted on, held for their evidence and refused (``dropped_<reason>``)
+        "decisions": report.decisions,
     }
 
 

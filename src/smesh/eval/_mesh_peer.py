@@ -80,7 +80,9 @@ async def _main(args: argparse.Namespace) -> None:
         poster=field.agent_name(f"{args.prefix}-poster"),
         seed=args.seed,
     )
-    accepted: dict[str, int] = {}
+    # the attempts of each task accepted: deciders on different nodes may each emit the
+    # decision on one attempt (citing the votes each saw), which is one acceptance, not two
+    accepted: dict[str, set[int]] = {}
 
     def count(event: Any) -> None:
         payload = event.signal.payload
@@ -89,7 +91,10 @@ async def _main(args: argparse.Namespace) -> None:
             and isinstance(payload, dict)
             and payload.get("verdict") == "accepted"
         ):
-            accepted[str(payload["task_id"])] = accepted.get(str(payload["task_id"]), 0) + 1
+            attempt = payload.get("attempt")
+            accepted.setdefault(str(payload["task_id"]), set()).add(
+                attempt if isinstance(attempt, int) else -1
+            )
 
     field.subscribe(count, kinds=["decision"])
     verify = VerifySpec(quorum=0.5, margin=0.3, timeout_s=30.0)
@@ -105,7 +110,7 @@ async def _main(args: argparse.Namespace) -> None:
     try:
         report = await team.run(tasks)
         if tasks:
-            _say({"report": report, "accepted": accepted})
+            _say({"report": report, "accepted": {t: len(a) for t, a in accepted.items()}})
     finally:
         await field.aclose()
 

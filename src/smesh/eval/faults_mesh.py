@@ -4,7 +4,9 @@ One poster process (no agents) posts the tasks and watches; worker processes, ea
 few agents that work and verify, share the field over the mesh on 127.0.0.1
 (:mod:`smesh.eval._mesh_peer`). Whole peers are killed at random moments of the run, so
 the kill rates are multiples of one peer's share of the agents. Measured at the poster:
-completion, tasks accepted twice, and the run's duration against the no-fault run's.
+completion, tasks accepted twice (on two attempts: deciders on two nodes may each emit
+the decision on one attempt, citing the votes each saw, and that is one acceptance), and
+the run's duration against the no-fault run's.
 """
 
 from __future__ import annotations
