@@ -188,3 +188,33 @@ def test_a_late_joiner_pages_through_a_replica_and_admits_signers_by_their_certi
             assert beta.counters.get("sync_answers") >= 5
     finally:
         beta.close()
+
+
+def test_a_field_joins_once_and_leaves_no_threads_behind() -> None:
+    """A second start used to open a second zenoh session that nothing closed: its callback
+    threads kept the interpreter (a test run, a CI job) from exiting."""
+    import threading
+
+    import pytest
+    from _meshkit import eventually, free_port
+
+    from smesh.errors import UsageError
+
+    def zenoh_threads() -> list[str]:
+        return [t.name for t in threading.enumerate() if "pyo3" in t.name and not t.daemon]
+
+    before = set(zenoh_threads())
+    field = MeshField(
+        MeshConfig(mesh=f"once{free_port()}", listen=(f"tcp/127.0.0.1:{free_port()}",))
+    ).start()
+    try:
+        with pytest.raises(UsageError, match="already joined"):
+            field.start()
+        with field as same:  # entering a started field uses it as it is
+            assert same is field and not field.closed
+        assert field.closed
+        with pytest.raises(UsageError, match="closed"):
+            field.start()
+    finally:
+        field.close()
+    assert eventually(lambda: set(zenoh_threads()) <= before), zenoh_threads()

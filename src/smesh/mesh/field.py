@@ -30,7 +30,7 @@ import threading
 import time
 
 from smesh.clock import Clock, SystemClock
-from smesh.errors import SmeshError
+from smesh.errors import SmeshError, UsageError
 from smesh.mesh.channel import LiveChannel
 from smesh.mesh.identity import Identity
 from smesh.mesh.inbound import Inbound, ReplicaPort
@@ -118,7 +118,9 @@ class MeshField(LocalReplica):
 
         Raises:
             TransportError: the session could not be opened.
+            UsageError: the field has already joined, or was closed.
         """
+        self._check_startable()
         try:
             self._open_transport()
             self._catch_up()
@@ -133,7 +135,9 @@ class MeshField(LocalReplica):
 
         Raises:
             TransportError: the session could not be opened.
+            UsageError: the field has already joined, or was closed.
         """
+        self._check_startable()
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         try:
@@ -147,6 +151,14 @@ class MeshField(LocalReplica):
             await asyncio.shield(asyncio.to_thread(self.close))  # nothing half-open stays
             raise
         return self
+
+    def _check_startable(self) -> None:
+        # a second start would open a second session whose zenoh callback threads nothing
+        # closes (they keep the interpreter from exiting); a closed field stays closed
+        if self._transport is not None:
+            raise UsageError(f"mesh field {self.node_id} has already joined the mesh")
+        if self._closed:
+            raise UsageError(f"mesh field {self.node_id} is closed; make a new one")
 
     def _open_transport(self) -> None:
         self._transport = Transport(
@@ -197,13 +209,13 @@ class MeshField(LocalReplica):
         await asyncio.to_thread(self.close)
 
     def __enter__(self) -> MeshField:
-        return self.start()
+        return self if self._transport is not None else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     async def __aenter__(self) -> MeshField:
-        return await self.astart()
+        return self if self._transport is not None else await self.astart()
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
