@@ -140,22 +140,22 @@ class _Fix(ast.NodeTransformer):
                 return ast.Call(_expr("hashlib.sha256"), node.args, node.keywords)
             if name == "hashlib.new" and node.args:
                 return ast.Call(node.func, [ast.Constant("sha256"), *node.args[1:]], node.keywords)
-        if self.cwe == 338:
-            if (name.startswith("random.") and tail != "SystemRandom") or name in (
-                "randint",
-                "random",
-                "choice",
-                "randrange",
-                "sample",
-                "shuffle",
-                "uniform",
-            ):
-                method = "random" if tail == "Random" else tail
-                if tail == "Random":
-                    return ast.Call(_expr("secrets.SystemRandom"), [], [])
-                return ast.Call(
-                    ast.Attribute(_expr("secrets.SystemRandom()"), method), node.args, node.keywords
-                )
+        weak_random = (name.startswith("random.") and tail != "SystemRandom") or name in (
+            "randint",
+            "random",
+            "choice",
+            "randrange",
+            "sample",
+            "shuffle",
+            "uniform",
+        )
+        if self.cwe == 338 and weak_random:
+            method = "random" if tail == "Random" else tail
+            if tail == "Random":
+                return ast.Call(_expr("secrets.SystemRandom"), [], [])
+            return ast.Call(
+                ast.Attribute(_expr("secrets.SystemRandom()"), method), node.args, node.keywords
+            )
         if self.cwe == 502:
             if tail in ("load", "loads") and name.split(".", maxsplit=1)[0] in (
                 "pickle",
@@ -289,11 +289,11 @@ def _sink(tree: ast.AST, cwe: int) -> ast.Call | None:
             continue
         name = _call_name(node)
         tail = name.rsplit(".", 1)[-1]
-        if cwe == 78 and _SHELL.match(name) and node.args:
-            if name in ("os.system", "system", "os.popen", "popen", "commands.getoutput") or any(
-                k.arg == "shell" for k in node.keywords
-            ):
-                return node
+        shell = name in ("os.system", "system", "os.popen", "popen", "commands.getoutput") or any(
+            k.arg == "shell" for k in node.keywords
+        )
+        if cwe == 78 and _SHELL.match(name) and node.args and shell:
+            return node
         if cwe == 94 and name in ("eval", "exec") and node.args:
             return node
         if cwe == 89 and tail in ("execute", "executemany") and node.args:
@@ -305,9 +305,13 @@ def _data_names(arg: ast.expr) -> list[str]:
     called = {id(n.func) for n in ast.walk(arg) if isinstance(n, ast.Call)}
     names: list[str] = []
     for node in ast.walk(arg):
-        if isinstance(node, ast.Name) and id(node) not in called and node.id not in _NOT_DATA:
-            if node.id not in names:
-                names.append(node.id)
+        if (
+            isinstance(node, ast.Name)
+            and id(node) not in called
+            and node.id not in _NOT_DATA
+            and node.id not in names
+        ):
+            names.append(node.id)
     return names
 
 
