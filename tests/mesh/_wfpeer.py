@@ -154,7 +154,8 @@ async def _serve(field: MeshField, team: Team) -> None:
             elif op == "wait":
                 _out(await _wait(team, cmd["task"], float(cmd.get("within", 20.0))))
             elif op == "cancel":
-                team.cancel(cmd.get("task"), reason=cmd.get("reason", ""), grace_s=cmd.get("grace_s"))
+                reason, grace = cmd.get("reason", ""), cmd.get("grace_s")
+                team.cancel(cmd.get("task"), reason=reason, grace_s=grace)
                 _out({"ok": True, "t": time.time()})
             elif op == "peers":
                 _out({"peers": field.peers()})
