@@ -279,3 +279,25 @@ def test_a_run_wide_cancel_reaches_other_processes_and_a_late_joiner(mesh: Mesh)
     # the cancel covers what was posted before it: the mesh takes new work afterwards
     workers.call("submit", specs=[{"task_id": "after", "skill": "note"}])
     assert wait(late, "after")["status"] == "accepted"
+
+
+def test_a_parents_call_budget_bounds_its_subtasks_in_another_process(mesh: Mesh) -> None:
+    """The children run where the parent's budget is not: each carries a cap, and the caps
+    together stay within what the parent had left."""
+    mesh.start({"id": "boss", "skill": "plan", "kind": "planner"})
+    caller = {"skill": "part", "kind": "caller", "delay": 0.01}
+    workers = mesh.start(*({"id": f"w{i}", **caller} for i in range(3)))
+    mesh.joined()
+    spec = {"task_id": "job", "skill": "plan", "input": 3, "max_calls": 6}
+    workers.call("submit", specs=[spec])
+    job = wait(workers, "job")
+    parts = [wait(workers, f"job/p{i}") for i in range(3)]
+    # each child carried a third of the parent's six calls (it used to carry all six, and
+    # three children in a process without the parent's budget made eighteen calls)
+    for part in parts:
+        assert part["status"] == "failed"
+        assert part["reason"] == f"task {part['id']}: its budget of 2 calls ran out", part
+    assert job["status"] == "accepted"
+    time.sleep(0.5)
+    calls = Counter(e["agent"] for e in mesh.events() if e["event"] == "call")
+    assert calls == {f"{workers.node_id}/w{i}": 2 for i in range(3)}
