@@ -354,3 +354,44 @@ def test_a_subtask_never_gets_more_tools_than_its_parent() -> None:
                           "top/silent": ["sql_query"], "top/none": []}  # fmt: skip
 
     virtual(main())
+
+
+def test_a_task_taken_over_by_another_runtime_starts_from_the_calls_already_reported() -> None:
+    """Two teams on one field stand for two processes: each keeps its own task budgets, so
+    the second learns what the first used from the first's result (``Result.calls``)."""
+    calls: Counter[str] = Counter()
+
+    def reply(request: Request) -> str:
+        calls[str(request.agent)] += 1
+        return "ok"
+
+    backend = FunctionBackend(reply)
+
+    class First(Agent):
+        async def perform(self, ctx: WorkContext) -> Any:
+            if ctx.attempt > 1:
+                return ctx.hand_off(skill="x", note="over to you")
+            for _ in range(3):
+                await self.ask("work")
+            raise RuntimeError("lost my notes")
+
+    class Second(Agent):
+        async def perform(self, ctx: WorkContext) -> Any:
+            made = 0
+            with contextlib.suppress(TaskBudgetExceeded):
+                while True:
+                    await self.ask("work")
+                    made += 1
+            return made
+
+    async def main() -> None:
+        clock = LoopClock()
+        first = Team([First("first", backend=backend, skills={"s": 1.0})], clock=clock)
+        second = Team([Second("second", backend=backend, skills={"x": 1.0})], field=first.field)
+        async with first, second:
+            report = await first.run_task(TaskSpec(task_id="t", skill="s", max_calls=4))
+        assert report.status == "accepted", report
+        assert report.output == 1  # 4 - the 3 the first attempt reported
+        assert calls == {"first": 3, "second": 1}
+
+    virtual(main())
