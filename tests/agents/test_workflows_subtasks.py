@@ -7,6 +7,7 @@ it spawns subtasks inside ``perform`` and awaits their reports while its lease s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from typing import Any
 
@@ -15,7 +16,7 @@ from _agentkit import now, virtual, wait_until
 
 from smesh.agents import Agent, FunctionAgent, Settings, TaskSpec, Team, WorkContext
 from smesh.backends.base import Request
-from smesh.errors import UsageError
+from smesh.errors import TaskBudgetExceeded, UsageError
 from smesh.testing import FunctionBackend
 from smesh.testing.virtual_time import LoopClock
 
@@ -240,15 +241,43 @@ def test_subtasks_are_bounded_by_depth_count_and_the_parents_call_budget() -> No
         team = Team(agents, clock=LoopClock())
         report = await team.run([TaskSpec(task_id="top", skill="s", max_calls=6)])
         got = {t.id: t for t in report.tasks}
-        # the parent's cap bounds its children: one call of its own, five of a child, and
-        # every further call refused before it started
+        # the parent's cap bounds its children: one call of its own, and the five left split
+        # among the three children as their own caps (2, 2, 1: carried in their specs, so
+        # they hold in any process); every further call refused before it started
         assert sum(calls.values()) == 6
         kids = [got[f"top/k{i}"] for i in range(3)]
-        assert sorted(k.status for k in kids) == ["accepted", "failed", "failed"]
-        refused = [k for k in kids if k.status == "failed"]
-        assert all("task top: its budget of 6 calls ran out" in (k.reason or "") for k in refused)
+        assert [k.status for k in kids] == ["failed"] * 3
+        for kid, cap in zip(kids, (2, 2, 1), strict=True):
+            assert f"task {kid.id}: its budget of {cap} calls ran out" in (kid.reason or "")
         assert {k.parent for k in kids} == {"top"}
         assert report.stopped_by == "quiescent"  # a task's cap is not the run's budget
+
+        calls.clear()
+
+        class Frugal(Agent):
+            async def perform(self, ctx: WorkContext) -> Any:
+                if ctx.task.parent is not None:
+                    return (await self.ask("one call")).text
+                await self.ask("plan")
+                kids = ctx.spawn([TaskSpec(task_id=f"k{i}", skill="s") for i in range(3)])
+                await asyncio.gather(*kids)
+                merged = 0
+                with contextlib.suppress(TaskBudgetExceeded):
+                    while True:
+                        await self.ask("merge")
+                        merged += 1
+                return merged
+
+        agents = [Frugal(f"f{i}", backend=backend, skills={"s": 1.0}) for i in range(4)]
+        report = await Team(agents, clock=LoopClock()).run(
+            [TaskSpec(task_id="top", skill="s", max_calls=10)]
+        )
+        got = {t.id: t for t in report.tasks}
+        # the children took 3 calls each aside and used one: what they did not use came
+        # back to the parent (what their results reported), which merged with 10 - 1 - 3
+        assert [got[f"top/k{i}"].status for i in range(3)] == ["accepted"] * 3
+        assert got["top"].output == 6
+        assert sum(calls.values()) == 10
 
     virtual(main())
 
@@ -323,5 +352,46 @@ def test_a_subtask_never_gets_more_tools_than_its_parent() -> None:
         assert {t.status for t in report.tasks} == {"accepted"}
         assert grants == {"top": ["sql_query"], "top/greedy": ["sql_query"],
                           "top/silent": ["sql_query"], "top/none": []}  # fmt: skip
+
+    virtual(main())
+
+
+def test_a_task_taken_over_by_another_runtime_starts_from_the_calls_already_reported() -> None:
+    """Two teams on one field stand for two processes: each keeps its own task budgets, so
+    the second learns what the first used from the first's result (``Result.calls``)."""
+    calls: Counter[str] = Counter()
+
+    def reply(request: Request) -> str:
+        calls[str(request.agent)] += 1
+        return "ok"
+
+    backend = FunctionBackend(reply)
+
+    class First(Agent):
+        async def perform(self, ctx: WorkContext) -> Any:
+            if ctx.attempt > 1:
+                return ctx.hand_off(skill="x", note="over to you")
+            for _ in range(3):
+                await self.ask("work")
+            raise RuntimeError("lost my notes")
+
+    class Second(Agent):
+        async def perform(self, ctx: WorkContext) -> Any:
+            made = 0
+            with contextlib.suppress(TaskBudgetExceeded):
+                while True:
+                    await self.ask("work")
+                    made += 1
+            return made
+
+    async def main() -> None:
+        clock = LoopClock()
+        first = Team([First("first", backend=backend, skills={"s": 1.0})], clock=clock)
+        second = Team([Second("second", backend=backend, skills={"x": 1.0})], field=first.field)
+        async with first, second:
+            report = await first.run_task(TaskSpec(task_id="t", skill="s", max_calls=4))
+        assert report.status == "accepted", report
+        assert report.output == 1  # 4 - the 3 the first attempt reported
+        assert calls == {"first": 3, "second": 1}
 
     virtual(main())

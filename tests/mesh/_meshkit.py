@@ -27,12 +27,14 @@ def free_port() -> int:
 
 
 class Peer:
-    """One peer process, driven line by line (see ``_peer.py``)."""
+    """One peer process, driven line by line (see ``_peer.py``; ``_wfpeer.py`` runs a team)."""
 
-    def __init__(self, args: list[str], *, prefix: list[str] | None = None) -> None:
+    def __init__(
+        self, args: list[str], *, prefix: list[str] | None = None, script: Path = PEER
+    ) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "RUST_LOG": "error"}
         self.proc = subprocess.Popen(
-            [*(prefix or []), sys.executable, str(PEER), *args],
+            [*(prefix or []), sys.executable, str(script), *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 pytest.importorskip("zenoh")
 pytest.importorskip("cryptography")
 
-from _meshkit import Peer
+from _meshkit import PEER, Peer
 
 
 @pytest.fixture
@@ -24,8 +25,10 @@ def spawn() -> Iterator[Callable[..., Peer]]:
     """Start peers (``spawn(*args, ready=True)``); every one is stopped at teardown."""
     peers: list[Peer] = []
 
-    def start(*args: str, ready: bool = True, prefix: list[str] | None = None) -> Peer:
-        peer = Peer(list(args), prefix=prefix)
+    def start(
+        *args: str, ready: bool = True, prefix: list[str] | None = None, script: Path = PEER
+    ) -> Peer:
+        peer = Peer(list(args), prefix=prefix, script=script)
         peers.append(peer)
         return peer.wait_ready() if ready else peer
 

@@ -147,18 +147,29 @@ WORKFLOW_KINDS: frozenset[str] = frozenset(
 
 
 class Payload(msgspec.Struct, frozen=True):
-    """Base of the typed payloads; ``KIND`` is the signal kind that carries one."""
+    """Base of the typed payloads; ``KIND`` is the signal kind that carries one; ``SPARSE``:
+    fields added later, left off the wire while unset (None), so that the wire form, and
+    the address, of a payload that does not use them stays what it was."""
 
     KIND: ClassVar[str]
+    SPARSE: ClassVar[tuple[str, ...]] = ()
 
 
 P = TypeVar("P", bound=msgspec.Struct)
 
 
-#: ``encode(payload)``: the wire form of a payload, a plain dict of its fields. Shallow on
-#: purpose: a worker's ``output`` goes into the signal as it is, and the field rejects it
-#: there if it is not JSON-compatible. (msgspec's own function: it is on every emit.)
-encode: Callable[[Payload], dict[str, Any]] = msgspec.structs.asdict
+_asdict: Callable[[Payload], dict[str, Any]] = msgspec.structs.asdict
+
+
+def encode(payload: Payload) -> dict[str, Any]:
+    """The wire form of a payload: a plain dict of its fields, less unset ``SPARSE`` ones.
+    Shallow on purpose (msgspec's asdict; it is on every emit): a worker's ``output`` goes
+    in as it is, and the field rejects it there if it is not JSON-compatible."""
+    wire = _asdict(payload)
+    for name in payload.SPARSE:
+        if wire[name] is None:
+            del wire[name]
+    return wire
 
 
 def decode(cls: type[P], payload: Any) -> P | None:
@@ -185,13 +196,17 @@ class Claim(Payload, frozen=True):
 
 
 class Result(Payload, frozen=True):
-    """The outcome of one attempt: an output, or the error that prevented one."""
+    """The outcome of one attempt: an output, or the error that prevented one; ``calls``:
+    for a task with ``max_calls``, the calls its work has used so far, its subtasks' included
+    (how a parent in another process learns what its share left over)."""
 
     KIND: ClassVar[str] = KIND_RESULT
+    SPARSE: ClassVar[tuple[str, ...]] = ("calls",)
     task_id: str
     attempt: int
     output: Any = None
     error: str | None = None
+    calls: int | None = None
 
 
 class Vote(Payload, frozen=True):

@@ -4,8 +4,8 @@ The runtime holds no opinions about tasks; it carries the things every agent nee
 tasks and workflow signals for whoever asks (the team, an agent spawning subtasks), and
 holds the stop flag that ends the run. :class:`~smesh.backends.accounting.Budget` lives with
 the backends' accounting (it is re-exported here and as ``smesh.Budget``); a task with
-``max_calls`` gets a :class:`TaskBudget` that its work (and its subtasks' work in this
-process) is charged to.
+``max_calls`` gets a :class:`TaskBudget` that its work is charged to, and that its subtasks
+draw their own caps from (see :class:`TaskBudget`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from smesh.agents.handles import TaskHandle, order_specs
 from smesh.agents.protocol import Cancel, Payload, Reopen, TaskSpec, encode, task_intensity
 from smesh.agents.records import Action, Detail
 from smesh.agents.sinks import RecordSink, open_sinks
+from smesh.agents.tasks import TaskState
 from smesh.backends.accounting import Budget, Usage
 from smesh.backends.base import Response
 from smesh.decay import Step
@@ -32,7 +33,7 @@ from smesh.signal import Scope, Signal
 if TYPE_CHECKING:
     from smesh.agents.journal import Journal
 
-__all__ = ["Budget", "Runtime", "Settings", "TaskBudget"]
+__all__ = ["Budget", "Runtime", "Settings", "TaskBudget", "reported_calls"]
 
 #: the task budget the running code is charged to (set for the duration of an attempt)
 _TASK_BUDGET: ContextVar[TaskBudget | None] = ContextVar("smesh_task_budget", default=None)
@@ -271,16 +272,16 @@ class Runtime:
     # -- task budgets ----------------------------------------------------------------------
 
     def task_budget(self, spec: TaskSpec) -> TaskBudget | None:
-        """The budget ``spec``'s work is charged to (None: the run's), created on first use:
-        its own ``max_calls``, inside its parent's when the parent has one here."""
-        if spec.max_calls is None and spec.parent is None:
-            return None  # (most tasks: no cap of their own, no parent's to share)
+        """The budget ``spec``'s work is charged to (None: the run's), created on first use
+        from its ``max_calls`` (a subtask's is its share of its parent's), less what its
+        earlier attempts, in any process, reported having used."""
+        if spec.max_calls is None:
+            return None  # (most tasks: no cap of their own)
         budget = self._task_budgets.get(spec.task_id)
         if budget is None:
-            parent = self._task_budgets.get(spec.parent) if spec.parent is not None else None
-            if spec.max_calls is None and parent is None:
-                return None
-            budget = TaskBudget(self, spec.task_id, spec.max_calls, parent or self._budget)
+            known = self.board.tasks.get(spec.task_id)
+            spent = (reported_calls(known) or 0) if known is not None else 0
+            budget = TaskBudget(self, spec.task_id, spec.max_calls, self._budget, spent=spent)
             self._task_budgets[spec.task_id] = budget
         return budget
 
@@ -339,35 +340,59 @@ class Runtime:
 
 
 class TaskBudget(Budget):
-    """One task's cap on backend calls, charged to its parent's budget as well.
+    """One task's cap on backend calls (its ``max_calls``), charged to the run's budget too.
+
+    Its subtasks draw on it by reservation, so the cap holds wherever they run: each one
+    spawned gets a share of what is left as its own ``max_calls`` (carried in its spec, to
+    whichever process does it), and the share counts as spent until the subtask ends; from
+    then on only what its results reported having used does (all of it if none did: a
+    subtask cut off without a result may have spent it).
 
     Args:
         runtime: the run it belongs to.
         task_id: the task.
-        calls: its cap (None: only its parent's caps apply).
-        parent: the parent task's budget, or the run's.
+        calls: its cap.
+        parent: the run's budget.
+        spent: calls already used (reported by earlier attempts, maybe elsewhere).
     """
 
-    def __init__(self, runtime: Runtime, task_id: str, calls: int | None, parent: Budget) -> None:
+    def __init__(
+        self, runtime: Runtime, task_id: str, calls: int, parent: Budget, *, spent: int = 0
+    ) -> None:
         super().__init__(calls=calls)
         self.runtime = runtime
         self.task_id = task_id
         self.parent = parent
         self.ledger = parent.ledger
+        self.spent = spent
+        self.shares: dict[str, int] = {}  # subtask -> the calls it may use
+
+    def reserve(self, task_id: str, calls: int) -> None:
+        """Set ``calls`` aside for subtask ``task_id`` (its ``max_calls``)."""
+        self.shares[task_id] = calls
 
     @property
-    def remaining(self) -> int | None:
-        """Calls left under this cap and its parents' (None: unlimited)."""
-        limit = self.limits["calls"]
-        mine = None if limit is None else max(int(limit) - self.calls, 0)
-        above = self.parent.remaining if isinstance(self.parent, TaskBudget) else None
-        if mine is None or above is None:
-            return above if mine is None else mine
-        return min(mine, above)
+    def used(self) -> int:
+        """Calls used by the task and set aside for (or used by) its subtasks."""
+        tasks = self.runtime.board.tasks
+        committed = 0
+        for task_id, share in self.shares.items():
+            child = tasks.get(task_id)
+            if child is not None and child.final and child.results:
+                reported = reported_calls(child)
+                committed += share if reported is None else min(reported, share)
+            else:
+                committed += share
+        return self.spent + self.calls + committed
+
+    @property
+    def remaining(self) -> int:
+        """Calls left under this cap."""
+        return max(int(self.limits["calls"] or 0) - self.used, 0)
 
     def check(self) -> None:
-        limit = self.limits["calls"]
-        if limit is not None and self.calls >= limit:
+        if self.remaining <= 0:
+            limit = self.limits["calls"]
             raise TaskBudgetExceeded(f"task {self.task_id}: its budget of {limit:g} calls ran out")
         self.parent.check()
 
@@ -381,3 +406,10 @@ class TaskBudget(Budget):
 
 def _wire(spec: TaskSpec) -> bytes:
     return msgspec.json.encode(spec)
+
+
+def reported_calls(task: TaskState) -> int | None:
+    """The most calls any of the task's results reports its work used (None: none says)."""
+    counts = [r.calls for a in task.results if (r := task.result(a)) is not None]
+    known = [c for c in counts if c is not None]
+    return max(known) if known else None

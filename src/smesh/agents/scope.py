@@ -102,7 +102,8 @@ class WorkScope:
         Raises:
             UsageError: too deep, or too many subtasks.
             InvalidDependency: an unknown dependency or a cycle.
-            TaskBudgetExceeded: this task's call budget is spent.
+            TaskBudgetExceeded: this task's call budget has not one call left for each new
+                subtask (a capped task's calls left are split among the new subtasks).
         """
         one = isinstance(specs, TaskSpec)
         batch = [specs] if isinstance(specs, TaskSpec) else list(specs)
@@ -128,9 +129,18 @@ class WorkScope:
                 f"{parent.task_id!r} may spawn at most {settings.max_subtasks} subtasks"
             )
         budget = rt.task_budget(parent)
-        left = None if budget is None else budget.remaining
-        if left == 0:
-            raise TaskBudgetExceeded(f"task {parent.task_id}: no calls left for subtasks")
+        # a capped parent's calls left are split among its new subtasks: each carries its
+        # share as its own cap, which holds in whatever process does the subtask
+        new = sum(full(s.task_id) not in board.tasks for s in batch)
+        shares: list[int] = []
+        if budget is not None and new:
+            left = budget.remaining
+            if left < new:
+                raise TaskBudgetExceeded(
+                    f"task {parent.task_id}: {left} calls left, not one for each of {new} subtasks"
+                )
+            base, extra = divmod(left, new)
+            shares = [base + (i < extra) for i in range(new)]
         grant = ToolGrant.of(parent.tools)  # a child never gets more tools than its parent
         children = []
         for spec in batch:
@@ -138,8 +148,9 @@ class WorkScope:
                 full(d) if d in local or full(d) in board.tasks else d for d in spec.depends_on
             )
             cap = spec.max_calls
-            if left is not None:
-                cap = left if cap is None else min(cap, left)
+            if shares and full(spec.task_id) not in board.tasks:
+                share = shares.pop(0)
+                cap = share if cap is None else min(cap, share)
             children.append(
                 msgspec.structs.replace(
                     spec,
@@ -151,6 +162,12 @@ class WorkScope:
                 )
             )
         handles = rt.post(children, origin=self.agent, adopt=True)
+        if budget is not None:
+            for handle in handles:  # (an adopted subtask keeps the cap it was posted with)
+                known = board.tasks.get(handle.task_id)
+                calls = known.spec.max_calls if known is not None else None
+                if calls is not None:
+                    budget.reserve(handle.task_id, calls)
         return handles[0] if one else handles
 
     def handoff(

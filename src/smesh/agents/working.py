@@ -106,9 +106,9 @@ class Working(Verifying):
         error: str | None = None
         renewal = self._renew(lease, deadline)
         token = None
-        if spec.max_calls is not None or spec.parent is not None:
-            budget = rt.task_budget(spec)
-            token = rt.charge_to(budget) if budget is not None else None
+        budget = rt.task_budget(spec) if spec.max_calls is not None else None
+        if budget is not None:
+            token = rt.charge_to(budget)
         try:
             async with asyncio.timeout(settings.work_timeout_s):
                 output = await self.perform(ctx)
@@ -129,9 +129,10 @@ class Working(Verifying):
                 rt.uncharge(token)
         if self._crashed:
             return
+        calls = None if budget is None else budget.used  # for a parent elsewhere to see
         outcome = task.outcome
         if outcome == "cancelled" and task.attempt == attempt:
-            self._post_partial(task, attempt, output, error)
+            self._post_partial(task, attempt, output, error, calls)
             return
         if (
             task.attempt != attempt
@@ -145,7 +146,7 @@ class Working(Verifying):
             if error is None:
                 return
             output = None
-        error = self._post_result(task, attempt, output, error, lease)
+        error = self._post_result(task, attempt, output, error, lease, calls)
         if error is not None:
             self._decide(task, attempt, "rejected", basis="error")
             return
@@ -162,7 +163,13 @@ class Working(Verifying):
             rt.working += 1
 
     def _post_result(
-        self, task: TaskState, attempt: int, output: Any, error: str | None, lease: str
+        self,
+        task: TaskState,
+        attempt: int,
+        output: Any,
+        error: str | None,
+        lease: str,
+        calls: int | None = None,
     ) -> str | None:
         """Post the attempt's result; returns its error (an output that is not JSON is
         one)."""
@@ -170,12 +177,12 @@ class Working(Verifying):
         spec = task.spec
         ttl = rt.settings.result_ttl_s
         try:
-            posted = Result(spec.task_id, attempt, output, error)
+            posted = Result(spec.task_id, attempt, output, error, calls)
             rt.emit(posted, origin=self.id, scope="origin", ttl=ttl)
         except InvalidSignal as exc:
             error = f"output is not JSON-compatible: {exc}"
             output = None
-            posted = Result(spec.task_id, attempt, None, error)
+            posted = Result(spec.task_id, attempt, None, error, calls)
             rt.emit(posted, origin=self.id, scope="origin", ttl=ttl)
         if rt.recording:
             trigger = Trigger(address=lease, kind=KIND_CLAIM)
@@ -185,14 +192,16 @@ class Working(Verifying):
             rt.record(self.id, "result", spec.task_id, detail)
         return error
 
-    def _post_partial(self, task: TaskState, attempt: int, output: Any, error: str | None) -> None:
+    def _post_partial(
+        self, task: TaskState, attempt: int, output: Any, error: str | None, calls: int | None
+    ) -> None:
         """The task was cancelled while this attempt ran and it finished within the grace
         period: keep what it produced (no verdict follows; the report shows it)."""
         rt = self.runtime
         if output is None and error is None:
             return
         try:
-            posted = Result(task.spec.task_id, attempt, output, error)
+            posted = Result(task.spec.task_id, attempt, output, error, calls)
             rt.emit(posted, origin=self.id, scope="origin", ttl=rt.settings.result_ttl_s)
         except InvalidSignal:
             return
